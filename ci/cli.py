@@ -1,0 +1,43 @@
+"""``python -m ci COMMAND ...``: the dispatcher only dispatches.
+
+Each command lives in its own module with a ``main(argv) -> int``; modules are imported
+lazily so that commands which never touch TensorFlow never pay for importing it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from ci.errors import CiError
+
+COMMANDS = {
+    "emulator": ("ci.emulator.__main__", "run the local Vertex AI + Cloud Storage emulators"),
+    "local-predict": ("ci.local_predict", "predict a JSON-lines file with a local export"),
+}
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m ci COMMAND [ARGS...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"Error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        return module.main(rest)
+    except CiError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("Error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,61 @@
+"""``gs://`` paths moved with google-cloud-storage (``tf.io.gfile`` cannot reach the emulator)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ci.errors import UsageError
+
+
+def split(uri: str) -> tuple[str, str]:
+    """``gs://bucket/a/b`` → ``("bucket", "a/b")``."""
+    if not uri.startswith("gs://") or len(uri) <= len("gs://"):
+        raise UsageError(f"not a gs:// URI: {uri!r}")
+    bucket, _, name = uri[len("gs://") :].partition("/")
+    if not bucket:
+        raise UsageError(f"no bucket in {uri!r}")
+    return bucket, name
+
+
+def join(uri: str, *parts: str) -> str:
+    return "/".join([uri.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def download_prefix(client, uri: str, dest: Path) -> list[Path]:
+    """Copy every object under ``uri`` into ``dest``, keeping relative paths."""
+    bucket, prefix = split(uri)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    written = []
+    for blob in client.list_blobs(bucket, prefix=prefix):
+        rel = blob.name[len(prefix) :]
+        if not rel or rel.endswith("/"):
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        blob.download_to_filename(os.fspath(target))
+        written.append(target)
+    return written
+
+
+def download_file(client, uri: str, dest: Path) -> Path:
+    bucket, name = split(uri)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    client.bucket(bucket).blob(name).download_to_filename(os.fspath(dest))
+    return dest
+
+
+def read_text(client, uri: str) -> str | None:
+    """The object's text, or None when it does not exist."""
+    from google.api_core.exceptions import NotFound
+
+    bucket, name = split(uri)
+    try:
+        return client.bucket(bucket).blob(name).download_as_text()
+    except NotFound:
+        return None
+
+
+def upload_file(client, path: Path, uri: str) -> None:
+    bucket, name = split(uri)
+    client.bucket(bucket).blob(name).upload_from_filename(os.fspath(path))
