@@ -1,0 +1,133 @@
+"""Serve a SavedModel's ``serving_default`` signature in TF Serving's row format.
+
+Inputs and outputs are read from the signature, never assumed: this works for any
+trainer package. Used by ``python -m ci local-predict`` and by the emulator's predict.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from ci.errors import BadInstance, BadData
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet start-up
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+_KINDS = {"float": (int, float), "int": (int,), "bool": (bool,), "string": (str,)}
+
+
+def read_instances(path: Path) -> list:
+    """Instances from a JSON-lines file (one instance per line), or a ``{"instances": [...]}`` file."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BadData(f"{path}: {exc.strerror}") from None
+    stripped = text.strip()
+    if stripped.startswith("{") and '"instances"' in stripped.split("\n", 1)[0][:200]:
+        try:
+            body = json.loads(stripped)
+            if isinstance(body, dict) and isinstance(body.get("instances"), list):
+                return body["instances"]
+        except ValueError:
+            pass
+    instances = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            try:
+                instances.append(json.loads(line))
+            except ValueError as exc:
+                raise BadData(f"{path}:{number}: not JSON ({exc.msg}): {line[:80]!r}") from None
+    if not instances:
+        raise BadData(f"{path}: no instances")
+    return instances
+
+
+class Predictor:
+    """A loaded ``serving_default`` signature and what its inputs and outputs are."""
+
+    def __init__(self, signature):
+        import tensorflow as tf
+
+        self._tf = tf
+        self._fn = signature
+        _, specs = signature.structured_input_signature
+        self.inputs = dict(sorted(specs.items()))
+        self.outputs = dict(sorted(signature.structured_outputs.items()))
+
+    @classmethod
+    def load(cls, export_dir: str | Path) -> Predictor:
+        """Load the SavedModel in ``export_dir`` (a local directory)."""
+        import tensorflow as tf
+
+        if not (Path(export_dir) / "saved_model.pb").is_file():
+            raise BadData(f"{export_dir}: no saved_model.pb (not a complete SavedModel export)")
+        loaded = tf.saved_model.load(os.fspath(export_dir))
+        if "serving_default" not in loaded.signatures:
+            raise BadData(f"{export_dir}: the SavedModel has no serving_default signature")
+        predictor = cls(loaded.signatures["serving_default"])
+        predictor._loaded = loaded  # the signature needs its object graph kept alive
+        return predictor
+
+    def _column(self, name, spec, instances):
+        dtype = spec.dtype
+        kind = ("bool" if dtype.is_bool else "float" if dtype.is_floating
+                else "int" if dtype.is_integer else "string")
+        inner = spec.shape[1:]
+        values = []
+        for index, instance in enumerate(instances):
+            if not isinstance(instance, dict):
+                if len(self.inputs) == 1 and not isinstance(instance, dict):
+                    value = instance
+                else:
+                    raise BadInstance(f"instance {index}: expected an object with fields "
+                                      f"{', '.join(self.inputs)}, got {json.dumps(instance)[:80]}")
+            elif name not in instance:
+                raise BadInstance(f"instance {index}: missing field {name!r}")
+            else:
+                value = instance[name]
+            _check_value(index, name, value, kind, inner.rank or 0)
+            values.append(value)
+        try:
+            return self._tf.constant(values, dtype=dtype)
+        except (ValueError, TypeError) as exc:
+            raise BadInstance(f"field {name!r}: values do not fit {spec.shape}: {exc}") from None
+
+    def predict(self, instances: list) -> list[dict]:
+        """Predictions for a batch of instances, one dict of output values per instance."""
+        if not isinstance(instances, list) or not instances:
+            raise BadInstance("'instances' must be a non-empty list")
+        for index, instance in enumerate(instances):
+            if isinstance(instance, dict):
+                unknown = sorted(set(instance) - set(self.inputs))
+                if unknown:
+                    raise BadInstance(f"instance {index}: unknown field {unknown[0]!r} (the "
+                                      f"signature takes {', '.join(self.inputs)})")
+        tensors = {name: self._column(name, spec, instances) for name, spec in self.inputs.items()}
+        outputs = {name: value.numpy().tolist() for name, value in self._fn(**tensors).items()}
+        return [{name: _plain(rows[i]) for name, rows in outputs.items()} for i in range(len(instances))]
+
+
+def _check_value(index: int, name: str, value, kind: str, rank: int) -> None:
+    """One field of one instance must be a (nested list of) JSON value(s) of the right kind."""
+    if rank and isinstance(value, list):
+        for item in value:
+            _check_value(index, name, item, kind, rank - 1)
+        return
+    ok = isinstance(value, _KINDS[kind]) and not (kind != "bool" and isinstance(value, bool))
+    if ok and kind == "float" and not math.isfinite(value):
+        ok = False
+    if not ok or rank:
+        expected = f"a list (rank {rank}) of " if rank else ""
+        raise BadInstance(f"instance {index}: field {name!r} must be {expected}{kind}, "
+                          f"got {json.dumps(value)[:60]}")
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

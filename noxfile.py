@@ -1,0 +1,76 @@
+"""Sessions a pull request runs (`nox -l` lists them). Dependencies: pyproject.toml groups."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.2.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["lint", "tests"]
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml("pyproject.toml")
+# Where local_train leaves its job (export + metrics.json) for local_predict and artifacts.
+LOCAL_JOB_DIR = Path(os.environ.get("LOCAL_JOB_DIR", ROOT / "build" / "local-job"))
+QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def install(session: nox.Session, group: str) -> None:
+    session.install(*nox.project.dependency_groups(PYPROJECT, group))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    install(session, "lint")
+    session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit, emulator and workflow tests (pytest; posargs go to pytest)."""
+    install(session, "dev")
+    session.run("pytest", *session.posargs, env=QUIET_TF)
+
+
+@nox.session
+def local_train(session: nox.Session) -> None:
+    """A short real training run through the entry point the cloud uses."""
+    install(session, "ci")
+    steps = session.posargs or ["--train-steps", "300"]
+    session.run("python", "-m", "trainer.task", "--job-dir", str(LOCAL_JOB_DIR), *steps, env=QUIET_TF)
+    session.log(f"export: {LOCAL_JOB_DIR / 'model'}; metrics: {LOCAL_JOB_DIR / 'metrics.json'}")
+
+
+@nox.session
+def local_predict(session: nox.Session) -> None:
+    """Predict data/test.json with local_train's export, as the endpoint would; expect 0, 1, 2."""
+    install(session, "ci")
+    out = session.run(
+        "python", "-m", "ci", "local-predict", "--model-dir", str(LOCAL_JOB_DIR / "model"),
+        "--json-instances", "data/test.json", silent=True, env=QUIET_TF,
+    )
+    print(out.strip())
+    classes = [p["class_ids"] for p in json.loads(out.strip().splitlines()[-1])["predictions"]]
+    if classes != [0, 1, 2]:
+        session.error(f"expected classes [0, 1, 2] for data/test.json, got {classes}")
+
+
+@nox.session
+def pipeline(session: nox.Session) -> None:
+    """The whole merge path (package, stage, train, gate, promote) on the configured cloud."""
+    install(session, "ci")
+    session.run("python", "-m", "ci", "pipeline", *session.posargs, env=QUIET_TF)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks; writes BENCHMARKS.md (posargs: names of the benchmarks to run)."""
+    install(session, "dev")
+    session.run("python", "-m", "tests.bench", *session.posargs, env=QUIET_TF)

@@ -1,0 +1,18 @@
+"""Feature keys, label and tunables: the one place the rest of the trainer reads them from."""
+
+# The four measurements, in CSV column order; also the serving signature's input names.
+FEATURES = ("SepalLength", "SepalWidth", "PetalLength", "PetalWidth")
+# The label column (last in the CSV): 0 setosa, 1 versicolor, 2 virginica.
+LABEL = "Species"
+CLASSES = ("setosa", "versicolor", "virginica")
+# CSV columns per data row: the features, then the label.
+NUM_COLUMNS = len(FEATURES) + 1
+
+# Defaults of the command-line flags (task.py states them in each help text).
+TRAIN_STEPS = 1000
+BATCH_SIZE = 32
+LEARNING_RATE = 0.01
+HIDDEN_UNITS = (10, 10)
+SHUFFLE_BUFFER = 1000
+# Lines decoded per vectorised parse step; larger blocks amortise per-op overhead.
+PARSE_BLOCK = 4096

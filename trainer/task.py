@@ -1,0 +1,103 @@
+"""``python -m trainer.task``: the one entry point, locally and on the training service.
+
+Only parses flags and calls the training function; errors come out as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet start-up
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+from trainer import constants as C  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, not usage + message
+        self.exit(2, f"Error: {message}\n")
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a {kind.__name__}: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
+
+
+def _units(text: str) -> tuple[int, ...]:
+    try:
+        units = tuple(int(u) for u in text.split(","))
+    except ValueError:
+        units = ()
+    if not units or min(units) <= 0:
+        raise argparse.ArgumentTypeError(f"expected positive integers like 10,10: {text!r}")
+    return units
+
+
+def parse_args(argv: list[str]):
+    p = _parser()
+    args = p.parse_args(argv)
+    if not args.job_dir:
+        model_dir = os.environ.get("AIP_MODEL_DIR", "").rstrip("/")
+        if not model_dir:
+            p.error("--job-dir is required when AIP_MODEL_DIR is not set")
+        args.job_dir = model_dir.rsplit("/", 1)[0]
+    return args
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m trainer.task", description="Train the Iris classifier.")
+    p.add_argument("--job-dir", help="output root, a local path or gs:// URI; the export goes to "
+                   "<job-dir>/model (or $AIP_MODEL_DIR) and metrics to <job-dir>/metrics.json "
+                   "(default: the parent of $AIP_MODEL_DIR)")
+    p.add_argument("--train-file", default="data/iris_training.csv",
+                   help="training CSV, local or gs:// (default: %(default)s)")
+    p.add_argument("--eval-file", default="data/iris_test.csv",
+                   help="evaluation CSV, local or gs:// (default: %(default)s)")
+    p.add_argument("--train-steps", type=_positive(int), default=C.TRAIN_STEPS,
+                   help="global training steps (default: %(default)s)")
+    p.add_argument("--batch-size", type=_positive(int), default=C.BATCH_SIZE,
+                   help="examples per step and replica (default: %(default)s)")
+    p.add_argument("--learning-rate", type=_positive(float), default=C.LEARNING_RATE,
+                   help="Adam learning rate (default: %(default)s)")
+    p.add_argument("--hidden-units", type=_units, default=C.HIDDEN_UNITS,
+                   help="hidden layer sizes, comma-separated (default: 10,10)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    import tensorflow as tf
+
+    from trainer import data, train
+
+    config = train.Config(
+        job_dir=args.job_dir, train_file=args.train_file, eval_file=args.eval_file,
+        train_steps=args.train_steps, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, hidden_units=args.hidden_units,
+    )
+    try:
+        train.run(config)
+    except (data.DataError, FileNotFoundError, ValueError) as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    except tf.errors.OpError as exc:
+        message = data.bad_data_message(exc)
+        if message is None:
+            raise
+        print(f"Error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
