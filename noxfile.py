@@ -72,5 +72,5 @@ def pipeline(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; writes BENCHMARKS.md (posargs: names of the benchmarks to run)."""
-    install(session, "dev")
+    install(session, "bench")
     session.run("python", "-m", "tests.bench", *session.posargs, env=QUIET_TF)

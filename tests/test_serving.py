@@ -1,0 +1,136 @@
+"""Serving reads the signature: local predict answers like the endpoint, and refuses bad instances."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ci import local_predict
+from ci.errors import BadData, BadInstance
+from ci.serving import Predictor, read_instances
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = {"SepalLength": 5.1, "SepalWidth": 3.3, "PetalLength": 1.7, "PetalWidth": 0.5}
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> Path:
+    job_dir = tmp_path_factory.mktemp("job")
+    subprocess.run(
+        [sys.executable, "-m", "trainer.task", "--job-dir", str(job_dir), "--train-steps", "300"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+        timeout=300,
+    )
+    return job_dir / "model"
+
+
+@pytest.fixture(scope="module")
+def predictor(export) -> Predictor:
+    return Predictor.load(export)
+
+
+def test_reads_inputs_and_outputs_from_the_signature(predictor):
+    assert sorted(predictor.inputs) == sorted(GOOD)
+    assert sorted(predictor.outputs) == ["class_ids", "probabilities"]
+
+
+def test_local_predict_cli_prints_endpoint_shape(export):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ci",
+            "local-predict",
+            "--model-dir",
+            str(export),
+            "--json-instances",
+            "data/test.json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    body = json.loads(result.stdout)
+    assert list(body) == ["predictions"]
+    assert [p["class_ids"] for p in body["predictions"]] == [0, 1, 2]
+    for p in body["predictions"]:
+        assert len(p["probabilities"]) == 3 and abs(sum(p["probabilities"]) - 1) < 1e-4
+
+
+def test_accepts_an_instances_body_file(export, tmp_path):
+    body = tmp_path / "body.json"
+    body.write_text(json.dumps({"instances": [GOOD, GOOD]}))
+    assert len(local_predict.predict(export, body)["predictions"]) == 2
+
+
+def test_integers_are_accepted_for_float_features(predictor):
+    (row,) = predictor.predict([{**GOOD, "SepalLength": 5}])
+    assert row["class_ids"] == 0
+
+
+@pytest.mark.parametrize(
+    ("instances", "message"),
+    [
+        (
+            [GOOD, {k: v for k, v in GOOD.items() if k != "PetalWidth"}],
+            "instance 1: missing field 'PetalWidth'",
+        ),
+        (
+            [{**GOOD, "SepalWidth": "wide"}],
+            "instance 0: field 'SepalWidth' must be float, got \"wide\"",
+        ),
+        ([{**GOOD, "SepalWidth": True}], "instance 0: field 'SepalWidth' must be float, got true"),
+        (
+            [{**GOOD, "SepalWidth": [1.0]}],
+            "instance 0: field 'SepalWidth' must be float, got [1.0]",
+        ),
+        ([GOOD, GOOD, {**GOOD, "Colour": 1}], "instance 2: unknown field 'Colour'"),
+        ([[5.1, 3.3, 1.7, 0.5]], "instance 0: expected an object with fields"),
+        ([], "'instances' must be a non-empty list"),
+    ],
+)
+def test_bad_instances_name_instance_and_field(predictor, instances, message):
+    with pytest.raises(BadInstance) as info:
+        predictor.predict(instances)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_instances_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(GOOD) + "\n{not json\n")
+    with pytest.raises(BadData, match=r"bad.json:2: not JSON"):
+        read_instances(bad)
+    with pytest.raises(BadData, match="no such file|No such file"):
+        read_instances(tmp_path / "missing.json")
+
+
+def test_cli_error_is_one_line(export, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**GOOD, "PetalLength": "x"}) + "\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ci",
+            "local-predict",
+            "--model-dir",
+            str(export),
+            "--json-instances",
+            str(bad),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Error: instance 0: field 'PetalLength' must be float, got \"x\""
+    )
