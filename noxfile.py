@@ -44,7 +44,9 @@ def local_train(session: nox.Session) -> None:
     """A short real training run through the entry point the cloud uses."""
     install(session, "ci")
     steps = session.posargs or ["--train-steps", "300"]
-    session.run("python", "-m", "trainer.task", "--job-dir", str(LOCAL_JOB_DIR), *steps, env=QUIET_TF)
+    session.run(
+        "python", "-m", "trainer.task", "--job-dir", str(LOCAL_JOB_DIR), *steps, env=QUIET_TF
+    )
     session.log(f"export: {LOCAL_JOB_DIR / 'model'}; metrics: {LOCAL_JOB_DIR / 'metrics.json'}")
 
 
@@ -53,8 +55,16 @@ def local_predict(session: nox.Session) -> None:
     """Predict data/test.json with local_train's export, as the endpoint would; expect 0, 1, 2."""
     install(session, "ci")
     out = session.run(
-        "python", "-m", "ci", "local-predict", "--model-dir", str(LOCAL_JOB_DIR / "model"),
-        "--json-instances", "data/test.json", silent=True, env=QUIET_TF,
+        "python",
+        "-m",
+        "ci",
+        "local-predict",
+        "--model-dir",
+        str(LOCAL_JOB_DIR / "model"),
+        "--json-instances",
+        "data/test.json",
+        silent=True,
+        env=QUIET_TF,
     )
     print(out.strip())
     classes = [p["class_ids"] for p in json.loads(out.strip().splitlines()[-1])["predictions"]]

@@ -28,8 +28,12 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str]) -> int:
     p = _Parser(prog="python -m ci local-predict", description=__doc__.splitlines()[0])
     p.add_argument("--model-dir", type=Path, required=True, help="SavedModel export directory")
-    p.add_argument("--json-instances", type=Path, default=Path("data/test.json"),
-                   help="JSON-lines instances file (default: %(default)s)")
+    p.add_argument(
+        "--json-instances",
+        type=Path,
+        default=Path("data/test.json"),
+        help="JSON-lines instances file (default: %(default)s)",
+    )
     args = p.parse_args(argv)
     print(json.dumps(predict(args.model_dir, args.json_instances)))
     return 0

@@ -11,7 +11,7 @@ import math
 import os
 from pathlib import Path
 
-from ci.errors import BadInstance, BadData
+from ci.errors import BadData, BadInstance
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet start-up
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -20,7 +20,7 @@ _KINDS = {"float": (int, float), "int": (int,), "bool": (bool,), "string": (str,
 
 
 def read_instances(path: Path) -> list:
-    """Instances from a JSON-lines file (one instance per line), or a ``{"instances": [...]}`` file."""
+    """Instances from a JSON-lines file, or from a ``{"instances": [...]}`` request body file."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -73,8 +73,15 @@ class Predictor:
 
     def _column(self, name, spec, instances):
         dtype = spec.dtype
-        kind = ("bool" if dtype.is_bool else "float" if dtype.is_floating
-                else "int" if dtype.is_integer else "string")
+        kind = (
+            "bool"
+            if dtype.is_bool
+            else "float"
+            if dtype.is_floating
+            else "int"
+            if dtype.is_integer
+            else "string"
+        )
         inner = spec.shape[1:]
         values = []
         for index, instance in enumerate(instances):
@@ -82,8 +89,10 @@ class Predictor:
                 if len(self.inputs) == 1 and not isinstance(instance, dict):
                     value = instance
                 else:
-                    raise BadInstance(f"instance {index}: expected an object with fields "
-                                      f"{', '.join(self.inputs)}, got {json.dumps(instance)[:80]}")
+                    raise BadInstance(
+                        f"instance {index}: expected an object with fields "
+                        f"{', '.join(self.inputs)}, got {json.dumps(instance)[:80]}"
+                    )
             elif name not in instance:
                 raise BadInstance(f"instance {index}: missing field {name!r}")
             else:
@@ -103,11 +112,15 @@ class Predictor:
             if isinstance(instance, dict):
                 unknown = sorted(set(instance) - set(self.inputs))
                 if unknown:
-                    raise BadInstance(f"instance {index}: unknown field {unknown[0]!r} (the "
-                                      f"signature takes {', '.join(self.inputs)})")
+                    raise BadInstance(
+                        f"instance {index}: unknown field {unknown[0]!r} (the "
+                        f"signature takes {', '.join(self.inputs)})"
+                    )
         tensors = {name: self._column(name, spec, instances) for name, spec in self.inputs.items()}
         outputs = {name: value.numpy().tolist() for name, value in self._fn(**tensors).items()}
-        return [{name: _plain(rows[i]) for name, rows in outputs.items()} for i in range(len(instances))]
+        return [
+            {name: _plain(rows[i]) for name, rows in outputs.items()} for i in range(len(instances))
+        ]
 
 
 def _check_value(index: int, name: str, value, kind: str, rank: int) -> None:
@@ -121,8 +134,10 @@ def _check_value(index: int, name: str, value, kind: str, rank: int) -> None:
         ok = False
     if not ok or rank:
         expected = f"a list (rank {rank}) of " if rank else ""
-        raise BadInstance(f"instance {index}: field {name!r} must be {expected}{kind}, "
-                          f"got {json.dumps(value)[:60]}")
+        raise BadInstance(
+            f"instance {index}: field {name!r} must be {expected}{kind}, "
+            f"got {json.dumps(value)[:60]}"
+        )
 
 
 def _plain(value):

@@ -1,4 +1,4 @@
-"""Serving reads the signature: local predict answers like the endpoint, and refuses bad instances."""
+"""Serving reads the signature: local predict answers like the endpoint, refuses bad instances."""
 
 from __future__ import annotations
 
@@ -106,9 +106,9 @@ def test_bad_instances_name_instance_and_field(predictor, instances, message):
 def test_bad_instances_file(tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(GOOD) + "\n{not json\n")
-    with pytest.raises(BadData, match=r"bad.json:2: not JSON"):
+    with pytest.raises(BadData, match=r"bad\.json:2: not JSON"):
         read_instances(bad)
-    with pytest.raises(BadData, match="no such file|No such file"):
+    with pytest.raises(BadData, match=r"(?i)no such file"):
         read_instances(tmp_path / "missing.json")
 
 

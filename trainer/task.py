@@ -12,7 +12,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet start-up
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-from trainer import constants as C  # noqa: E402
+from trainer import constants as C
 
 
 class _Parser(argparse.ArgumentParser):
@@ -56,21 +56,46 @@ def parse_args(argv: list[str]):
 
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m trainer.task", description="Train the Iris classifier.")
-    p.add_argument("--job-dir", help="output root, a local path or gs:// URI; the export goes to "
-                   "<job-dir>/model (or $AIP_MODEL_DIR) and metrics to <job-dir>/metrics.json "
-                   "(default: the parent of $AIP_MODEL_DIR)")
-    p.add_argument("--train-file", default="data/iris_training.csv",
-                   help="training CSV, local or gs:// (default: %(default)s)")
-    p.add_argument("--eval-file", default="data/iris_test.csv",
-                   help="evaluation CSV, local or gs:// (default: %(default)s)")
-    p.add_argument("--train-steps", type=_positive(int), default=C.TRAIN_STEPS,
-                   help="global training steps (default: %(default)s)")
-    p.add_argument("--batch-size", type=_positive(int), default=C.BATCH_SIZE,
-                   help="examples per step and replica (default: %(default)s)")
-    p.add_argument("--learning-rate", type=_positive(float), default=C.LEARNING_RATE,
-                   help="Adam learning rate (default: %(default)s)")
-    p.add_argument("--hidden-units", type=_units, default=C.HIDDEN_UNITS,
-                   help="hidden layer sizes, comma-separated (default: 10,10)")
+    p.add_argument(
+        "--job-dir",
+        help="output root, a local path or gs:// URI; the export goes to "
+        "<job-dir>/model (or $AIP_MODEL_DIR) and metrics to <job-dir>/metrics.json "
+        "(default: the parent of $AIP_MODEL_DIR)",
+    )
+    p.add_argument(
+        "--train-file",
+        default="data/iris_training.csv",
+        help="training CSV, local or gs:// (default: %(default)s)",
+    )
+    p.add_argument(
+        "--eval-file",
+        default="data/iris_test.csv",
+        help="evaluation CSV, local or gs:// (default: %(default)s)",
+    )
+    p.add_argument(
+        "--train-steps",
+        type=_positive(int),
+        default=C.TRAIN_STEPS,
+        help="global training steps (default: %(default)s)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive(int),
+        default=C.BATCH_SIZE,
+        help="examples per step and replica (default: %(default)s)",
+    )
+    p.add_argument(
+        "--learning-rate",
+        type=_positive(float),
+        default=C.LEARNING_RATE,
+        help="Adam learning rate (default: %(default)s)",
+    )
+    p.add_argument(
+        "--hidden-units",
+        type=_units,
+        default=C.HIDDEN_UNITS,
+        help="hidden layer sizes, comma-separated (default: 10,10)",
+    )
     return p
 
 
@@ -81,9 +106,13 @@ def main(argv: list[str] | None = None) -> int:
     from trainer import data, train
 
     config = train.Config(
-        job_dir=args.job_dir, train_file=args.train_file, eval_file=args.eval_file,
-        train_steps=args.train_steps, batch_size=args.batch_size,
-        learning_rate=args.learning_rate, hidden_units=args.hidden_units,
+        job_dir=args.job_dir,
+        train_file=args.train_file,
+        eval_file=args.eval_file,
+        train_steps=args.train_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        hidden_units=args.hidden_units,
     )
     try:
         train.run(config)

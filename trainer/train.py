@@ -128,6 +128,11 @@ def run(config: Config) -> dict | None:
         model.export_archive(served).write_out(export, verbose=False)
         storage.publish_dir(export, model_dir(config.job_dir))
     # metrics.json last: its presence says the job's outputs are complete.
-    storage.publish_text(json.dumps(metrics, indent=2) + "\n", storage.join(config.job_dir, "metrics.json"))
-    _log(f"accuracy {metrics['accuracy']:.4f} loss {metrics['loss']:.4f} on {metrics['num_eval_examples']} examples")
+    storage.publish_text(
+        json.dumps(metrics, indent=2) + "\n", storage.join(config.job_dir, "metrics.json")
+    )
+    _log(
+        f"accuracy {metrics['accuracy']:.4f} loss {metrics['loss']:.4f} "
+        f"on {metrics['num_eval_examples']} examples"
+    )
     return metrics

@@ -7,12 +7,11 @@ Sections of benchmarks that were not run this time are kept as they were.
 from __future__ import annotations
 
 import importlib
+import os
 import platform
 import re
 import sys
 from pathlib import Path
-
-import os
 
 HERE = Path(__file__).parent
 OUT = HERE.parents[1] / "BENCHMARKS.md"

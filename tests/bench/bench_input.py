@@ -19,25 +19,26 @@ ROOT = Path(__file__).resolve().parents[2]
 SIZES = (200_000, 2_000_000)
 BATCH = 32
 
-_CHILD = r"""
+_CHILD = rf"""
 import json, os, resource, sys, time
 import tensorflow as tf
 approach, path = sys.argv[1], sys.argv[2]
 start = time.perf_counter()
 if approach == "tf.data streaming (trainer)":
     from trainer import data
-    ds = data.dataset(path, {batch}, shuffle=True)
+    ds = data.dataset(path, {BATCH}, shuffle=True)
 else:
     import pandas as pd
     names = ["SepalLength", "SepalWidth", "PetalLength", "PetalWidth", "Species"]
     frame = pd.read_csv(path, names=names, header=0)
     labels = frame.pop("Species")
-    ds = tf.data.Dataset.from_tensor_slices((dict(frame), labels)).shuffle(1000).batch({batch})
-rows = int(ds.reduce(tf.constant(0, tf.int64), lambda n, b: n + tf.cast(tf.shape(b[1])[0], tf.int64)))
+    ds = tf.data.Dataset.from_tensor_slices((dict(frame), labels)).shuffle(1000).batch({BATCH})
+count = lambda n, batch: n + tf.cast(tf.shape(batch[1])[0], tf.int64)
+rows = int(ds.reduce(tf.constant(0, tf.int64), count))
 seconds = time.perf_counter() - start
 print(json.dumps({{"rows": rows, "seconds": seconds,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
-""".format(batch=BATCH)
+"""
 
 APPROACHES = ("tf.data streaming (trainer)", "pandas + from_tensor_slices (walkthrough)")
 
