@@ -1,0 +1,81 @@
+"""``python -m ci emulator``: serve the Vertex AI and Cloud Storage emulators until a signal.
+
+Prints ``vertex: http://127.0.0.1:P`` and ``storage: http://127.0.0.1:Q`` (one line each,
+flushed) once both accept connections; :mod:`ci.emulator.process` waits for those lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from ci.errors import UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise UsageError(f"emulator: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m ci emulator", description=__doc__.split("\n")[0])
+    p.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="Vertex AI port on 127.0.0.1; 0 picks a free one (default: 0)",
+    )
+    p.add_argument(
+        "--storage-port",
+        type=int,
+        default=0,
+        help="Cloud Storage port on 127.0.0.1; 0 picks a free one (default: 0)",
+    )
+    p.add_argument(
+        "--state-dir",
+        type=Path,
+        required=True,
+        help="where jobs, models, endpoints, objects and logs are kept across restarts",
+    )
+    p.add_argument(
+        "--max-local-replicas",
+        type=int,
+        default=None,
+        help="cap on the processes one job may start; the job log says when it "
+        "applies (default: no cap)",
+    )
+    return p
+
+
+def serve(state_dir: Path, port=0, storage_port=0, max_local_replicas=None) -> int:
+    """Run both emulators in the foreground until SIGINT or SIGTERM; then shut down cleanly."""
+    from ci.emulator.app import Emulator
+
+    if max_local_replicas is not None and max_local_replicas < 1:
+        raise UsageError("--max-local-replicas must be at least 1")
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    emulator = Emulator(state_dir, port, storage_port, max_local_replicas)
+    try:
+        emulator.start()
+    except OSError as exc:
+        raise UsageError(f"emulator: cannot listen: {exc.strerror or exc}") from None
+    print(f"vertex: {emulator.vertex_url}", flush=True)
+    print(f"storage: {emulator.storage_url}", flush=True)
+    stop.wait()
+    emulator.stop()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """Parse ``argv`` and :func:`serve`."""
+    args = _parser().parse_args(argv)
+    return serve(args.state_dir, args.port, args.storage_port, args.max_local_replicas)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,118 @@
+"""Wiring: the storage emulator, the store, the Vertex handlers and the HTTP server."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ci.emulator import schema
+from ci.emulator.endpoints_api import Endpoints
+from ci.emulator.faults import FaultTable
+from ci.emulator.httpd import ApiError, Request, Route, Router, Server
+from ci.emulator.jobs import JobRunner
+from ci.emulator.jobs_api import CustomJobs
+from ci.emulator.models_api import Models
+from ci.emulator.operations import Operations
+from ci.emulator.predict import ModelCache
+from ci.emulator.store import Store
+
+# Every operations.get of the discovery document (models/…/operations/…, endpoints/…,
+# customJobs/…, or directly under the location) builds this same URL.
+OPERATION = r"/v1/(?P<name>projects/[^/]+/locations/[^/]+/(?:[^/]+/[^/]+/)?operations/[^/:]+)"
+
+
+class Emulator:
+    """Both servers of ``python -m ci emulator``, started and stopped together."""
+
+    def __init__(self, state_dir: Path, vertex_port=0, storage_port=0, max_local_replicas=None):
+        self.state_dir = Path(state_dir).resolve()
+        self.vertex_port, self.storage_port = vertex_port, storage_port
+        self.max_local_replicas = max_local_replicas
+        self.faults = FaultTable()
+
+    def start(self) -> None:
+        """Start Cloud Storage, recover state, then serve Vertex AI (all in threads)."""
+        from gcp_storage_emulator.server import create_server
+
+        data_dir = self.state_dir / "storage"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.storage = create_server(
+            "127.0.0.1", self.storage_port, in_memory=False, data_dir=str(data_dir)
+        )
+        api = self.storage._api
+        api.start()
+        # Server.start() would wait forever if the port is taken (the thread dies instead).
+        while not api.is_running.wait(0.05):
+            if not api.is_alive():
+                raise OSError(
+                    f"Cloud Storage emulator could not listen on port {self.storage_port}"
+                )
+        host, port = self.storage._api._httpd.server_address[:2]
+        self.storage_url = f"http://{host}:{port}"
+
+        try:
+            self.store = Store(self.state_dir)
+            self.runner = JobRunner(self.store, self.storage_url, self.max_local_replicas)
+            self.runner.recover()
+            self.operations = Operations(self.store, self.faults)
+            self.operations.recover()
+            self.vertex = Server(self.vertex_port, self._router())
+        except BaseException:
+            self.storage.stop()  # its thread would keep the process alive
+            raise
+        self._thread = threading.Thread(target=self.vertex.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def vertex_url(self) -> str:
+        """The Vertex AI emulator's base URL."""
+        return self.vertex.url
+
+    def stop(self) -> None:
+        """Stop serving, end running jobs (their processes are terminated), stop storage."""
+        self.vertex.shutdown()
+        self.vertex.server_close()
+        self.runner.shutdown()
+        self.storage.stop()
+
+    def _router(self) -> Router:
+        router = Router()
+        models = Models(self.store, self.operations)
+        cache = ModelCache(self.store.cache_dir(), self.storage_url)
+        resources = [
+            CustomJobs(self.store, self.faults, self.runner),
+            models,
+            Endpoints(self.store, self.operations, models, cache),
+        ]
+        for resource in resources:
+            for http_method, pattern, method_id, handler in resource.routes():
+                wanted = schema.request_schema(method_id) if method_id[0] != "_" else None
+                router.add(http_method, pattern, method_id, handler, wanted)
+        router.add(
+            "GET", OPERATION, "aiplatform.projects.locations.operations.get", self.operations.get
+        )
+        router.add("GET", "/_emulator/faults", "_emulator.faults.list", self._faults_list)
+        router.add("POST", "/_emulator/faults", "_emulator.faults.add", self._faults_add)
+        router.add("DELETE", "/_emulator/faults", "_emulator.faults.clear", self._faults_clear)
+        router.add("GET", "/_emulator/health", "_emulator.health", lambda r: (200, {"ok": True}))
+        router.before.append(self._before)
+        return router
+
+    def _before(self, route: Route, request: Request) -> None:
+        if route.method_id.startswith("aiplatform."):
+            # Injected faults come first: a real 429/503 arrives before any validation.
+            self.faults.check_call(route.method_id)
+            if route.request_schema:
+                request.body = schema.validate(route.request_schema, request.body)
+
+    def _faults_list(self, request: Request):
+        return 200, {"faults": self.faults.listing()}
+
+    def _faults_add(self, request: Request):
+        if not isinstance(request.body, dict):
+            raise ApiError(400, "expected a JSON object describing one fault")
+        return 200, self.faults.add(request.body)
+
+    def _faults_clear(self, request: Request):
+        self.faults.clear()
+        return 200, {}

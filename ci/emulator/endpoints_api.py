@@ -1,0 +1,233 @@
+"""``projects.locations.endpoints``: create, get, list, delete, deployModel, undeployModel,
+predict.
+
+An endpoint record is a ``GoogleCloudAiplatformV1Endpoint`` plus ``_serving``: for each
+deployed model id, the model id, version id and artifactUri predict needs, so a predict
+request costs a weighted random choice and a dict lookup before the model runs.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from ci.emulator.httpd import ApiError, Request, not_found, precondition
+from ci.emulator.models_api import Models
+from ci.emulator.operations import Operations
+from ci.emulator.predict import ModelCache
+from ci.emulator.store import Store, now, public
+from ci.errors import BadInstance
+
+LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+ENDPOINT = LOC + r"/endpoints/(?P<endpoint>[^/:]+)"
+API = "aiplatform.projects.locations.endpoints."
+_ENDPOINT = "google.cloud.aiplatform.v1.Endpoint"
+_EMPTY = "google.protobuf.Empty"
+
+
+class Endpoints:
+    """Endpoint handlers; models are resolved through :class:`Models`, exports through the cache."""
+
+    def __init__(self, store: Store, operations: Operations, models: Models, cache: ModelCache):
+        self.store, self.operations, self.models, self.cache = store, operations, models, cache
+
+    def routes(self):
+        """(HTTP method, path regex, discovery method id, handler) for each method served."""
+        return [
+            ("POST", LOC + "/endpoints", API + "create", self.create),
+            ("GET", LOC + "/endpoints", API + "list", self.list),
+            ("GET", ENDPOINT, API + "get", self.get),
+            ("DELETE", ENDPOINT, API + "delete", self.delete),
+            ("POST", ENDPOINT + ":deployModel", API + "deployModel", self.deploy),
+            ("POST", ENDPOINT + ":undeployModel", API + "undeployModel", self.undeploy),
+            ("POST", ENDPOINT + ":predict", API + "predict", self.predict),
+        ]
+
+    def _endpoint(self, request: Request) -> dict:
+        record = self.store.get("endpoints", request.params["endpoint"])
+        if record is None or not record["name"].startswith(
+            f"projects/{request.params['project']}/"
+        ):
+            raise not_found(f"Endpoint {request.raw_path.removeprefix('/v1/').split(':')[0]}")
+        return record
+
+    def create(self, request: Request):
+        """``endpoints.create``: an operation whose response is the Endpoint."""
+        endpoint_id = request.query.get("endpointId") or self.store.new_id()
+        if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", endpoint_id):
+            raise ApiError(400, f"Invalid endpointId {endpoint_id!r}.")
+        with self.store.lock:
+            if self.store.get("endpoints", endpoint_id) is not None:
+                raise ApiError(409, f"Endpoint {endpoint_id} already exists.")
+            stamp = now()
+            parent = f"projects/{request.params['project']}/locations/{request.params['location']}"
+            record = {
+                **request.body,
+                "name": f"{parent}/endpoints/{endpoint_id}",
+                "createTime": stamp,
+                "updateTime": stamp,
+                "etag": stamp,
+                "_serving": {},
+            }
+            self.store.save("endpoints", endpoint_id, record)
+        return 200, self.operations.run(
+            record["name"], "CreateEndpoint", lambda: public(record), response=_ENDPOINT
+        )
+
+    def get(self, request: Request):
+        """``endpoints.get``."""
+        with self.store.lock:
+            return 200, public(self._endpoint(request))
+
+    def list(self, request: Request):
+        """``endpoints.list`` (one page)."""
+        prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
+        with self.store.lock:
+            found = [public(e) for e in self.store.all("endpoints") if e["name"].startswith(prefix)]
+        return 200, ({"endpoints": found} if found else {})
+
+    def delete(self, request: Request):
+        """``endpoints.delete``, refused while models are deployed."""
+        with self.store.lock:
+            record = self._endpoint(request)
+            if record.get("deployedModels"):
+                raise precondition(
+                    f"Endpoint {record['name']} has deployed models; undeploy them first."
+                )
+            self.store.delete("endpoints", record["name"].rsplit("/", 1)[-1])
+        return 200, self.operations.run(record["name"], "Delete", dict, response=_EMPTY)
+
+    def deploy(self, request: Request):
+        """``endpoints.deployModel``: validated now, model loaded in the operation."""
+        wanted = request.body["deployedModel"]
+        split = request.body.get("trafficSplit")
+        with self.store.lock:
+            endpoint = self._endpoint(request)
+            _, version = self.models.find(wanted["model"])
+            if split is not None:
+                _check_split(split, {*_ids(endpoint), "0"}, endpoint["name"])
+        model_id, version_id = version["name"].rsplit("/", 1)[-1], version["versionId"]
+
+        def work() -> dict:
+            # Loading before the operation is done is what Vertex does too: once deployModel
+            # finishes, the first predict is as fast as any other.
+            self.cache.get(model_id, version_id, version.get("artifactUri", ""))
+            with self.store.lock:
+                return {"deployedModel": self._add(endpoint, wanted, version, split)}
+
+        return 200, self.operations.run(endpoint["name"], "DeployModel", work, background=True)
+
+    def _add(self, endpoint: dict, wanted: dict, version: dict, split) -> dict:
+        deployed_id = self.store.new_id()
+        deployed = {
+            **wanted,
+            "id": deployed_id,
+            "model": version["name"],
+            "modelVersionId": version["versionId"],
+            "createTime": now(),
+        }
+        deployed.setdefault("displayName", version.get("displayName", ""))
+        old = endpoint.get("trafficSplit", {})
+        if split is None:
+            split = {**old, deployed_id: 0 if endpoint.get("deployedModels") else 100}
+        split = {(deployed_id if k == "0" else k): v for k, v in split.items() if v}
+        endpoint.setdefault("deployedModels", []).append(deployed)
+        endpoint["trafficSplit"] = split
+        endpoint["_serving"][deployed_id] = {
+            "model_id": version["name"].rsplit("/", 1)[-1],
+            "version_id": version["versionId"],
+            "artifact_uri": version.get("artifactUri", ""),
+            "model": version["name"],
+            "display_name": version.get("displayName", ""),
+        }
+        endpoint["updateTime"] = now()
+        self.store.save("endpoints", endpoint["name"].rsplit("/", 1)[-1], endpoint)
+        ref = {"endpoint": endpoint["name"], "deployedModelId": deployed_id}
+        record, _ = self.models.find(version["name"])
+        version.setdefault("deployedModels", []).append(ref)
+        self.store.save("models", record["name"].rsplit("/", 1)[-1], record)
+        return public(deployed)
+
+    def undeploy(self, request: Request):
+        """``endpoints.undeployModel``, refused while the model still has traffic."""
+        gone = request.body["deployedModelId"]
+        split = request.body.get("trafficSplit")
+        with self.store.lock:
+            endpoint = self._endpoint(request)
+            if gone not in _ids(endpoint):
+                raise not_found(f"DeployedModel {gone} in Endpoint {endpoint['name']}")
+            remaining = _ids(endpoint) - {gone}
+            if split is not None:
+                _check_split(split, _ids(endpoint), endpoint["name"], allow_empty=not remaining)
+                if split.get(gone):
+                    raise precondition(f"trafficSplit still sends traffic to {gone}.")
+            elif endpoint.get("trafficSplit", {}).get(gone) and remaining:
+                raise precondition(
+                    f"DeployedModel {gone} has traffic; give trafficSplit for the models that stay."
+                )
+            else:
+                split = endpoint.get("trafficSplit", {})
+            endpoint["trafficSplit"] = {k: v for k, v in split.items() if v and k != gone}
+            endpoint["deployedModels"] = [d for d in endpoint["deployedModels"] if d["id"] != gone]
+            serving = endpoint["_serving"].pop(gone)
+            endpoint["updateTime"] = now()
+            self.store.save("endpoints", endpoint["name"].rsplit("/", 1)[-1], endpoint)
+            self._drop_ref(serving["model"], endpoint["name"], gone)
+        return 200, self.operations.run(endpoint["name"], "UndeployModel", dict)
+
+    def _drop_ref(self, model_name: str, endpoint_name: str, deployed_id: str) -> None:
+        try:
+            record, _ = self.models.find(model_name)
+        except ApiError:
+            return  # the model is gone: nothing refers to the endpoint any more
+        for version in record["versions"]:
+            refs = version.get("deployedModels", [])
+            kept = [
+                r
+                for r in refs
+                if (r["endpoint"], r["deployedModelId"]) != (endpoint_name, deployed_id)
+            ]
+            if kept != refs:
+                version["deployedModels"] = kept
+        self.store.save("models", record["name"].rsplit("/", 1)[-1], record)
+
+    def predict(self, request: Request):
+        """``endpoints.predict``: route by traffic split, run the model, TF Serving rows out."""
+        with self.store.lock:  # a consistent split and serving table; cheap, no I/O
+            endpoint = self._endpoint(request)
+            split = endpoint.get("trafficSplit") or {}
+            if not split:
+                raise precondition(
+                    f"Endpoint {endpoint['name']} has no deployed model with traffic."
+                )
+            deployed_id = random.choices(list(split), weights=list(split.values()))[0]
+            serving = endpoint["_serving"][deployed_id]
+        predictor = self.cache.get(
+            serving["model_id"], serving["version_id"], serving["artifact_uri"]
+        )
+        try:
+            predictions = predictor.predict(request.body["instances"])
+        except BadInstance as exc:
+            raise ApiError(400, str(exc)) from None
+        return 200, {
+            "predictions": predictions,
+            "deployedModelId": deployed_id,
+            "model": serving["model"],
+            "modelDisplayName": serving["display_name"],
+            "modelVersionId": serving["version_id"],
+        }
+
+
+def _ids(endpoint: dict) -> set[str]:
+    return {d["id"] for d in endpoint.get("deployedModels", [])}
+
+
+def _check_split(split: dict, known: set[str], name: str, allow_empty: bool = False) -> None:
+    unknown = sorted(set(split) - known)
+    if unknown:
+        raise ApiError(400, f"trafficSplit names {unknown[0]!r}, not a DeployedModel of {name}.")
+    if any(v < 0 for v in split.values()):
+        raise ApiError(400, "trafficSplit percentages must not be negative.")
+    total = sum(split.values())
+    if total != 100 and not (allow_empty and total == 0):
+        raise ApiError(400, f"trafficSplit must add up to 100, not {total}.")

@@ -1,0 +1,249 @@
+"""Running CustomJobs for real: fetch the package, one process per replica, watch, cancel.
+
+Each job gets a thread that walks it through PENDING → RUNNING → SUCCEEDED / FAILED /
+CANCELLED. Replicas run ``sys.executable -m <pythonModule> <args>`` in their own process
+group (so cancel can kill whatever they spawned) with stdout and stderr in
+``<state-dir>/vertex/jobs/<id>/logs/<replica>.log``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ci.emulator import packages, replicas
+from ci.emulator.store import Store, now
+
+ACTIVE = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING")
+TAIL_LINES = 20
+GRACE_SECONDS = 5
+
+
+class JobFailed(Exception):
+    """Ends a job ``JOB_STATE_FAILED`` with this message."""
+
+
+class _Live:
+    """A job being run: its processes and the queue its watcher threads report to."""
+
+    def __init__(self):
+        self.events: queue.Queue = queue.Queue()
+        self.cancelled = threading.Event()
+        self.reason = "cancel"  # or "shutdown": decides CANCELLED vs FAILED
+        self.procs: dict[str, subprocess.Popen] = {}
+
+
+class JobRunner:
+    """Starts, watches and cancels job processes; state changes go through the store."""
+
+    def __init__(self, store: Store, storage_url: str, max_local_replicas: int | None = None):
+        self.store = store
+        self.storage_url = storage_url
+        self.max_local_replicas = max_local_replicas
+        self._live: dict[str, _Live] = {}
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, job_id: str) -> None:
+        """Run the (already stored, PENDING) job in the background."""
+        live = self._live[job_id] = _Live()
+        thread = threading.Thread(target=self._run, args=(job_id, live), daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a running job to stop; its thread kills the processes and records CANCELLED."""
+        live = self._live.get(job_id)
+        if live:
+            live.cancelled.set()
+            live.events.put(None)
+
+    def shutdown(self) -> None:
+        """Stop every running job (the emulator is exiting) and wait for their threads."""
+        for live in list(self._live.values()):
+            live.reason = "shutdown"
+            live.cancelled.set()
+            live.events.put(None)
+        for thread in self._threads:
+            thread.join(timeout=GRACE_SECONDS + 5)
+
+    def recover(self) -> None:
+        """Fail jobs that were active when a previous emulator process died."""
+        for job in self.store.all("customJobs"):
+            if job["state"] in ACTIVE:
+                job_id = job["name"].rsplit("/", 1)[-1]
+                _kill_orphans(job_id, job.get("_pids", []))
+                self._finish(
+                    job_id,
+                    "JOB_STATE_FAILED",
+                    13,
+                    f"The emulator stopped while this job was {job['state']}; it was marked "
+                    "failed when the emulator restarted and its processes were stopped.",
+                )
+
+    # --- the job thread ------------------------------------------------------------
+
+    def _run(self, job_id: str, live: _Live) -> None:
+        job = self.store.get("customJobs", job_id)
+        injected = job.get("_faults", [])
+        delays = {f["state"]: f["seconds"] for f in injected if f.get("job") == "delay"}
+        failure = next((f["message"] for f in injected if f.get("job") == "fail"), None)
+        log_dir = self.store.job_dir(job_id) / "logs"
+        try:
+            log_dir.mkdir(parents=True, exist_ok=True)
+            spec = job["jobSpec"]
+            try:
+                paths = packages.fetch(
+                    spec["workerPoolSpecs"], self.store.job_dir(job_id), self.storage_url
+                )
+            except packages.PackageError as exc:
+                raise JobFailed(str(exc)) from None
+            plan, notes = replicas.plan(spec["workerPoolSpecs"], self.max_local_replicas)
+            (log_dir / "emulator.log").write_text("".join(n + "\n" for n in notes))
+            if live.cancelled.wait(delays.get("JOB_STATE_RUNNING", 0)):
+                return self._stopped(job_id, live)
+            if failure:
+                self._state(job_id, "JOB_STATE_RUNNING")
+                raise JobFailed(failure)
+            for replica in plan:
+                self._spawn(job_id, job, replica, plan, paths, live, log_dir)
+            self._state(job_id, "JOB_STATE_RUNNING", _pids=[p.pid for p in live.procs.values()])
+            self._watch(job_id, plan, live, log_dir)
+            final = "JOB_STATE_SUCCEEDED"
+            if live.cancelled.wait(delays.get(final, 0)):
+                return self._stopped(job_id, live)
+            self._finish(job_id, final)
+        except JobFailed as exc:
+            _kill_all(live)
+            live.cancelled.wait(delays.get("JOB_STATE_FAILED", 0))
+            self._finish(job_id, "JOB_STATE_FAILED", 3, str(exc))
+        except _Stop:
+            self._stopped(job_id, live)
+        except Exception as exc:
+            _kill_all(live)
+            self._finish(job_id, "JOB_STATE_FAILED", 13, f"emulator error: {exc!r}")
+        finally:
+            self._live.pop(job_id, None)
+
+    def _spawn(self, job_id, job, replica, plan, paths, live, log_dir) -> None:
+        pool_spec = job["jobSpec"]["workerPoolSpecs"][replica.pool]["pythonPackageSpec"]
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env.update({e["name"]: e.get("value", "") for e in pool_spec.get("env", [])})
+        env.update(replicas.output_env(job["jobSpec"]))
+        env.update(replicas.cluster_env(plan, replica))
+        env.update(
+            PYTHONPATH=os.pathsep.join(map(str, paths[replica.pool])),
+            CLOUD_ML_JOB_ID=job_id,
+            STORAGE_EMULATOR_HOST=self.storage_url,
+            TF_CPP_MIN_LOG_LEVEL="2",
+            TF_ENABLE_ONEDNN_OPTS="0",
+            PYTHONUNBUFFERED="1",
+        )
+        workdir = self.store.job_dir(job_id) / "work" / replica.name
+        workdir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", pool_spec["pythonModule"], *pool_spec.get("args", [])]
+        with open(log_dir / f"{replica.name}.log", "ab") as log:
+            proc = subprocess.Popen(
+                argv,
+                cwd=workdir,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: cancel kills its children too
+            )
+        live.procs[replica.name] = proc
+        threading.Thread(
+            target=lambda: live.events.put((replica, proc.wait())), daemon=True
+        ).start()
+
+    def _watch(self, job_id, plan, live: _Live, log_dir: Path) -> None:
+        # Parameter servers never finish on their own: the job is done when the others are.
+        waiting = {r.name for r in plan if r.task_type != "ps"}
+        while waiting:
+            event = live.events.get()
+            if event is None:
+                raise _Stop()
+            replica, code = event
+            if code != 0 and not live.cancelled.is_set():
+                tail = _tail(log_dir / f"{replica.name}.log")
+                raise JobFailed(
+                    f"The replica {replica.name} exited with a non-zero status of {code}. "
+                    f"Last lines of its log:\n{tail}"
+                )
+            waiting.discard(replica.name)
+        _kill_all(live)
+
+    def _stopped(self, job_id: str, live: _Live) -> None:
+        _kill_all(live)
+        if live.reason == "shutdown":
+            message = "The emulator was shut down while this job was running."
+            return self._finish(job_id, "JOB_STATE_FAILED", 13, message)
+        self._finish(job_id, "JOB_STATE_CANCELLED", 1, "CustomJob was cancelled.")
+
+    def _state(self, job_id: str, state: str, **extra) -> None:
+        with self.store.lock:
+            job = self.store.get("customJobs", job_id)
+            if job["state"] == "JOB_STATE_CANCELLING" and state == "JOB_STATE_RUNNING":
+                state = "JOB_STATE_CANCELLING"  # a cancel arrived first: don't flip back
+            job.update(state=state, updateTime=now(), **extra)
+            if state == "JOB_STATE_RUNNING":
+                job.setdefault("startTime", job["updateTime"])
+            self.store.save("customJobs", job_id, job)
+
+    def _finish(self, job_id: str, state: str, code: int = 0, message: str = "") -> None:
+        with self.store.lock:
+            job = self.store.get("customJobs", job_id)
+            job.update(state=state, updateTime=now(), endTime=now())
+            if code:
+                job["error"] = {"code": code, "message": message}
+            self.store.save("customJobs", job_id, job)
+
+
+class _Stop(Exception):
+    """Cancel or shutdown interrupted the job."""
+
+
+def _tail(path: Path, lines: int = TAIL_LINES) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join([line for line in text.splitlines() if line.strip()][-lines:])
+
+
+def _kill_all(live: _Live) -> None:
+    """SIGTERM every replica's process group, then SIGKILL what is left after a grace."""
+    procs = [p for p in live.procs.values() if p.poll() is None]
+    for proc in procs:
+        _signal_group(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=GRACE_SECONDS)
+    # Also the groups of replicas that exited: their children may still be alive.
+    for proc in live.procs.values():
+        _signal_group(proc.pid, signal.SIGKILL)
+    for proc in procs:
+        proc.wait()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _kill_orphans(job_id: str, pids: list[int]) -> None:
+    """Kill process groups left by a dead emulator, if they still belong to this job."""
+    marker = f"CLOUD_ML_JOB_ID={job_id}".encode()
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone already (or no /proc: nothing we can check safely)
+        if marker in environ:
+            _signal_group(pid, signal.SIGKILL)

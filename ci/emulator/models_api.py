@@ -1,0 +1,219 @@
+"""``projects.locations.models``: upload (versions, aliases), get, list, listVersions,
+mergeVersionAliases, deleteVersion, delete.
+
+A stored model is ``{"name", "createTime", "versions": [Model, ...]}``; each version is a
+complete ``GoogleCloudAiplatformV1Model`` as get returns it. ``name@3`` and ``name@alias``
+select a version; a bare name is the version holding the ``default`` alias.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ci.emulator.httpd import ApiError, Request, not_found, precondition
+from ci.emulator.operations import Operations
+from ci.emulator.store import Store, now, public
+
+LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+MODEL = LOC + r"/models/(?P<model>[^/:@]+)(?:@(?P<version>[^/:]+))?"
+API = "aiplatform.projects.locations.models."
+_EMPTY = "google.protobuf.Empty"
+ALIAS = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
+_FILTER = re.compile(r'^\s*(display_name|displayName|labels\.[\w-]+)\s*=\s*"([^"]*)"\s*$')
+
+
+class Models:
+    """Model and version handlers; :meth:`find` also serves the endpoints."""
+
+    def __init__(self, store: Store, operations: Operations):
+        self.store, self.operations = store, operations
+
+    def routes(self):
+        """(HTTP method, path regex, discovery method id, handler) for each method served."""
+        return [
+            ("POST", LOC + r"/models:upload", API + "upload", self.upload),
+            ("GET", LOC + r"/models", API + "list", self.list),
+            ("GET", MODEL, API + "get", self.get),
+            ("GET", MODEL + ":listVersions", API + "listVersions", self.list_versions),
+            ("POST", MODEL + ":mergeVersionAliases", API + "mergeVersionAliases", self.merge),
+            ("DELETE", MODEL + ":deleteVersion", API + "deleteVersion", self.delete_version),
+            ("DELETE", MODEL, API + "delete", self.delete),
+        ]
+
+    # --- lookups used here and by endpoints ----------------------------------------
+
+    def find(self, name: str) -> tuple[dict, dict]:
+        """``(model record, version)`` for ``projects/../models/ID[@version|@alias]``."""
+        match = re.match(r"^projects/[^/]+/locations/[^/]+/models/([^/@]+)(?:@(.+))?$", name)
+        if not match:
+            raise ApiError(400, f"Invalid Model resource name: {name!r}.")
+        record = self.store.get("models", match[1])
+        if record is None or not name.startswith(record["name"]):
+            raise not_found(f"Model {name}")
+        return record, _version(record, match[2] or "default", name)
+
+    def _find(self, request: Request) -> tuple[dict, dict]:
+        return self.find(request.raw_path.removeprefix("/v1/").split(":")[0])
+
+    # --- handlers -------------------------------------------------------------------
+
+    def upload(self, request: Request):
+        """``models.upload``: a new model, or with ``parentModel`` its next version."""
+        body = request.body
+        model = body["model"]
+        aliases = model.get("versionAliases", [])
+        for alias in aliases:
+            if not ALIAS.match(alias) or alias.isdigit():
+                raise ApiError(
+                    400, f"Invalid version alias {alias!r}: it must match {ALIAS.pattern}."
+                )
+        with self.store.lock:
+            if body.get("parentModel"):
+                record, _ = self.find(body["parentModel"].split("@")[0])
+                number = max(int(v["versionId"]) for v in record["versions"]) + 1
+            else:
+                model_id = body.get("modelId") or self.store.new_id()
+                if self.store.get("models", model_id) is not None:
+                    raise ApiError(409, f"Model {model_id} already exists.")
+                parent = (
+                    f"projects/{request.params['project']}/locations/{request.params['location']}"
+                )
+                record = {
+                    "name": f"{parent}/models/{model_id}",
+                    "createTime": now(),
+                    "versions": [],
+                }
+                number = 1
+                if "default" not in aliases:
+                    aliases = ["default", *aliases]  # the first version is the default
+            stamp = now()
+            version = {
+                **model,
+                "name": record["name"],
+                "versionId": str(number),
+                "versionAliases": [],
+                "createTime": record["createTime"],
+                "updateTime": stamp,
+                "versionCreateTime": stamp,
+                "versionUpdateTime": stamp,
+                "etag": f"v{number}-{stamp}",
+                "supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"],
+            }
+            record["versions"].append(version)
+            _assign(record, version, aliases)
+            self.store.save("models", _id(record), record)
+        result = {"model": record["name"], "modelVersionId": str(number)}
+        return 200, self.operations.run(record["name"], "UploadModel", lambda: result)
+
+    def get(self, request: Request):
+        """``models.get`` of ``name``, ``name@version`` or ``name@alias``."""
+        with self.store.lock:
+            return 200, public(self._find(request)[1])
+
+    def list(self, request: Request):
+        """``models.list``: each model's default version."""
+        prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
+        keep = _filter(request.query.get("filter", ""))
+        with self.store.lock:
+            models = [
+                public(_version(r, "default", r["name"]))
+                for r in self.store.all("models")
+                if r["name"].startswith(prefix)
+            ]
+        models = [m for m in models if keep(m)]
+        return 200, ({"models": models} if models else {})
+
+    def list_versions(self, request: Request):
+        """``models.listVersions``, oldest first."""
+        with self.store.lock:
+            record, _ = self._find(request)
+            keep = _filter(request.query.get("filter", ""))
+            return 200, {"models": [public(v) for v in record["versions"] if keep(v)]}
+
+    def merge(self, request: Request):
+        """``models.mergeVersionAliases``: add aliases (moved from other versions), ``-x`` drops."""
+        changes = request.body["versionAliases"]
+        for change in changes:
+            alias = change.removeprefix("-")
+            if not ALIAS.match(alias) or alias.isdigit():
+                raise ApiError(400, f"Invalid version alias {change!r}.")
+            if change == "-default":
+                raise ApiError(400, "The default alias cannot be removed; move it instead.")
+        with self.store.lock:
+            record, version = self._find(request)
+            removals = [c[1:] for c in changes if c.startswith("-")]
+            version["versionAliases"] = [a for a in version["versionAliases"] if a not in removals]
+            _assign(record, version, [c for c in changes if not c.startswith("-")])
+            version["versionUpdateTime"] = version["updateTime"] = now()
+            self.store.save("models", _id(record), record)
+            return 200, public(version)
+
+    def delete_version(self, request: Request):
+        """``models.deleteVersion``, refused for a deployed or the default version."""
+        with self.store.lock:
+            record, version = self._find(request)
+            if version.get("deployedModels"):
+                raise precondition(
+                    f"Model version {version['versionId']} is deployed to an endpoint; "
+                    "undeploy it first."
+                )
+            if "default" in version["versionAliases"] and len(record["versions"]) > 1:
+                raise precondition("The default version cannot be deleted; move the alias first.")
+            record["versions"].remove(version)
+            if record["versions"]:
+                self.store.save("models", _id(record), record)
+            else:
+                self.store.delete("models", _id(record))
+        return 200, self.operations.run(record["name"], "Delete", dict, response=_EMPTY)
+
+    def delete(self, request: Request):
+        """``models.delete`` with all versions, refused while one is deployed."""
+        with self.store.lock:
+            record, _ = self._find(request)
+            if any(v.get("deployedModels") for v in record["versions"]):
+                raise precondition(
+                    f"Model {record['name']} has deployed versions; undeploy them first."
+                )
+            self.store.delete("models", _id(record))
+        return 200, self.operations.run(record["name"], "Delete", dict, response=_EMPTY)
+
+
+def _id(record: dict) -> str:
+    return record["name"].rsplit("/", 1)[-1]
+
+
+def _version(record: dict, selector: str, name: str) -> dict:
+    for version in record["versions"]:
+        if selector == version["versionId"] or selector in version["versionAliases"]:
+            return version
+    raise not_found(f"Model {name}")
+
+
+def _assign(record: dict, version: dict, aliases: list[str]) -> None:
+    """Give ``version`` the aliases, taking them from any other version (an alias is unique)."""
+    for other in record["versions"]:
+        if other is not version:
+            kept = [a for a in other["versionAliases"] if a not in aliases]
+            if kept != other["versionAliases"]:
+                other["versionAliases"] = kept
+                other["versionUpdateTime"] = now()
+    version["versionAliases"] += [a for a in aliases if a not in version["versionAliases"]]
+
+
+def _filter(text: str):
+    """A predicate for the list filters the tooling uses: ``display_name="x" AND labels.k="v"``."""
+    tests = []
+    for clause in filter(None, re.split(r"\s+AND\s+", text.strip())):
+        match = _FILTER.match(clause)
+        if not match:
+            raise ApiError(
+                400,
+                f"Unsupported filter {clause!r} (the emulator supports "
+                'display_name="..." and labels.KEY="..." joined by AND).',
+            )
+        field, value = match.groups()
+        if field.startswith("labels."):
+            tests.append(lambda m, k=field[7:], v=value: m.get("labels", {}).get(k) == v)
+        else:
+            tests.append(lambda m, v=value: m.get("displayName") == v)
+    return lambda m: all(t(m) for t in tests)

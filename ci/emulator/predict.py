@@ -1,0 +1,78 @@
+"""Loaded models for predict: copied out of the storage emulator once, loaded once, cached.
+
+TensorFlow (and ``ci.serving``) is imported here lazily, on the first model load, so the
+emulator starts in a fraction of a second and pays the import only when serving.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+from ci.emulator.httpd import ApiError, precondition
+
+
+class ModelCache:
+    """``Predictor`` objects by (model id, version id); loads are serialised per key."""
+
+    def __init__(self, cache_dir: Path, storage_url: str):
+        self.cache_dir = cache_dir
+        self.storage_url = storage_url
+        self._loaded: dict[tuple[str, str], object] = {}
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, model_id: str, version_id: str, artifact_uri: str):
+        """The predictor for a model version, loading it on first use."""
+        key = (model_id, version_id)
+        predictor = self._loaded.get(key)  # the hot path: one dict lookup, no lock
+        if predictor is not None:
+            return predictor
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._loaded:
+                self._loaded[key] = self._load(key, artifact_uri)
+        return self._loaded[key]
+
+    def _load(self, key: tuple[str, str], artifact_uri: str):
+        from ci.errors import CiError
+
+        local = self.cache_dir / f"{key[0]}-v{key[1]}"
+        if not (local / ".complete").exists():
+            self._download(artifact_uri, local)
+        from ci.serving import Predictor
+
+        try:
+            return Predictor.load(local)
+        except CiError as exc:
+            raise precondition(f"Model {key[0]}@{key[1]} cannot be served: {exc}") from None
+
+    def _download(self, artifact_uri: str, local: Path) -> None:
+        from google.api_core.exceptions import NotFound
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        from ci import gcs
+        from ci.errors import UsageError
+
+        if not artifact_uri:
+            raise precondition("The model has no artifactUri, so there is nothing to serve.")
+        shutil.rmtree(local, ignore_errors=True)
+        client = storage.Client(
+            project="local",
+            credentials=AnonymousCredentials(),
+            client_options={"api_endpoint": self.storage_url},
+        )
+        try:
+            files = gcs.download_prefix(client, artifact_uri, local)
+        except UsageError as exc:
+            raise ApiError(400, f"artifactUri: {exc}") from None
+        except NotFound:
+            raise precondition(
+                f"The bucket of artifactUri {artifact_uri} does not exist."
+            ) from None
+        if not files:
+            raise precondition(f"No files under artifactUri {artifact_uri}.")
+        (local / ".complete").touch()

@@ -1,0 +1,147 @@
+"""Request bodies checked against the schemas of the aiplatform v1 discovery document.
+
+The document ships with google-api-python-client, so the emulator accepts exactly the
+fields the client library can send. It marks output-only fields ``readOnly`` (ignored on
+input, as Vertex does) but says "Required." only in descriptions, so that is where
+required fields are read from.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+from ci.emulator.httpd import ApiError
+
+_INT = re.compile(r"^-?\d+$")
+
+
+@functools.cache
+def document() -> dict:
+    """The static ``aiplatform`` v1 discovery document of the installed client library."""
+    import googleapiclient
+
+    path = Path(googleapiclient.__file__).parent / "discovery_cache/documents/aiplatform.v1.json"
+    return json.loads(path.read_text())
+
+
+@functools.cache
+def methods() -> dict[str, dict]:
+    """Every method of the document by id (``aiplatform.projects.locations.models.upload``)."""
+    found: dict[str, dict] = {}
+
+    def walk(resource: dict) -> None:
+        for method in resource.get("methods", {}).values():
+            found[method["id"]] = method
+        for sub in resource.get("resources", {}).values():
+            walk(sub)
+
+    walk(document())
+    return found
+
+
+def request_schema(method_id: str) -> str | None:
+    """The name of the schema a method's body must follow, or None when it takes no body."""
+    return methods()[method_id].get("request", {}).get("$ref")
+
+
+def validate(schema_name: str, body) -> dict:
+    """Check ``body`` against ``schema_name``; return it without output-only fields.
+
+    Raises ApiError 400 naming the first offending field, the way Vertex does.
+    """
+    if not isinstance(body, dict):
+        raise ApiError(400, f"Invalid JSON payload received. Expected an object, got {body!r}.")
+    return _object(document()["schemas"][schema_name], body, "")
+
+
+def _object(schema: dict, value: dict, where: str) -> dict:
+    props = schema.get("properties")
+    if props is None:  # a free-form object (google.protobuf.Struct and friends)
+        return value
+    cleaned = {}
+    for key, item in value.items():
+        prop = props.get(key)
+        if prop is None:
+            at = f" at '{where}'" if where else ""
+            raise ApiError(
+                400, f'Invalid JSON payload received. Unknown name "{key}"{at}: Cannot find field.'
+            )
+        if prop.get("readOnly"):
+            continue
+        cleaned[key] = _value(prop, item, _join(where, key))
+    for key, prop in props.items():
+        if _required(prop) and cleaned.get(key) in (None, "", [], {}):
+            raise ApiError(400, f"Field: {_join(where, key)}; Message: Required field is not set.")
+    return cleaned
+
+
+def _required(prop: dict) -> bool:
+    return (prop.get("description") or "").startswith("Required.")
+
+
+def _value(prop: dict, value, where: str):
+    if value is None:
+        return None
+    if "$ref" in prop:
+        ref = document()["schemas"][prop["$ref"]]
+        if ref.get("type") == "object":
+            if not isinstance(value, dict):
+                raise _bad(where, "an object", value)
+            return _object(ref, value, where)
+        return _value(ref, value, where)
+    kind = prop.get("type")
+    if kind == "array":
+        if not isinstance(value, list):
+            raise _bad(where, "a list", value)
+        return [_value(prop["items"], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if kind == "object":
+        if not isinstance(value, dict):
+            raise _bad(where, "an object", value)
+        extra = prop.get("additionalProperties")
+        if extra is None:
+            return _object(prop, value, where) if "properties" in prop else value
+        return {k: _value(extra, v, f"{where}[{k!r}]") for k, v in value.items()}
+    return _scalar(prop, value, where)
+
+
+def _scalar(prop: dict, value, where: str):
+    kind, fmt = prop.get("type"), prop.get("format")
+    if kind == "any":
+        return value
+    if kind == "boolean" and not isinstance(value, bool):
+        raise _bad(where, "a boolean", value)
+    if kind == "integer" and (isinstance(value, bool) or not _is_int(value)):
+        raise _bad(where, "an integer", value)
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise _bad(where, "a number", value)
+    if kind == "string":
+        # proto3 JSON writes 64-bit integers as strings but accepts numbers too.
+        if fmt in ("int64", "uint64"):
+            if isinstance(value, bool) or not _is_int(value):
+                raise _bad(where, "an integer", value)
+            return str(value)
+        if not isinstance(value, str):
+            raise _bad(where, "a string", value)
+        enum = prop.get("enum")
+        if enum and value not in enum:
+            raise ApiError(400, f"Invalid value at '{where}', {value!r}: not one of {enum}.")
+    return value
+
+
+def _is_int(value) -> bool:
+    if isinstance(value, int):
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, str) and bool(_INT.match(value))
+
+
+def _bad(where: str, expected: str, value) -> ApiError:
+    return ApiError(400, f"Invalid value at '{where}': expected {expected}, got {value!r}.")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key

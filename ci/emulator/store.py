@@ -1,0 +1,87 @@
+"""State on disk: one JSON file per resource, written atomically, loaded on start.
+
+Layout under ``<state-dir>/vertex/``: ``records/<kind>/<id>.json`` for customJobs, models,
+endpoints and operations; ``jobs/<id>/`` for a job's packages and logs; ``model-cache/``
+for SavedModels copied out of the storage emulator for predict. Keys starting with ``_``
+are the emulator's own bookkeeping (process ids, ...) and never reach a client.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import os
+import threading
+from pathlib import Path
+
+KINDS = ("customJobs", "models", "endpoints", "operations")
+
+
+def now() -> str:
+    """The current time as Vertex writes timestamps (RFC 3339, UTC, microseconds)."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def public(record: dict) -> dict:
+    """A deep copy of ``record`` without the emulator's private ``_`` keys."""
+    return {k: copy.deepcopy(v) for k, v in record.items() if not k.startswith("_")}
+
+
+class Store:
+    """Resources by kind and id, mirrored to disk on every change.
+
+    One re-entrant lock guards everything: requests are short, and handlers that read,
+    check and write a resource hold it across the whole sequence.
+    """
+
+    def __init__(self, state_dir: Path):
+        self.root = Path(state_dir).resolve() / "vertex"
+        self.lock = threading.RLock()
+        self._data: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS}
+        self._next_id = 1000
+        for kind in KINDS:
+            folder = self.root / "records" / kind
+            folder.mkdir(parents=True, exist_ok=True)
+            for path in sorted(folder.glob("*.json")):
+                self._data[kind][path.stem] = json.loads(path.read_text())
+                if path.stem.isdigit():
+                    self._next_id = max(self._next_id, int(path.stem) + 1)
+
+    def new_id(self) -> str:
+        """A fresh numeric id, unique across kinds and restarts (Vertex ids are numeric)."""
+        with self.lock:
+            self._next_id += 1
+            return str(self._next_id)
+
+    def get(self, kind: str, rid: str) -> dict | None:
+        """The live record (mutate it under ``lock``, then :meth:`save`)."""
+        return self._data[kind].get(rid)
+
+    def all(self, kind: str) -> list[dict]:
+        """Records of ``kind`` in creation order."""
+        with self.lock:
+            return sorted(self._data[kind].values(), key=lambda r: r.get("createTime", ""))
+
+    def save(self, kind: str, rid: str, record: dict) -> None:
+        """Store ``record`` and write it to disk atomically (temp file + rename)."""
+        with self.lock:
+            self._data[kind][rid] = record
+            path = self.root / "records" / kind / f"{rid}.json"
+            tmp = path.with_suffix(f".tmp{threading.get_ident()}")
+            tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+            os.replace(tmp, path)
+
+    def delete(self, kind: str, rid: str) -> None:
+        """Forget a record and remove its file."""
+        with self.lock:
+            self._data[kind].pop(rid, None)
+            (self.root / "records" / kind / f"{rid}.json").unlink(missing_ok=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        """Where a job's packages, working directory and logs live."""
+        return self.root / "jobs" / job_id
+
+    def cache_dir(self) -> Path:
+        """Where exports are copied for predict."""
+        return self.root / "model-cache"

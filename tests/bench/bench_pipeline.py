@@ -1,0 +1,128 @@
+"""The merge path's overhead: ``ci pipeline`` against a bare ``python -m trainer.task``, and a
+restage of unchanged inputs against the first staging.
+
+Everything runs for real on this machine: the pipeline on the embedded default (it starts
+its own emulators, packages, stages, trains in the emulator, gates, deploys, smoke-tests and
+predicts), the trainer as the same entry point the job runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+STEPS = (1000, 20_000)
+REPEATS = 3
+STAGE_REPEATS = 5
+ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONPATH": str(ROOT)}
+
+
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        argv, cwd=ROOT, env={**os.environ, **ENV, **(env or {})}, check=True, capture_output=True
+    )
+    return time.perf_counter() - start
+
+
+def _trainer(steps: int, tmp: Path) -> float:
+    job_dir = tmp / f"bare-{steps}"
+    return _timed([sys.executable, "-m", "trainer.task", "--job-dir", str(job_dir),
+                   "--train-steps", str(steps)])  # fmt: skip
+
+
+def _pipeline(steps: int, state: Path, tmp: Path) -> float:
+    # Permissive thresholds: this measures time, whatever the metrics of this run.
+    gate = ["accuracy.lower_bound=0", "loss.upper_bound=100", "accuracy.absolute_change=-1"]
+    argv = [sys.executable, "-m", "ci", "pipeline", "--train-steps", str(steps)]
+    argv += ["--state-dir", str(state), "--dist-dir", str(tmp / "dist")]
+    argv += [arg for value in gate for arg in ("--threshold", value)]
+    return _timed(argv, {"STORAGE_EMULATOR_HOST": "", "CI_PROJECT": "", "CI_API_ENDPOINT": ""})
+
+
+def _big_csv(path: Path, rows: int) -> Path:
+    with path.open("w") as f:
+        f.write(f"{rows},4,setosa,versicolor,virginica\n")
+        f.writelines(f"{i % 7 + 4}.1,3.{i % 9},1.{i % 5},0.{i % 3},{i % 3}\n" for i in range(rows))
+    return path
+
+
+def _staging(tmp: Path, data: list[str]) -> tuple[float, float]:
+    """Median seconds of a first staging (fresh bucket) and of a restage (all skipped)."""
+    from ci.cloud import connect
+    from ci.emulator.process import start
+    from ci.package import build_sdist
+    from ci.settings import resolve
+    from ci.stage import stage
+
+    sdist = build_sdist(ROOT, tmp / "stage-dist")
+    first, again = [], []
+    with start(tmp / f"stage-state-{len(data)}") as emu:
+        os.environ["STORAGE_EMULATOR_HOST"] = emu.storage_host
+        for i in range(STAGE_REPEATS):
+            bucket = f"bench-{i}"
+            env = {"CI_PROJECT": "bench", "CI_BUCKET": bucket, "CI_API_ENDPOINT": emu.vertex_url}
+            with connect(resolve(None, env)) as cloud, contextlib.redirect_stdout(io.StringIO()):
+                cloud.storage.create_bucket(bucket)
+                for times in (first, again):  # a fresh bucket, then the same inputs again
+                    t0 = time.perf_counter()
+                    package, staged = stage(cloud, sdist, data)
+                    times.append(time.perf_counter() - t0)
+                    assert all(s.uploaded == (times is first) for s in [package, *staged])
+        del os.environ["STORAGE_EMULATOR_HOST"]
+    return statistics.median(first), statistics.median(again)
+
+
+def run() -> str:
+    lines = [
+        "### Merge path: pipeline overhead and restaging (issue 4)",
+        "",
+        "Command: `nox -s bench -- pipeline`. Wall time of `python -m ci pipeline` on the",
+        "embedded default (emulators started and stopped by the command; package, stage,",
+        "train in the emulator, gate, upload, deploy, smoke test, predict) against a bare",
+        "`python -m trainer.task` with the same steps. *Cold*: a fresh state directory (no",
+        "endpoint, no bucket); *warm*: a second run on the same state (inputs already staged,",
+        "a champion to gate against, version 2 deployed beside version 1). Medians of",
+        f"{REPEATS} interleaved runs. Target ratio ≤ 1.3.",
+        "",
+        "| train steps | bare trainer (s) | pipeline cold (s) | ratio | warm (s) | ratio |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        for steps in STEPS:
+            # Interleaved repeats, medians: a busy machine slows all three alike.
+            bare, cold, warm = [], [], []
+            for i in range(REPEATS):
+                bare.append(_trainer(steps, tmp))
+                state = tmp / f"state-{steps}-{i}"
+                cold.append(_pipeline(steps, state, tmp))
+                warm.append(_pipeline(steps, state, tmp))
+            b, c, w = (statistics.median(x) for x in (bare, cold, warm))
+            lines.append(f"| {steps:,} | {b:.1f} | {c:.1f} | {c / b:.2f} | {w:.1f} | {w / b:.2f} |")
+        repo_data = [str(ROOT / "data" / "iris_training.csv"), str(ROOT / "data" / "iris_test.csv")]
+        big = _big_csv(tmp / "big.csv", 1_000_000)
+        sets = {
+            "the sdist + the two Iris CSVs (~10 KB)": repo_data,
+            f"the same + a {big.stat().st_size / 1e6:.0f} MB CSV": [*repo_data, str(big)],
+        }
+        staging = {label: _staging(tmp, data) for label, data in sets.items()}
+    lines += [
+        "",
+        "Staging into a fresh bucket of the storage emulator, then the same inputs again (all",
+        f"skipped; the content hashes are recomputed). Median of {STAGE_REPEATS}; target ≤ 5%.",
+        "",
+        "| inputs | first staging (ms) | restage (ms) | restage / first |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, (first, again) in staging.items():
+        lines.append(f"| {label} | {first * 1000:.1f} | {again * 1000:.1f} | {again / first:.0%} |")
+    return "\n".join(lines)

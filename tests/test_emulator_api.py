@@ -1,0 +1,208 @@
+"""The REST surface: validation against the discovery schemas, Google errors, models and
+endpoints rules, operations, injected faults. Driven through google-api-python-client."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from googleapiclient.errors import HttpError
+
+from ci.emulator import faults
+from tests.conftest import PARENT, create_endpoint, deploy, predict, upload
+
+INSTANCE = {"PetalLength": 1.7, "PetalWidth": 0.5, "SepalLength": 5.1, "SepalWidth": 3.3}
+PACKAGE_SPEC = {
+    "executorImageUri": "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-17.py310:latest",
+    "packageUris": ["gs://test-bucket/staging/x.tar.gz"],
+    "pythonModule": "x.task",
+}
+
+
+def error_of(call) -> tuple[int, dict]:
+    """The HTTP status and Google error body of a request expected to fail."""
+    with pytest.raises(HttpError) as caught:
+        call.execute(num_retries=0)
+    return caught.value.resp.status, json.loads(caught.value.content)["error"]
+
+
+def job_body(**spec_extra) -> dict:
+    pool = {"replicaCount": "1", "pythonPackageSpec": dict(PACKAGE_SPEC)}
+    return {"displayName": "x", "jobSpec": {"workerPoolSpecs": [pool], **spec_extra}}
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ({**job_body(), "colour": "blue"}, 'Unknown name "colour"'),
+        (job_body(bogusField=1), "Unknown name \"bogusField\" at 'jobSpec'"),
+        (
+            {
+                "displayName": "x",
+                "jobSpec": {"workerPoolSpecs": [{"containerSpec": {"imageUri": "i"}}]},
+            },
+            "needs a pythonPackageSpec",
+        ),
+        ({"jobSpec": job_body()["jobSpec"]}, "Field: displayName; Message: Required"),
+        ({**job_body(), "labels": ["a"]}, "'labels': expected an object"),
+        (job_body(enableWebAccess="yes"), "'jobSpec.enableWebAccess': expected a boolean"),
+        (
+            {"displayName": "x", "jobSpec": {"workerPoolSpecs": [{"replicaCount": "many"}]}},
+            "replicaCount': expected an integer",
+        ),
+    ],
+)
+def test_bad_job_bodies_get_400_invalid_argument(vertex, body, fragment):
+    status, error = error_of(
+        vertex.projects().locations().customJobs().create(parent=PARENT, body=body)
+    )
+    assert (status, error["code"], error["status"]) == (400, 400, "INVALID_ARGUMENT")
+    assert fragment in error["message"]
+
+
+def test_malformed_json_gets_a_google_error(emulator):
+    request = urllib.request.Request(
+        f"{emulator.vertex_url}/v1/{PARENT}/customJobs",
+        data=b"{not json",
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=10)
+    assert caught.value.code == 400
+    assert json.loads(caught.value.read())["error"]["status"] == "INVALID_ARGUMENT"
+
+
+def test_missing_resources_get_404_not_found(vertex):
+    locations = vertex.projects().locations()
+    for call in [
+        locations.customJobs().get(name=f"{PARENT}/customJobs/424242"),
+        locations.models().get(name=f"{PARENT}/models/424242"),
+        locations.endpoints().get(name=f"{PARENT}/endpoints/424242"),
+        locations.operations().get(name=f"{PARENT}/operations/424242"),
+    ]:
+        status, error = error_of(call)
+        assert (status, error["status"]) == (404, "NOT_FOUND")
+
+
+def test_model_ids_aliases_and_version_deletion_rules(vertex, poll):
+    models = vertex.projects().locations().models()
+    first = upload(vertex, poll, "gs://test-bucket/nowhere", modelId="rules-model")
+    assert first["model"] == f"{PARENT}/models/rules-model"
+    status, error = error_of(
+        models.upload(
+            parent=PARENT,
+            body={
+                "modelId": "rules-model",
+                "model": {"displayName": "again", "containerSpec": {"imageUri": "x"}},
+            },
+        )
+    )
+    assert (status, error["status"]) == (409, "ALREADY_EXISTS")
+
+    name = first["model"]
+    upload(
+        vertex,
+        poll,
+        "gs://test-bucket/nowhere",
+        parentModel=name,
+        model={"versionAliases": ["staging"]},
+    )
+    assert models.get(name=f"{name}@staging").execute()["versionId"] == "2"
+    assert models.get(name=f"{name}@1").execute()["versionAliases"] == ["default"]
+    merged = models.mergeVersionAliases(
+        name=f"{name}@2", body={"versionAliases": ["-staging", "blue"]}
+    ).execute()
+    assert merged["versionAliases"] == ["blue"]
+    status, error = error_of(models.get(name=f"{name}@staging"))
+    assert status == 404
+    status, error = error_of(
+        models.mergeVersionAliases(name=f"{name}@1", body={"versionAliases": ["-default"]})
+    )
+    assert status == 400 and "default" in error["message"]
+    status, error = error_of(
+        models.mergeVersionAliases(name=f"{name}@1", body={"versionAliases": ["Bad_Alias"]})
+    )
+    assert status == 400
+    status, error = error_of(models.deleteVersion(name=f"{name}@1"))
+    assert (status, error["status"]) == (400, "FAILED_PRECONDITION")  # the default version
+    poll.operation(models.deleteVersion(name=f"{name}@2").execute())
+    assert [v["versionId"] for v in models.listVersions(name=name).execute()["models"]] == ["1"]
+    found = models.list(parent=PARENT, filter='display_name="iris" AND labels.git-sha="abc123"')
+    assert name in [m["name"] for m in found.execute()["models"]]
+
+
+def test_deploying_an_unloadable_model_fails_the_operation(vertex, poll):
+    model = upload(vertex, poll, "gs://test-bucket/nowhere/")["model"]
+    endpoint = create_endpoint(vertex, poll, "broken")
+    op = deploy(vertex, poll, endpoint, model)
+    assert op["done"] and op["error"]["code"] == 9  # FAILED_PRECONDITION
+    assert "nowhere" in op["error"]["message"]
+    got = vertex.projects().locations().endpoints().get(name=endpoint).execute()
+    assert "deployedModels" not in got
+
+
+def test_traffic_split_rules_deploy_undeploy_and_delete(vertex, poll, trained):
+    endpoints = vertex.projects().locations().endpoints()
+    model = upload(vertex, poll, trained["artifact_uri"], model={"displayName": "split"})["model"]
+    endpoint = create_endpoint(vertex, poll, "split")
+    status, error = error_of(endpoints.predict(endpoint=endpoint, body={"instances": [INSTANCE]}))
+    assert (status, error["status"]) == (400, "FAILED_PRECONDITION")
+    first = deploy(vertex, poll, endpoint, model)["response"]["deployedModel"]["id"]
+    body = {"deployedModel": {"model": model}, "trafficSplit": {"0": 50, first: 40}}
+    status, error = error_of(endpoints.deployModel(endpoint=endpoint, body=body))
+    assert status == 400 and "add up to 100" in error["message"]
+    second = deploy(vertex, poll, endpoint, model, {"0": 0, first: 100})
+    second_id = second["response"]["deployedModel"]["id"]
+    got = endpoints.get(name=endpoint).execute()
+    assert got["trafficSplit"] == {first: 100} and len(got["deployedModels"]) == 2
+
+    status, error = error_of(
+        endpoints.undeployModel(endpoint=endpoint, body={"deployedModelId": first})
+    )
+    assert (status, error["status"]) == (400, "FAILED_PRECONDITION")  # it still has traffic
+    status, error = error_of(vertex.projects().locations().models().delete(name=model))
+    assert (status, error["status"]) == (400, "FAILED_PRECONDITION")  # it is deployed
+    body = {"deployedModelId": first, "trafficSplit": {second_id: 100}}
+    poll.operation(endpoints.undeployModel(endpoint=endpoint, body=body).execute())
+    assert predict(vertex, endpoint, [INSTANCE])["deployedModelId"] == second_id
+    body = {"deployedModelId": second_id}
+    poll.operation(endpoints.undeployModel(endpoint=endpoint, body=body).execute())
+    got = endpoints.get(name=endpoint).execute()
+    assert "deployedModels" not in got or got["deployedModels"] == []
+    poll.operation(endpoints.delete(name=endpoint).execute())
+    assert error_of(endpoints.get(name=endpoint))[0] == 404
+
+
+def test_injected_faults_on_create_and_delayed_operations(vertex, poll, emulator):
+    jobs = vertex.projects().locations().customJobs()
+    faults.inject(emulator.vertex_url, "customJobs.list", 503, count=1)
+    status, error = error_of(jobs.list(parent=PARENT))
+    assert (status, error["status"]) == (503, "UNAVAILABLE")
+    faults.inject(emulator.vertex_url, "aiplatform.projects.locations.customJobs.list", 429, 2)
+    jobs.list(parent=PARENT).execute(num_retries=3)  # raises unless a retry got through
+    assert faults.pending(emulator.vertex_url) == []
+
+    faults.delay_operations(emulator.vertex_url, 1.0)
+    started = time.monotonic()
+    op = (
+        vertex.projects()
+        .locations()
+        .endpoints()
+        .create(parent=PARENT, body={"displayName": "slow"})
+        .execute()
+    )
+    assert op["done"] is False
+    done = poll.operation(op)
+    assert done["done"] and time.monotonic() - started >= 1.0
+    assert done["response"]["displayName"] == "slow"
+
+
+def test_bad_fault_specs_are_refused(emulator):
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        faults.inject(emulator.vertex_url, "predict", 200)
+    assert caught.value.code == 400
+    assert faults.pending(emulator.vertex_url) == []

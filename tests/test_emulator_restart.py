@@ -1,0 +1,112 @@
+"""State survives the emulator: kill -9 and restart, and a clean SIGTERM shutdown."""
+
+from __future__ import annotations
+
+import pytest
+
+from ci import clients
+from ci.emulator import process
+from ci.errors import CiError
+from tests.conftest import (
+    BUCKET,
+    PARENT,
+    Poll,
+    create_endpoint,
+    deploy,
+    predict,
+    storage_client,
+    upload,
+)
+from tests.test_emulator_jobs import _sdist, alive, create, fake_job
+
+INSTANCE = {"PetalLength": 1.7, "PetalWidth": 0.5, "SepalLength": 5.1, "SepalWidth": 3.3}
+
+
+def _connect(emu):
+    vertex = clients.vertex("us-central1", emu.vertex_url, anonymous=True)
+    return vertex, Poll(vertex)
+
+
+def _start_hanging_job(emu, vertex, poll, tmp_path) -> tuple[dict, list[int]]:
+    client = storage_client(emu)
+    bucket = client.lookup_bucket(BUCKET) or client.create_bucket(BUCKET)
+    bucket.blob("staging/fakejob-0.1.tar.gz").upload_from_string(_sdist())
+    package = f"gs://{BUCKET}/staging/fakejob-0.1.tar.gz"
+    job = create(vertex, fake_job(package, "hang", [str(tmp_path)]))
+    pid_file = poll.until(lambda: next(tmp_path.glob("pids-*"), None), 60, "the job to start")
+    poll.job(job["name"], ("JOB_STATE_RUNNING",))
+    return job, [int(p) for p in pid_file.read_text().split()]
+
+
+@pytest.fixture
+def trained_export(gcs, trained):
+    """The session's trained export, as (path, bytes) pairs to copy into another emulator."""
+    prefix = trained["artifact_uri"].removeprefix(f"gs://{BUCKET}/") + "/"
+    return [(b.name, b.download_as_bytes()) for b in gcs.list_blobs(BUCKET, prefix=prefix)]
+
+
+def test_kill_9_and_restart_keeps_models_versions_aliases_endpoints(
+    tmp_path, trained_export, trained
+):
+    state = tmp_path / "state"
+    first = process.start(state)
+    try:
+        bucket = storage_client(first).create_bucket(BUCKET)
+        for name, data in trained_export:
+            bucket.blob(name).upload_from_string(data)
+        vertex, poll = _connect(first)
+        model = upload(vertex, poll, trained["artifact_uri"])["model"]
+        upload(
+            vertex,
+            poll,
+            trained["artifact_uri"],
+            parentModel=model,
+            model={"versionAliases": ["default", "candidate"]},
+        )
+        endpoint = create_endpoint(vertex, poll, "survivor")
+        deploy(vertex, poll, endpoint, f"{model}@candidate")
+        job, pids = _start_hanging_job(first, vertex, poll, tmp_path)
+    finally:
+        first.kill()
+
+    with process.start(state) as second:
+        vertex, poll = _connect(second)
+        models = vertex.projects().locations().models()
+        assert models.get(name=model).execute()["versionId"] == "2"
+        versions = models.listVersions(name=model).execute()["models"]
+        aliases = {v["versionId"]: sorted(v["versionAliases"]) for v in versions}
+        assert aliases == {"1": [], "2": ["candidate", "default"]}
+        assert versions[1]["deployedModels"][0]["endpoint"] == endpoint
+        got = vertex.projects().locations().endpoints().get(name=endpoint).execute()
+        deployed_id = got["deployedModels"][0]["id"]
+        assert got["trafficSplit"] == {deployed_id: 100}
+        answer = predict(vertex, endpoint, [INSTANCE])
+        assert (answer["modelVersionId"], answer["deployedModelId"]) == ("2", deployed_id)
+
+        failed = vertex.projects().locations().customJobs().get(name=job["name"]).execute()
+        assert failed["state"] == "JOB_STATE_FAILED"
+        assert "emulator stopped while this job was JOB_STATE_RUNNING" in failed["error"]["message"]
+        poll.until(lambda: not any(alive(p) for p in pids), 10, "orphaned replicas to be killed")
+        listed = vertex.projects().locations().models().list(parent=PARENT).execute()
+        assert [m["name"] for m in listed["models"]] == [model]
+
+
+def test_sigterm_ends_running_jobs_and_their_processes(tmp_path):
+    state = tmp_path / "state"
+    with process.start(state) as emu:
+        vertex, poll = _connect(emu)
+        job, pids = _start_hanging_job(emu, vertex, poll, tmp_path)
+        assert all(alive(p) for p in pids)
+        assert emu.stop() == 0
+    assert not any(alive(p) for p in pids)
+    with process.start(state) as again:
+        vertex, _ = _connect(again)
+        ended = vertex.projects().locations().customJobs().get(name=job["name"]).execute()
+        assert ended["state"] == "JOB_STATE_FAILED"
+        assert "shut down" in ended["error"]["message"]
+
+
+def test_start_fails_clearly_when_a_port_is_taken(tmp_path, emulator):
+    port = int(emulator.vertex_url.rsplit(":", 1)[1])
+    with pytest.raises(CiError, match="Address already in use"):
+        process.start(tmp_path / "state", vertex_port=port)
