@@ -14,6 +14,15 @@ from ci.errors import CiError
 COMMANDS = {
     "emulator": ("ci.emulator.__main__", "run the local Vertex AI + Cloud Storage emulators"),
     "local-predict": ("ci.local_predict", "predict a JSON-lines file with a local export"),
+    "package": ("ci.package", "build the trainer sdist; prints its path"),
+    "stage": ("ci.stage", "upload the sdist and data, content-addressed"),
+    "train": ("ci.train", "run a training job at a scale tier and wait for it"),
+    "gate": ("ci.gate", "compare candidate metrics with thresholds and the champion"),
+    "promote": ("ci.promote", "upload, deploy, move 'default', smoke-test a trained job"),
+    "predict": ("ci.predict", "send JSON-lines instances to the model's endpoint"),
+    "rollback": ("ci.rollback", "move traffic and 'default' back to the previous version"),
+    "versions": ("ci.versions", "list versions with aliases, traffic, labels, metrics"),
+    "pipeline": ("ci.pipeline", "package → stage → train → gate → promote, the merge path"),
 }
 
 

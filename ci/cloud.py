@@ -1,0 +1,163 @@
+"""One connection to Vertex AI and Cloud Storage: Google Cloud, a running emulator, or the
+embedded emulators started (and stopped) here.
+
+The clients are built the same way in every case; only the endpoint and credentials differ.
+Plain ``http://`` endpoints (emulators) get anonymous credentials, since credentials must
+never travel unencrypted; everything else uses Application Default Credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ci import clients
+from ci.errors import CiError, UsageError
+from ci.settings import Settings
+
+
+@dataclass
+class Cloud:
+    """The clients and settings a command works with."""
+
+    settings: Settings
+    vertex: Any
+    storage: Any
+
+    @property
+    def parent(self) -> str:
+        """``projects/P/locations/R``, the parent of every resource."""
+        return self.settings.parent
+
+    def log(self, message: str) -> None:
+        """A progress line, flushed at once (workflow logs show it live)."""
+        print(message, flush=True)
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
+
+
+def _ensure_bucket(storage, name: str) -> None:
+    # Only the embedded default creates its bucket: in a real project the bucket is
+    # part of the one-time setup, and creating one implicitly would hide a typo.
+    if storage.lookup_bucket(name) is None:
+        storage.create_bucket(name)
+
+
+@contextlib.contextmanager
+def connect(settings: Settings) -> Iterator[Cloud]:
+    """Yield a :class:`Cloud`; for the embedded default, run the emulators meanwhile."""
+    if not settings.embedded:
+        endpoint = settings.api_endpoint
+        anonymous = bool(endpoint and endpoint.startswith("http://"))
+        if not anonymous and not settings.project:
+            raise UsageError(f"setting 'project' is required with api_endpoint {endpoint!r}")
+        yield Cloud(settings, *_clients(settings, endpoint, anonymous))
+        return
+    from ci.emulator.process import start
+
+    state = Path(settings.state_dir)
+    state.mkdir(parents=True, exist_ok=True)
+    emulators = start(state, max_local_replicas=settings.local_max_replicas)
+    # The storage client finds the emulator through STORAGE_EMULATOR_HOST, as in the tests.
+    with emulators, _environ(dict(emulators.env())):
+        vertex, storage = _clients(settings, emulators.vertex_url, anonymous=True)
+        guard(lambda: _ensure_bucket(storage, settings.bucket_name), "create local bucket")
+        yield Cloud(settings, vertex, storage)
+
+
+def _clients(settings: Settings, endpoint: str | None, anonymous: bool):
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        vertex = clients.vertex(settings.region, endpoint, anonymous=anonymous)
+        return vertex, clients.storage(settings.project_id)
+    except DefaultCredentialsError:
+        raise CiError(
+            "no Google credentials: run `gcloud auth application-default login` or "
+            "authenticate with Workload Identity Federation (for emulators, set "
+            "STORAGE_EMULATOR_HOST and an http:// api_endpoint)"
+        ) from None
+
+
+def _http_message(exc) -> str:
+    try:
+        body = json.loads(exc.content.decode() or "{}")
+        message = body.get("error", {}).get("message") or exc.reason
+    except (ValueError, AttributeError):
+        message = getattr(exc, "reason", "") or str(exc)
+    first = (message or "").strip().splitlines()
+    return first[-1] if first else ""
+
+
+def api(request, what: str, on_400: type[CiError] = CiError) -> dict:
+    """Execute ``request`` with retries on 429/5xx; any failure becomes a one-line CiError.
+
+    ``on_400`` is the error class for HTTP 400, for calls where a bad request means bad
+    user input (instances to predict) rather than a bug here.
+    """
+    return guard(lambda: clients.call(request), what, on_400)
+
+
+def guard(fn, what: str, on_400: type[CiError] = CiError):
+    """Run ``fn``; Google client and network failures become a one-line CiError."""
+    from google.api_core import exceptions as core_exc
+    from googleapiclient.errors import HttpError
+
+    try:
+        return fn()
+    except HttpError as exc:
+        status = exc.resp.status if exc.resp is not None else "?"
+        error = on_400 if status == 400 else CiError
+        raise error(f"{what} failed: HTTP {status}: {_http_message(exc)}") from None
+    except core_exc.GoogleAPICallError as exc:
+        raise CiError(f"{what} failed: HTTP {exc.code}: {exc.message}") from None
+    except (OSError, ConnectionError) as exc:
+        raise CiError(f"{what} failed: cannot connect ({exc})") from None
+
+
+def operations(cloud: Cloud, name: str):
+    """The ``operations`` collection that owns operation ``name`` (paths are validated)."""
+    locations = cloud.vertex.projects().locations()
+    for part, collection in (
+        ("/models/", lambda: locations.models()),
+        ("/endpoints/", lambda: locations.endpoints()),
+        ("/customJobs/", lambda: locations.customJobs()),
+    ):
+        if part in name:
+            return collection().operations()
+    return locations.operations()
+
+
+def wait_operation(cloud: Cloud, operation: dict, what: str, timeout: float = 1800.0) -> dict:
+    """Poll a long-running operation until done; return its response or raise its error."""
+    start = time.monotonic()
+    interval = min(cloud.settings.poll_seconds, 1.0)
+    while not operation.get("done"):
+        if time.monotonic() - start > timeout:
+            raise CiError(f"{what}: operation {operation.get('name')} not done after {timeout}s")
+        # Short first polls: most operations finish in seconds; back off to the poll interval.
+        time.sleep(interval)
+        interval = min(interval * 2, cloud.settings.poll_seconds)
+        ops = operations(cloud, operation["name"])
+        operation = api(ops.get(name=operation["name"]), f"{what} (poll)")
+    if "error" in operation:
+        raise CiError(f"{what} failed: {operation['error'].get('message', operation['error'])}")
+    return operation.get("response", {})

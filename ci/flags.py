@@ -1,0 +1,62 @@
+"""Argument parsing shared by the commands: one-line errors and checked number types."""
+
+from __future__ import annotations
+
+import argparse
+
+from ci import outputs, settings
+from ci.errors import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are UsageError (one line, exit code 2)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message}")
+
+
+def parser(command: str, doc: str | None, with_settings: bool = True) -> Parser:
+    """A parser for ``python -m ci COMMAND`` with --outputs/--summary and the settings flags."""
+    p = Parser(prog=f"python -m ci {command}", description=(doc or "").split("\n\n")[0])
+    outputs.add_arguments(p)
+    if with_settings:
+        settings.add_arguments(p)
+    return p
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse type: a number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value
+
+
+def percent(text: str) -> int:
+    """An argparse type: a whole percentage, 1 to 100."""
+    value = positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"a percentage is at most 100: {text!r}")
+    return value
+
+
+def split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split ``argv`` at the first ``--``: our flags, then arguments for the trainer."""
+    if "--" in argv:
+        at = argv.index("--")
+        return argv[:at], argv[at + 1 :]
+    return argv, []

@@ -1,0 +1,162 @@
+"""``python -m ci gate``: the candidate's metrics against thresholds and the champion's.
+
+The champion is the model version holding the ``default`` alias; its metrics are the
+``metrics.json`` beside its export. Writes a JSON decision and a Markdown table; exits 3
+(GateRejected) when the gate says no, which is a decision, not an error.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci import flags, gate_rules, outputs
+from ci.cloud import Cloud, connect
+from ci.errors import GateRejected, UsageError
+from ci.settings import resolve
+from ci.vertex import (
+    DEFAULT,
+    find_model,
+    get_job,
+    job_dir,
+    list_versions,
+    read_metrics,
+    version_metrics_uri,
+    with_alias,
+)
+
+
+@dataclass
+class Champion:
+    """The version holding ``default``, with its metrics."""
+
+    version_id: str
+    model: str
+    metrics_uri: str
+    metrics: dict
+
+
+@dataclass
+class GateResult:
+    """The decision with what it was made from."""
+
+    decision: gate_rules.Decision
+    candidate_uri: str
+    candidate: dict
+    champion: Champion | None
+
+    def as_dict(self) -> dict:
+        """The machine-readable decision (``--decision-out``)."""
+        out = self.decision.as_dict()
+        out["candidate"] = {"metrics_uri": self.candidate_uri, "metrics": scalars(self.candidate)}
+        out["champion"] = self.champion and {
+            "model": self.champion.model,
+            "version_id": self.champion.version_id,
+            "metrics_uri": self.champion.metrics_uri,
+            "metrics": scalars(self.champion.metrics),
+        }
+        return out
+
+
+def scalars(metrics: dict) -> dict:
+    """The top-level numbers of a metrics dict (what tables and outputs show)."""
+    return {
+        k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def find_champion(cloud: Cloud) -> Champion | None:
+    """The version holding ``default`` and its metrics, or None before the first promotion."""
+    model = find_model(cloud)
+    if model is None:
+        return None
+    version = with_alias(list_versions(cloud, model["name"]), DEFAULT)
+    if version is None:
+        return None
+    uri = version_metrics_uri(version)
+    return Champion(version["versionId"], model["name"], uri, read_metrics(cloud, uri))
+
+
+def gate(cloud: Cloud, candidate_uri: str, thresholds: dict) -> GateResult:
+    """Decide on the candidate at ``candidate_uri`` (a ``gs://`` URI or a local file)."""
+    candidate = read_metrics(cloud, candidate_uri)
+    champion = find_champion(cloud)
+    decision = gate_rules.decide(thresholds, candidate, champion and champion.metrics)
+    return GateResult(decision, candidate_uri, candidate, champion)
+
+
+def _fmt(value) -> str:
+    return "—" if value is None else f"{value:.4g}"
+
+
+def markdown(result: GateResult) -> str:
+    """Candidate against champion, one row per metric, with each threshold's verdict."""
+    champ = result.champion
+    head = f"champion v{champ.version_id}" if champ else "champion (none yet)"
+    lines = [
+        f"### Evaluation gate: {result.decision.word}",
+        "",
+        f"| Metric | Candidate | {head} | Δ | Thresholds |",
+        "|---|---|---|---|---|",
+    ]
+    by_metric: dict[str, list] = {}
+    for check in result.decision.checks:
+        by_metric.setdefault(check.metric, []).append(check)
+    names = list(by_metric) + [m for m in scalars(result.candidate) if m not in by_metric]
+    for name in names:
+        value = gate_rules.lookup(result.candidate, name)
+        base = gate_rules.lookup(champ.metrics, name) if champ else None
+        delta = f"{value - base:+.4g}" if value is not None and base is not None else "—"
+        marks = ", ".join(f"{'✅' if c.passed else '❌'} {c.rule}" for c in by_metric.get(name, []))
+        lines.append(f"| {name} | {_fmt(value)} | {_fmt(base)} | {delta} | {marks or '—'} |")
+    return "\n".join(lines) + "\n"
+
+
+def candidate_location(cloud: Cloud, metrics: str | None, job: str | None) -> str:
+    """Where the candidate's metrics are: given, or beside the job's export."""
+    if bool(metrics) == bool(job):
+        raise UsageError("give exactly one of --candidate-metrics and --job")
+    return metrics or f"{job_dir(get_job(cloud, job))}/metrics.json"
+
+
+def main(argv: list[str]) -> int:
+    parser = flags.parser("gate", __doc__)
+    parser.add_argument("--candidate-metrics", metavar="URI", help="metrics.json (gs:// or path)")
+    parser.add_argument("--job", help="or: the training job whose metrics to gate")
+    parser.add_argument("--config", default="gate.toml", help="thresholds (default gate.toml)")
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="METRIC.KEY=VALUE",
+        help="override a threshold, e.g. accuracy.lower_bound=0.95 (repeatable)",
+    )
+    parser.add_argument("--decision-out", metavar="FILE", help="write the decision as JSON")
+    parser.add_argument("--markdown-out", metavar="FILE", help="write the Markdown table")
+    args = parser.parse_args(argv)
+    settings = resolve(args)
+    thresholds = gate_rules.load_config(Path(args.config))
+    thresholds = gate_rules.apply_overrides(thresholds, args.threshold)
+    with connect(settings) as cloud:
+        location = candidate_location(cloud, args.candidate_metrics, args.job)
+        result = gate(cloud, location, thresholds)
+    return report(result, args)
+
+
+def report(result: GateResult, args) -> int:
+    """Print and write the decision; raise GateRejected (exit 3) on "no"."""
+    table = markdown(result)
+    print(table)
+    if args.decision_out:
+        Path(args.decision_out).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    if args.markdown_out:
+        Path(args.markdown_out).write_text(table)
+    outputs.write_outputs(
+        args.outputs, {"gate_decision": result.decision.word, "metrics": scalars(result.candidate)}
+    )
+    outputs.write_summary(args.summary, table)
+    if not result.decision.passed:
+        failed = [f"{c.metric} {c.rule}" for c in result.decision.checks if not c.passed]
+        raise GateRejected(f"gate said no: {'; '.join(failed)}")
+    return 0

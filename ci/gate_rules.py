@@ -1,0 +1,152 @@
+"""The evaluation gate's decision, pure: thresholds in, checks and a yes/no out.
+
+TFX semantics. A *value* threshold (``lower_bound``, ``upper_bound``) must hold for the
+candidate alone. A *change* threshold compares the candidate with the champion:
+``diff = candidate - champion``; with ``direction = "higher"`` (higher is better) the check
+passes when ``diff >= absolute_change`` and ``diff / champion >= relative_change``; with
+``direction = "lower"`` when ``diff <= absolute_change`` and ``diff / champion <=
+relative_change``. So ``absolute_change = -0.01`` on accuracy means "may drop by at most
+0.01". With no champion, value thresholds alone decide. Metric names are dotted paths into
+``metrics.json`` (``precision.setosa``).
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ci.errors import CiError, UsageError
+
+KEYS = {"direction", "lower_bound", "upper_bound", "absolute_change", "relative_change"}
+NUMERIC = KEYS - {"direction"}
+
+
+@dataclass
+class Check:
+    """One threshold applied to one metric."""
+
+    metric: str
+    kind: str  # "value" or "change"
+    rule: str
+    candidate: float
+    champion: float | None
+    passed: bool
+
+
+@dataclass
+class Decision:
+    """Every check, and whether all of them passed."""
+
+    passed: bool
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def word(self) -> str:
+        return "yes" if self.passed else "no"
+
+    def as_dict(self) -> dict:
+        """Decision and checks as plain JSON values."""
+        return {"decision": self.word, "checks": [asdict(c) for c in self.checks]}
+
+
+def load_config(path: Path) -> dict[str, dict]:
+    """``[metrics.NAME]`` tables from a gate config file, validated."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read gate config {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"gate config {str(path)!r} is not valid TOML: {exc}") from None
+    unknown = set(data) - {"metrics"}
+    if unknown:
+        raise UsageError(f"gate config {str(path)!r}: unknown table {sorted(unknown)[0]!r}")
+    return validate(data.get("metrics", {}), str(path))
+
+
+def validate(thresholds: dict, source: str) -> dict[str, dict]:
+    """Check keys, types and that change thresholds say which direction is better."""
+    for metric, spec in thresholds.items():
+        if not isinstance(spec, dict):
+            raise UsageError(f"{source}: metrics.{metric} must be a table")
+        for key, value in spec.items():
+            if key not in KEYS:
+                raise UsageError(f"{source}: unknown key {key!r} for metric {metric!r}")
+            if key in NUMERIC and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise UsageError(f"{source}: {metric}.{key} must be a number, not {value!r}")
+        if spec.get("direction", "higher") not in ("higher", "lower"):
+            raise UsageError(f"{source}: {metric}.direction must be 'higher' or 'lower'")
+        if ({"absolute_change", "relative_change"} & set(spec)) and "direction" not in spec:
+            raise UsageError(f"{source}: {metric} has a change threshold but no direction")
+    return thresholds
+
+
+def apply_overrides(thresholds: dict, overrides: list[str]) -> dict[str, dict]:
+    """``METRIC.KEY=VALUE`` flags on top of the file (``accuracy.lower_bound=0.999``)."""
+    merged = {m: dict(spec) for m, spec in thresholds.items()}
+    for item in overrides:
+        target, sep, raw = item.partition("=")
+        metric, _, key = target.rpartition(".")
+        if not sep or not metric or key not in KEYS:
+            raise UsageError(
+                f"bad --threshold {item!r}; expected METRIC.KEY=VALUE, KEY one of "
+                f"{', '.join(sorted(KEYS))}"
+            )
+        if key == "direction":
+            value = raw
+        else:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise UsageError(f"bad --threshold {item!r}: {raw!r} is not a number") from None
+        merged.setdefault(metric, {})[key] = value
+    return validate(merged, "--threshold")
+
+
+def lookup(metrics: dict, name: str) -> float | None:
+    """The number at dotted path ``name`` in ``metrics``, or None when absent."""
+    value = metrics
+    for part in name.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+        return None
+    return float(value)
+
+
+def decide(thresholds: dict[str, dict], candidate: dict, champion: dict | None) -> Decision:
+    """Evaluate every threshold; the gate says yes only when every check passes."""
+    checks: list[Check] = []
+    for metric, spec in thresholds.items():
+        value = lookup(candidate, metric)
+        if value is None:
+            raise CiError(f"candidate metrics have no numeric {metric!r} (gate config names it)")
+        base = lookup(champion, metric) if champion is not None else None
+        if "lower_bound" in spec:
+            ok = value >= spec["lower_bound"]
+            checks.append(Check(metric, "value", f">= {spec['lower_bound']:g}", value, base, ok))
+        if "upper_bound" in spec:
+            ok = value <= spec["upper_bound"]
+            checks.append(Check(metric, "value", f"<= {spec['upper_bound']:g}", value, base, ok))
+        if champion is None:
+            continue
+        for key in ("absolute_change", "relative_change"):
+            if key not in spec:
+                continue
+            if base is None:
+                raise CiError(f"champion metrics have no numeric {metric!r} to compare with")
+            checks.append(_change(metric, spec["direction"], key, spec[key], value, base))
+    return Decision(all(c.passed for c in checks), checks)
+
+
+def _change(metric: str, direction: str, key: str, limit: float, value: float, base: float):
+    diff = value - base
+    if key == "relative_change":
+        # A zero champion has no relative change; only an unchanged value passes then.
+        diff = diff / abs(base) if base else (0.0 if diff == 0 else math.copysign(math.inf, diff))
+    higher = direction == "higher"
+    ok = diff >= limit if higher else diff <= limit
+    what = "change" if key == "absolute_change" else "relative change"
+    return Check(metric, "change", f"{what} {'>=' if higher else '<='} {limit:g}", value, base, ok)

@@ -1,0 +1,82 @@
+"""``python -m ci rollback``: traffic and the ``default`` alias back to the previous version.
+
+The previous version is the one holding the ``previous`` alias (``promote`` puts it on the
+champion it replaces), or ``--to-version N``. The version rolled back from keeps no alias,
+so a second rollback needs ``--to-version``: going back to a version judged bad should be a
+deliberate choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ci import flags, outputs, vertex
+from ci.cloud import Cloud, connect
+from ci.errors import CiError, UsageError
+from ci.settings import resolve
+
+
+@dataclass
+class Rollback:
+    """Which version served before, and which serves now."""
+
+    model: str
+    from_version: str | None
+    to_version: str
+    endpoint: str
+
+
+def rollback(cloud: Cloud, to_version: str | None = None) -> Rollback:
+    """Serve ``to_version`` (default: the ``previous`` alias) with all traffic and ``default``."""
+    model = vertex.find_model(cloud)
+    if model is None:
+        raise CiError(f"no model named {cloud.settings.model_name!r}; nothing to roll back")
+    versions = vertex.list_versions(cloud, model["name"])
+    current = vertex.with_alias(versions, vertex.DEFAULT)
+    if to_version is None:
+        target = vertex.with_alias(versions, vertex.PREVIOUS)
+        if target is None:
+            raise CiError("no version holds the 'previous' alias; give --to-version N")
+    else:
+        target = next((v for v in versions if v["versionId"] == to_version), None)
+        if target is None:
+            known = ", ".join(v["versionId"] for v in versions)
+            raise UsageError(f"no version {to_version!r} of {model['name']} (versions: {known})")
+    endpoint = vertex.find_endpoint(cloud)
+    if endpoint is None:
+        raise CiError(f"no endpoint named {cloud.settings.endpoint_display_name!r}")
+    version_id = target["versionId"]
+    deployed = {d["id"]: vertex.deployed_version(d) for d in endpoint.get("deployedModels", [])}
+    target_id = next((i for i, v in deployed.items() if v == version_id), None)
+    if target_id is None:
+        traffic = {"0": 100, **{i: 0 for i in deployed}}
+        target_id = vertex.deploy(cloud, endpoint, model["name"], version_id, traffic)
+        cloud.log(f"deployed version {version_id} as {target_id} with 100% of traffic")
+    aliases = [vertex.DEFAULT]
+    if vertex.PREVIOUS in target.get("versionAliases", []):
+        aliases.append("-" + vertex.PREVIOUS)
+    vertex.set_alias(cloud, model["name"], version_id, *aliases)
+    endpoint = vertex.get_endpoint(cloud, endpoint["name"])
+    for d in endpoint.get("deployedModels", []):
+        if d["id"] != target_id:
+            vertex.undeploy(cloud, endpoint, d["id"], {target_id: 100})
+            cloud.log(f"undeployed {d['id']} (version {vertex.deployed_version(d)})")
+    from_version = current["versionId"] if current else None
+    return Rollback(model["name"], from_version, version_id, endpoint["name"])
+
+
+def main(argv: list[str]) -> int:
+    parser = flags.parser("rollback", __doc__)
+    parser.add_argument("--to-version", help="version id to serve (default: alias 'previous')")
+    args = parser.parse_args(argv)
+    settings = resolve(args)
+    with connect(settings) as cloud:
+        result = rollback(cloud, args.to_version)
+    print(f"rolled back {result.model} from version {result.from_version} to {result.to_version}")
+    outputs.write_outputs(args.outputs, {"model_version": result.to_version})
+    outputs.write_summary(
+        args.summary,
+        f"### Rolled back\n\n`{result.model}`: version {result.from_version} → "
+        f"**{result.to_version}** (100% of traffic, alias `default`).",
+    )
+    return 0

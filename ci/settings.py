@@ -1,0 +1,204 @@
+"""Settings shared by every command, declared once.
+
+Each field of :class:`Settings` is one setting: its flag is ``--<name-with-dashes>``, its
+environment variable ``CI_<NAME>``, its key in ``ci.toml`` ``<name>``. Resolution order:
+flag > environment > ``ci.toml`` > default. With no ``project`` and no ``api_endpoint`` the
+commands start the embedded local emulators (state under ``state_dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.metadata
+import os
+import subprocess
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ci.errors import UsageError
+
+SETTINGS_FILE = "ci.toml"
+# The embedded default's project id: a fixed name, so state in ``state_dir`` is found again.
+LOCAL_PROJECT = "local-project"
+LOCAL_BUCKET = "local-ci"
+
+
+def _s(default, help_: str):
+    return field(default=default, metadata={"help": help_})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings. Field metadata is the single declaration of each setting."""
+
+    project: str | None = _s(None, "Google Cloud project; unset = the embedded local emulators")
+    region: str = _s("us-central1", "Vertex AI region")
+    bucket: str | None = _s(None, f"Cloud Storage bucket (local default: {LOCAL_BUCKET})")
+    api_endpoint: str | None = _s(None, "Vertex AI endpoint URL, e.g. a running emulator")
+    model_name: str = _s("model", "display name of the Vertex AI model")
+    endpoint_name: str | None = _s(None, "display name of the endpoint (default: MODEL-endpoint)")
+    trainer_module: str = _s("trainer.task", "python module the training job runs")
+    data_dir: str = _s("data", "directory of relative train/eval/instances files")
+    train_file: str | None = _s(None, "training CSV (local path or gs:// URI)")
+    eval_file: str | None = _s(None, "evaluation CSV (local path or gs:// URI)")
+    instances_file: str = _s("test.json", "JSON-lines instances for smoke tests")
+    state_dir: str = _s(".local-cloud", "where the embedded emulators keep their state")
+    local_max_replicas: int | None = _s(None, "cap on local training processes per job")
+    poll_interval: float | None = _s(None, "seconds between polls (default 10; emulators 0.25)")
+    heartbeat: float = _s(60.0, "seconds between 'still running' lines while waiting")
+    tf_version: str | None = _s(None, "TensorFlow version for images (default: installed)")
+    executor_image: str | None = _s(None, "training executorImageUri (default: from tf_version)")
+    serving_image: str | None = _s(None, "prediction image (default: from tf_version)")
+    serving_machine_type: str = _s("n1-standard-2", "machine type of deployed models")
+    git_sha: str | None = _s(None, "commit labelled on versions (default: GITHUB_SHA or git)")
+
+    @property
+    def embedded(self) -> bool:
+        """True when no cloud and no running emulator is configured."""
+        return self.project is None and self.api_endpoint is None
+
+    @property
+    def poll_seconds(self) -> float:
+        """Seconds between polls: a local emulator answers at once, Vertex AI takes minutes."""
+        if self.poll_interval is not None:
+            return self.poll_interval
+        local = self.embedded or (self.api_endpoint or "").startswith("http://")
+        return 0.25 if local else 10.0
+
+    @property
+    def project_id(self) -> str:
+        """The project to address: the setting, or the embedded default's fixed id."""
+        return self.project or LOCAL_PROJECT
+
+    @property
+    def bucket_name(self) -> str:
+        """The bucket to use; required in a real project, ``local-ci`` otherwise."""
+        if self.bucket:
+            return self.bucket
+        if self.project:
+            raise UsageError("setting 'bucket' is required when 'project' is set (CI_BUCKET)")
+        return LOCAL_BUCKET
+
+    @property
+    def endpoint_display_name(self) -> str:
+        """The endpoint's display name (default ``<model_name>-endpoint``)."""
+        return self.endpoint_name or f"{self.model_name}-endpoint"
+
+    def data_path(self, name: str) -> str:
+        """A data file setting as a path: URIs and absolute paths as given, else in data_dir."""
+        if name.startswith("gs://") or Path(name).is_absolute():
+            return name
+        return str(Path(self.data_dir) / name)
+
+    @property
+    def parent(self) -> str:
+        """``projects/P/locations/R``."""
+        return f"projects/{self.project_id}/locations/{self.region}"
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+
+
+def env_var(name: str) -> str:
+    """The environment variable of a setting: ``CI_<NAME>``."""
+    return f"CI_{name.upper()}"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Register every setting as a flag (default None: 'not given on the command line')."""
+    group = parser.add_argument_group("settings (flag > CI_<NAME> env > ci.toml > default)")
+    group.add_argument(
+        "--settings", metavar="FILE", help=f"settings file (default {SETTINGS_FILE})"
+    )
+    for name, f in FIELDS.items():
+        shown = f.default if f.default is not None else "unset"
+        group.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=f"setting_{name}",
+            metavar=name.upper(),
+            help=f"{f.metadata['help']} (env {env_var(name)}; default {shown})",
+        )
+
+
+def _convert(name: str, value, source: str):
+    kind = FIELDS[name].type
+    try:
+        if "float" in kind:
+            out = float(value)
+            if out < 0:
+                raise ValueError
+            return out
+        if "int" in kind:
+            out = int(value)
+            if out < 1:
+                raise ValueError
+            return out
+    except (TypeError, ValueError):
+        raise UsageError(f"setting {name!r} from {source}: bad value {value!r}") from None
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"setting {name!r} from {source}: expected a non-empty string")
+    return value
+
+
+def load_file(path: Path) -> dict:
+    """The settings table of ``path``; unknown keys are errors so typos do not pass silently."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read settings file {str(path)!r}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"settings file {str(path)!r} is not valid TOML: {exc}") from None
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise UsageError(f"unknown setting {unknown[0]!r} in {str(path)!r}")
+    return data
+
+
+def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> Settings:
+    """Resolve every setting: flag > ``CI_<NAME>`` > settings file > default."""
+    env = os.environ if env is None else env
+    args_d = vars(args) if args is not None else {}
+    file_name = args_d.get("settings") or env.get("CI_SETTINGS")
+    path = Path(file_name or SETTINGS_FILE)
+    if file_name and not path.is_file():
+        raise UsageError(f"settings file not found: {str(path)!r}")
+    from_file = load_file(path) if path.is_file() else {}
+    values = {}
+    for name in FIELDS:
+        flag = args_d.get(f"setting_{name}")
+        if flag is not None:
+            values[name] = _convert(name, flag, f"--{name.replace('_', '-')}")
+        elif env.get(env_var(name)):
+            values[name] = _convert(name, env[env_var(name)], env_var(name))
+        elif name in from_file:
+            values[name] = _convert(name, from_file[name], str(path))
+    return Settings(**values)
+
+
+def tf_version(settings: Settings) -> str:
+    """The TensorFlow version images are chosen for: the setting, else the installed one."""
+    if settings.tf_version:
+        return settings.tf_version
+    for dist in ("tensorflow", "tensorflow-cpu"):
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return _newest_prebuilt()
+
+
+def git_sha(settings: Settings) -> str:
+    """The commit to label versions with: setting, ``GITHUB_SHA``, ``git``, else 'unknown'."""
+    sha = settings.git_sha or os.environ.get("GITHUB_SHA")
+    if not sha:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+        sha = proc.stdout.strip() if proc.returncode == 0 else "unknown"
+    return sha.lower()[:63]
+
+
+def _newest_prebuilt() -> str:
+    from ci.tiers import TRAINING_TF
+
+    return TRAINING_TF[-1]

@@ -1,0 +1,149 @@
+"""``python -m ci stage``: upload the sdist and data files, content-addressed.
+
+Objects go to ``gs://BUCKET/staging/<digest>/<file name>``: the digest is a hash of the
+file's content, so an object that exists is the same content and is skipped. The file name
+is kept because pip needs a proper sdist name. An sdist's digest covers its members' names
+and bytes, not the tarball's bytes, since builds stamp fresh timestamps into the tarball.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci import flags, gcs, outputs
+from ci.cloud import Cloud, connect, guard
+from ci.errors import BadData
+from ci.settings import resolve
+
+DIGEST_LEN = 16
+_STAGED = re.compile(rf"/staging/([0-9a-f]{{{DIGEST_LEN}}})/[^/]+$")
+
+
+@dataclass(frozen=True)
+class Staged:
+    """One staged file: where it went and whether this run uploaded it."""
+
+    name: str
+    uri: str
+    digest: str
+    uploaded: bool
+
+
+def content_hash(path: Path) -> str:
+    """Digest of the file's content (for ``.tar.gz``: its members, without timestamps)."""
+    sha = hashlib.sha256()
+    if path.name.endswith((".tar.gz", ".tgz")):
+        with tarfile.open(path, "r:gz") as tar:
+            for member in sorted(tar.getmembers(), key=lambda m: m.name):
+                sha.update(f"{member.name}\0{member.type!r}\0{member.mode}\0".encode())
+                if member.isfile():
+                    sha.update(tar.extractfile(member).read())
+    else:
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                sha.update(chunk)
+    return sha.hexdigest()[:DIGEST_LEN]
+
+
+def stage_file(cloud: Cloud, path: Path) -> Staged:
+    """Upload ``path`` unless an object with the same content is already staged."""
+    check_local([str(path)])
+    digest = content_hash(path)
+    bucket = cloud.settings.bucket_name
+    name = f"staging/{digest}/{path.name}"
+    uri = f"gs://{bucket}/{name}"
+    blob = cloud.storage.bucket(bucket).blob(name)
+    if guard(blob.exists, f"check {uri}"):
+        return Staged(path.name, uri, digest, uploaded=False)
+    # if_generation_match=0: create only; a concurrent stager's copy is the same content.
+    uploaded = guard(lambda: _create(blob, path), f"upload {uri}")
+    return Staged(path.name, uri, digest, uploaded=uploaded)
+
+
+def _create(blob, path: Path) -> bool:
+    from google.api_core.exceptions import PreconditionFailed
+
+    try:
+        blob.upload_from_filename(str(path), if_generation_match=0)
+    except PreconditionFailed:
+        return False
+    return True
+
+
+def check_local(locations: list[str]) -> None:
+    """Fail early, before any emulator starts, on a local file that cannot be staged."""
+    for location in locations:
+        if location.startswith("gs://"):
+            gcs.split(location)
+            continue
+        path = Path(location)
+        if not path.is_file():
+            raise BadData(f"file to stage not found: {location!r}")
+        if path.stat().st_size == 0:
+            raise BadData(f"file to stage is empty: {location!r}")
+
+
+def ensure_staged(cloud: Cloud, location: str) -> Staged:
+    """A ``gs://`` URI as is, a local path staged (so commands accept either)."""
+    if location.startswith("gs://"):
+        gcs.split(location)
+        match = _STAGED.search(location)
+        digest = match.group(1) if match else _remote_digest(cloud, location)
+        return Staged(location.rsplit("/", 1)[-1], location, digest, uploaded=False)
+    staged = stage_file(cloud, Path(location))
+    cloud.log(f"{'uploaded' if staged.uploaded else 'skipped '} {staged.uri}")
+    return staged
+
+
+def _remote_digest(cloud: Cloud, uri: str) -> str:
+    bucket, name = gcs.split(uri)
+    blob = guard(lambda: cloud.storage.bucket(bucket).get_blob(name), f"read {uri}")
+    if blob is None:
+        raise BadData(f"object not found: {uri!r}")
+    return hashlib.sha256((blob.md5_hash or blob.crc32c or uri).encode()).hexdigest()[:DIGEST_LEN]
+
+
+def data_hash(staged: list[Staged]) -> str:
+    """One digest for a set of data files (a label value: lowercase hex, 16 chars)."""
+    lines = sorted(f"{s.name}:{s.digest}" for s in staged)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:DIGEST_LEN]
+
+
+def stage(cloud: Cloud, sdist: Path, data: list[str]) -> tuple[Staged, list[Staged]]:
+    """Stage the sdist and the data files; print one line per file."""
+    package = ensure_staged(cloud, str(sdist))
+    return package, [ensure_staged(cloud, item) for item in data]
+
+
+def main(argv: list[str]) -> int:
+    parser = flags.parser("stage", __doc__)
+    parser.add_argument("--sdist", required=True, help="the trainer sdist (see `ci package`)")
+    parser.add_argument(
+        "--data", nargs="+", metavar="FILE", help="data files (default: train and eval files)"
+    )
+    args = parser.parse_args(argv)
+    settings = resolve(args)
+    data = args.data or [
+        settings.data_path(f) for f in (settings.train_file, settings.eval_file) if f
+    ]
+    check_local([args.sdist, *data])
+    with connect(settings) as cloud:
+        package, staged = stage(cloud, Path(args.sdist), data)
+    everything = [package, *staged]
+    uploaded = sum(s.uploaded for s in everything)
+    print(f"{uploaded} uploaded, {len(everything) - uploaded} skipped")
+    values = {
+        "package_uri": package.uri,
+        "data_uris": {s.name: s.uri for s in staged},
+        "data_hash": data_hash(staged),
+    }
+    outputs.write_outputs(args.outputs, values)
+    rows = "".join(
+        f"| `{s.uri}` | {'uploaded' if s.uploaded else 'skipped'} |\n" for s in everything
+    )
+    outputs.write_summary(args.summary, f"### Staged\n\n| Object | |\n|---|---|\n{rows}")
+    return 0

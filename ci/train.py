@@ -1,0 +1,243 @@
+"""``python -m ci train``: submit a Vertex AI CustomJob at a scale tier and wait for it.
+
+Waiting prints a line on each state change and a heartbeat with the elapsed time; a failed
+job's error (Vertex puts the replicas' last error lines there) is printed as its log tail;
+``--timeout`` cancels the job and fails.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ci import flags, outputs, tiers
+from ci.cloud import Cloud, api, connect
+from ci.errors import CiError, UsageError
+from ci.package import build_sdist
+from ci.settings import Settings, git_sha, resolve, tf_version
+from ci.stage import Staged, check_local, data_hash, ensure_staged
+from ci.vertex import job_dir, read_metrics
+
+SUCCEEDED = "JOB_STATE_SUCCEEDED"
+TERMINAL = {SUCCEEDED, "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
+# How long a cancelled job may take to stop before we give up waiting for it.
+CANCEL_GRACE = 120.0
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished job, its output directory and its metrics."""
+
+    job: dict
+    job_dir: str
+    metrics: dict
+
+
+def job_output(settings: Settings, display_name: str) -> str:
+    """The job's ``baseOutputDirectory``; also its ``--job-dir`` (metrics.json goes there)."""
+    return f"gs://{settings.bucket_name}/jobs/{display_name}"
+
+
+def job_body(
+    settings: Settings,
+    pools: list[tiers.Pool],
+    package_uri: str,
+    trainer_args: list[str],
+    display_name: str,
+    labels: dict[str, str],
+) -> dict:
+    """The CustomJob resource (pure: everything it needs is passed in)."""
+    gpu = any((p.accelerator or "").startswith("NVIDIA") for p in pools)
+    image = settings.executor_image or tiers.executor_image(
+        tf_version(settings), settings.region, gpu
+    )
+    package = {
+        "executorImageUri": image,
+        "packageUris": [package_uri],
+        "pythonModule": settings.trainer_module,
+        "args": trainer_args,
+    }
+    return {
+        "displayName": display_name,
+        "labels": labels,
+        "jobSpec": {
+            "workerPoolSpecs": tiers.worker_pool_specs(pools, package),
+            "baseOutputDirectory": {"outputUriPrefix": job_output(settings, display_name)},
+        },
+    }
+
+
+def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
+    """Poll until the job ends; a line per state change, a heartbeat, cancel on timeout."""
+    s = cloud.settings
+    jobs = cloud.vertex.projects().locations().customJobs()
+    start = last_beat = time.monotonic()
+    last_state = None
+    while True:
+        elapsed = time.monotonic() - start
+        state = job.get("state", "JOB_STATE_UNSPECIFIED")
+        if state != last_state:
+            cloud.log(f"[{elapsed:6.1f}s] {job['name']}: {state}")
+            last_state = state
+        if state in TERMINAL:
+            return job
+        if timeout is not None and elapsed >= timeout:
+            state = _cancel(cloud, job)
+            done = "was cancelled" if state in TERMINAL else f"cancel was requested ({state})"
+            raise CiError(f"job {job['name']} timed out after {timeout:g}s and {done}")
+        if time.monotonic() - last_beat >= s.heartbeat:
+            cloud.log(f"[{elapsed:6.1f}s] still {state}")
+            last_beat = time.monotonic()
+        pause = s.poll_seconds
+        if timeout is not None:
+            pause = max(0.0, min(pause, timeout - elapsed))
+        time.sleep(pause)
+        job = api(jobs.get(name=job["name"]), "get job")
+
+
+def _cancel(cloud: Cloud, job: dict) -> str:
+    jobs = cloud.vertex.projects().locations().customJobs()
+    api(jobs.cancel(name=job["name"], body={}), "cancel job")
+    cloud.log(f"cancelling {job['name']}")
+    deadline = time.monotonic() + CANCEL_GRACE
+    while job.get("state") not in TERMINAL and time.monotonic() < deadline:
+        time.sleep(cloud.settings.poll_seconds)
+        job = api(jobs.get(name=job["name"]), "get job")
+    cloud.log(f"{job['name']}: {job.get('state')}")
+    return job.get("state", "")
+
+
+def log_tail(cloud: Cloud, job: dict) -> str:
+    """What a failed job said: its error message and where its full logs are."""
+    message = job.get("error", {}).get("message", "(no error message)")
+    job_id = job["name"].rsplit("/", 1)[-1]
+    where = (
+        f'full logs: Logs Explorer, resource.type="ml_job" resource.labels.job_id="{job_id}"'
+        f" in project {cloud.settings.project_id}"
+    )
+    return f"--- log tail of job {job_id} ---\n{message.rstrip()}\n--- {where}"
+
+
+def train(
+    cloud: Cloud,
+    pools: list[tiers.Pool],
+    package: str,
+    train_steps: int,
+    timeout: float | None = None,
+    extra_args: tuple[str, ...] = (),
+    display_name: str | None = None,
+    data: list[Staged] | None = None,
+) -> TrainResult:
+    """Stage what is local, submit the job, wait; return the job, its output dir, its metrics.
+
+    ``data`` is the staged (train, eval) pair when the caller staged it already.
+    """
+    s = cloud.settings
+    if data is None:
+        if not s.train_file or not s.eval_file:
+            raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
+        data = [ensure_staged(cloud, s.data_path(f)) for f in (s.train_file, s.eval_file)]
+    package_uri = ensure_staged(cloud, package).uri
+    display_name = display_name or f"{s.model_name}-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
+    trainer_args = [
+        *("--job-dir", job_output(s, display_name), "--train-steps", str(train_steps)),
+        *("--train-file", data[0].uri, "--eval-file", data[1].uri),
+        *extra_args,
+    ]
+    labels = {"data-hash": data_hash(data), "git-sha": git_sha(s)}
+    body = job_body(s, pools, package_uri, trainer_args, display_name, labels)
+    jobs = cloud.vertex.projects().locations().customJobs()
+    job = api(jobs.create(parent=cloud.parent, body=body), "create job")
+    replicas = sum(p.replicas for p in pools)
+    cloud.log(f"submitted {job['name']} ({replicas} replica(s), {train_steps} steps)")
+    job = wait(cloud, job, timeout)
+    if job["state"] != SUCCEEDED:
+        cloud.log(log_tail(cloud, job))
+        last = (job.get("error", {}).get("message") or job["state"]).strip().splitlines()[-1]
+        raise CiError(f"job {job['name']} ended {job['state']}: {last}")
+    directory = job_dir(job)
+    metrics = read_metrics(cloud, f"{directory}/metrics.json")
+    return TrainResult(job, directory, metrics)
+
+
+def add_tier_arguments(parser) -> None:
+    """``--scale-tier`` and the CUSTOM tier's machine flags (shared with ``pipeline``)."""
+    parser.add_argument(
+        "--scale-tier",
+        type=str.upper,
+        default="BASIC",
+        choices=tiers.TIER_NAMES,
+        help="legacy ML Engine scale tier (default BASIC; table in the README)",
+    )
+    parser.add_argument("--master-type", help="CUSTOM: chief machine type")
+    parser.add_argument("--worker-type", help="CUSTOM: worker machine type")
+    parser.add_argument("--worker-count", type=int, default=0, help="CUSTOM: workers (default 0)")
+    parser.add_argument(
+        "--parameter-server-count",
+        type=int,
+        default=0,
+        help="CUSTOM: refused with an explanation (all-reduce has no parameter servers)",
+    )
+    parser.add_argument("--accelerator-type", help="CUSTOM: e.g. NVIDIA_TESLA_T4")
+    parser.add_argument("--accelerator-count", type=int, default=0, help="CUSTOM: per replica")
+
+
+def pools_from(args) -> list[tiers.Pool]:
+    """The pools asked for by the parsed tier flags."""
+    custom = tiers.Custom(
+        args.master_type,
+        args.worker_type,
+        args.worker_count,
+        args.parameter_server_count,
+        args.accelerator_type,
+        args.accelerator_count,
+    )
+    return tiers.pools(args.scale_tier, custom)
+
+
+def result_outputs(result: TrainResult) -> dict:
+    """The ``--outputs`` values of a finished job."""
+    return {
+        "job_name": result.job["name"],
+        "job_id": result.job["name"].rsplit("/", 1)[-1],
+        "job_dir": result.job_dir,
+        "metrics": result.metrics,
+    }
+
+
+def main(argv: list[str]) -> int:
+    ours, extra = flags.split_passthrough(argv)
+    parser = flags.parser("train", __doc__)
+    add_tier_arguments(parser)
+    parser.add_argument("--train-steps", type=flags.positive_int, required=True)
+    parser.add_argument("--timeout", type=flags.positive_float, help="seconds; then cancel")
+    parser.add_argument("--package", help="sdist path or gs:// URI (default: build from .)")
+    parser.add_argument("--job-display-name", help="default: MODEL-<UTC timestamp>")
+    args = parser.parse_args(ours)
+    settings = resolve(args)
+    pools = pools_from(args)
+    if not settings.train_file or not settings.eval_file:
+        raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
+    data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
+    check_local([*([args.package] if args.package else []), *data])
+    package = args.package or str(build_sdist(Path("."), Path("dist")))
+    with connect(settings) as cloud:
+        result = train(
+            cloud,
+            pools,
+            package,
+            args.train_steps,
+            args.timeout,
+            tuple(extra),
+            args.job_display_name,
+        )
+    print(f"metrics: {outputs.one_line(result.metrics)}")
+    outputs.write_outputs(args.outputs, result_outputs(result))
+    outputs.write_summary(
+        args.summary,
+        f"### Training job\n\n`{result.job['name']}` ({args.scale_tier}, "
+        f"{args.train_steps} steps): accuracy {result.metrics.get('accuracy')}",
+    )
+    return 0

@@ -1,0 +1,180 @@
+"""Vertex AI resources by name: the model and its versions, the endpoint, jobs, metrics.
+
+Models and endpoints are found by display name (the settings ``model_name`` and
+``endpoint_name``), so nothing has to remember generated resource ids between runs.
+A version's metrics live beside its export: ``<artifactUri>/../metrics.json``, which is
+where the trainer contract writes them (``<job-dir>/model`` and ``<job-dir>/metrics.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ci import gcs
+from ci.cloud import Cloud, api, guard, wait_operation
+from ci.errors import CiError, UsageError
+
+DEFAULT = "default"
+PREVIOUS = "previous"
+
+
+def _locations(cloud: Cloud):
+    return cloud.vertex.projects().locations()
+
+
+def _list_all(method, key: str, what: str, **kwargs) -> list[dict]:
+    items, token = [], None
+    while True:
+        page = api(method(pageToken=token, **kwargs) if token else method(**kwargs), what)
+        items += page.get(key, [])
+        token = page.get("nextPageToken")
+        if not token:
+            return items
+
+
+def _by_display_name(items: list[dict], display_name: str, kind: str) -> dict | None:
+    found = [i for i in items if i.get("displayName") == display_name]
+    if len(found) > 1:
+        names = ", ".join(i["name"] for i in found)
+        raise CiError(f"several {kind}s are named {display_name!r} ({names}); rename all but one")
+    return found[0] if found else None
+
+
+def find_model(cloud: Cloud) -> dict | None:
+    """The model named ``settings.model_name``, or None before the first upload."""
+    models = _list_all(
+        _locations(cloud).models().list, "models", "list models", parent=cloud.parent
+    )
+    return _by_display_name(models, cloud.settings.model_name, "model")
+
+
+def list_versions(cloud: Cloud, model_name: str) -> list[dict]:
+    """Every version of ``model_name``, oldest first."""
+    versions = _list_all(
+        _locations(cloud).models().listVersions, "models", "list versions", name=model_name
+    )
+    return sorted(versions, key=lambda v: int(v.get("versionId", 0)))
+
+
+def with_alias(versions: list[dict], alias: str) -> dict | None:
+    """The version holding ``alias``, or None."""
+    return next((v for v in versions if alias in v.get("versionAliases", [])), None)
+
+
+def set_alias(cloud: Cloud, model_name: str, version_id: str, *aliases: str) -> None:
+    """Add (or with a ``-`` prefix remove) aliases; an alias held elsewhere moves here."""
+    body = {"versionAliases": list(aliases)}
+    request = (
+        _locations(cloud).models().mergeVersionAliases(name=f"{model_name}@{version_id}", body=body)
+    )
+    api(request, f"set aliases {', '.join(aliases)} on version {version_id}")
+
+
+def find_endpoint(cloud: Cloud) -> dict | None:
+    """The endpoint named ``settings.endpoint_display_name``, or None before first use."""
+    endpoints = _list_all(
+        _locations(cloud).endpoints().list, "endpoints", "list endpoints", parent=cloud.parent
+    )
+    return _by_display_name(endpoints, cloud.settings.endpoint_display_name, "endpoint")
+
+
+def ensure_endpoint(cloud: Cloud) -> dict:
+    """The model's endpoint, created on first use."""
+    endpoint = find_endpoint(cloud)
+    if endpoint:
+        return endpoint
+    body = {"displayName": cloud.settings.endpoint_display_name}
+    op = api(
+        _locations(cloud).endpoints().create(parent=cloud.parent, body=body), "create endpoint"
+    )
+    created = wait_operation(cloud, op, "create endpoint")
+    cloud.log(f"created endpoint {created['name']}")
+    return get_endpoint(cloud, created["name"])
+
+
+def get_endpoint(cloud: Cloud, name: str) -> dict:
+    """An endpoint by resource name, with its deployed models and traffic split."""
+    return api(_locations(cloud).endpoints().get(name=name), "get endpoint")
+
+
+def deployed_version(deployed: dict) -> str:
+    """The model version a deployed model serves."""
+    return str(deployed.get("modelVersionId") or deployed.get("model", "").rpartition("@")[2])
+
+
+def traffic_by_version(endpoint: dict, model_name: str) -> dict[str, int]:
+    """Percent of traffic per version of ``model_name`` on ``endpoint``."""
+    split = endpoint.get("trafficSplit", {})
+    shares: dict[str, int] = {}
+    for deployed in endpoint.get("deployedModels", []):
+        if deployed.get("model", "").split("@")[0] == model_name:
+            version = deployed_version(deployed)
+            shares[version] = shares.get(version, 0) + int(split.get(deployed["id"], 0))
+    return shares
+
+
+def deploy(cloud: Cloud, endpoint: dict, model_name: str, version_id: str, traffic: dict) -> str:
+    """Deploy a version with ``traffic`` (key "0" = this deployment); return its deployed id."""
+    body = {
+        "deployedModel": {
+            "model": f"{model_name}@{version_id}",
+            "displayName": f"{cloud.settings.model_name}-v{version_id}",
+            "dedicatedResources": {
+                "machineSpec": {"machineType": cloud.settings.serving_machine_type},
+                "minReplicaCount": 1,
+                "maxReplicaCount": 1,
+            },
+        },
+        "trafficSplit": {k: int(v) for k, v in traffic.items()},
+    }
+    request = _locations(cloud).endpoints().deployModel(endpoint=endpoint["name"], body=body)
+    what = f"deploy version {version_id}"
+    return wait_operation(cloud, api(request, what), what)["deployedModel"]["id"]
+
+
+def undeploy(cloud: Cloud, endpoint: dict, deployed_id: str, traffic: dict) -> None:
+    """Undeploy ``deployed_id``, setting the endpoint's split to ``traffic`` meanwhile."""
+    body = {"deployedModelId": deployed_id, "trafficSplit": traffic}
+    request = _locations(cloud).endpoints().undeployModel(endpoint=endpoint["name"], body=body)
+    what = f"undeploy {deployed_id}"
+    wait_operation(cloud, api(request, what), what)
+
+
+def get_job(cloud: Cloud, job: str) -> dict:
+    """A custom job by resource name or bare id."""
+    name = job if "/" in job else f"{cloud.parent}/customJobs/{job}"
+    if not name.startswith("projects/"):
+        raise UsageError(f"not a custom job name or id: {job!r}")
+    return api(_locations(cloud).customJobs().get(name=name), f"get job {job}")
+
+
+def job_dir(job: dict) -> str:
+    """The job's output directory (``baseOutputDirectory``), without a trailing slash."""
+    base = job.get("jobSpec", {}).get("baseOutputDirectory", {}).get("outputUriPrefix")
+    if not base:
+        raise CiError(f"job {job['name']} has no baseOutputDirectory")
+    return base.rstrip("/")
+
+
+def version_metrics_uri(version: dict) -> str:
+    """Where a version's ``metrics.json`` is: beside its export."""
+    return gcs.join(version["artifactUri"].rstrip("/").rpartition("/")[0], "metrics.json")
+
+
+def read_metrics(cloud: Cloud, location: str) -> dict:
+    """``metrics.json`` from a ``gs://`` URI or a local path."""
+    if location.startswith("gs://"):
+        text = guard(lambda: gcs.read_text(cloud.storage, location), f"read {location}")
+    else:
+        path = Path(location)
+        text = path.read_text() if path.is_file() else None
+    if text is None:
+        raise CiError(f"metrics not found: {location}")
+    try:
+        metrics = json.loads(text)
+    except ValueError:
+        raise CiError(f"metrics are not JSON: {location}") from None
+    if not isinstance(metrics, dict):
+        raise CiError(f"metrics are not a JSON object: {location}")
+    return metrics

@@ -1,0 +1,148 @@
+"""``ci pipeline`` on the embedded default: it starts and stops its own emulators, and
+their state (in ``--state-dir``) carries the champion from one run to the next."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ci import cli
+from tests.merge_path import ROOT, run_ci, trainer_copy
+
+GATE = """
+[metrics.accuracy]
+direction = "higher"
+lower_bound = 0.5
+absolute_change = -0.5
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A trainer copy, a gate config and a state dir; settings only from ci.toml + flags."""
+    trainer_copy(tmp_path)
+    (tmp_path / "gate.toml").write_text(GATE)
+    return tmp_path
+
+
+def _env(workdir: Path) -> dict[str, str]:
+    # The embedded default: no project, no endpoint, no storage emulator from outside.
+    return {
+        "CI_STATE_DIR": str(workdir / "state"),
+        "CI_POLL_INTERVAL": "0.2",
+        "STORAGE_EMULATOR_HOST": "",
+        "CI_PROJECT": "",
+        "CI_API_ENDPOINT": "",
+    }
+
+
+def _pipeline(workdir: Path, *flags: str):
+    outputs = workdir / f"out-{len(list(workdir.glob('out-*')))}.txt"
+    argv = [
+        "pipeline",
+        "--package-dir",
+        str(workdir),
+        "--dist-dir",
+        str(workdir / "dist"),
+        "--gate-config",
+        str(workdir / "gate.toml"),
+        "--outputs",
+        str(outputs),
+        "--decision-out",
+        str(workdir / "decision.json"),
+        *flags,
+    ]
+    result = run_ci(argv, _env(workdir), timeout=600)
+    values = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+    return result, values
+
+
+def _versions(workdir: Path) -> list:
+    result = run_ci(["versions", "--json"], _env(workdir), timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    return [(r["version_id"], r["aliases"], r["traffic_percent"]) for r in rows]
+
+
+def test_twice_then_rollback_then_a_gate_that_says_no(workdir):
+    first, out1 = _pipeline(workdir, "--train-steps", "200")
+    assert first.returncode == 0, first.stderr
+    assert out1["gate_decision"] == "yes" and out1["model_version"] == "1"
+    predictions = [json.loads(line) for line in first.stdout.splitlines() if line.startswith("{")]
+    assert [p["class_ids"] for p in predictions[-3:]] == [0, 1, 2]
+    assert json.loads(out1["predictions"]) == predictions[-3:]
+    assert out1["job_name"].endswith("/customJobs/" + out1["job_id"])
+    assert out1["package_uri"].startswith("gs://local-ci/staging/")
+
+    second, out2 = _pipeline(workdir, "--train-steps", "200")
+    assert second.returncode == 0, second.stderr
+    decision = json.loads((workdir / "decision.json").read_text())
+    assert decision["champion"]["version_id"] == "1"  # gated against the first run
+    assert out2["model_version"] == "2"
+    assert _versions(workdir) == [("1", ["previous"], 0), ("2", ["default"], 100)]
+
+    back = run_ci(["rollback"], _env(workdir), timeout=120)
+    assert back.returncode == 0, back.stderr
+    assert _versions(workdir) == [("1", ["default"], 100), ("2", [], 0)]
+
+    # One step and an accuracy threshold of 0.999: the gate says no, exit code 3.
+    third, out3 = _pipeline(
+        workdir, "--train-steps", "1", "--threshold", "accuracy.lower_bound=0.999"
+    )
+    assert third.returncode == 3, third.stderr
+    assert third.stderr.startswith("Error: gate said no: accuracy >= 0.999")
+    assert out3["gate_decision"] == "no" and "model_version" not in out3
+    assert json.loads((workdir / "decision.json").read_text())["decision"] == "no"
+    assert _versions(workdir) == [("1", ["default"], 100), ("2", [], 0)]  # untouched
+
+
+def test_standard_1_trains_with_several_processes_and_serves(workdir):
+    result, values = _pipeline(
+        workdir,
+        "--scale-tier",
+        "STANDARD_1",
+        "--train-steps",
+        "60",
+        "--local-max-replicas",
+        "3",
+        "--threshold",
+        "accuracy.lower_bound=0",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(5 replica(s), 60 steps)" in result.stdout  # chief + 4 workers requested
+    logs = workdir / "state" / "vertex" / "jobs" / values["job_id"] / "logs"
+    replicas = sorted(p.stem for p in logs.glob("workerpool*.log"))
+    assert replicas == ["workerpool0-0", "workerpool1-0", "workerpool1-1"]  # capped at 3
+    assert values["model_version"] == "1"
+    predictions = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(predictions) == 3 and all("class_ids" in p for p in predictions)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--train-file", "missing.csv"], "file to stage not found: 'data/missing.csv'"),
+        (["--gate-config", "nope.toml"], "cannot read gate config 'nope.toml'"),
+        (["--instances-file", "bad.json"], "not JSON"),
+        (["--scale-tier", "CUSTOM"], "needs --master-type"),
+        (["--train-steps", "0"], "must be at least 1: '0'"),
+        (["--threshold", "accuracy.floor=1"], "bad --threshold 'accuracy.floor=1'"),
+    ],
+)
+def test_bad_input_fails_before_anything_starts(workdir, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(workdir)
+    (workdir / "data").mkdir()
+    (workdir / "data" / "bad.json").write_text("{oops\n")
+    for name in ("iris_training.csv", "iris_test.csv", "test.json"):
+        (workdir / "data" / name).write_text((ROOT / "data" / name).read_text())
+    for key, value in _env(workdir).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("CI_TRAIN_FILE", "iris_training.csv")
+    monkeypatch.setenv("CI_EVAL_FILE", "iris_test.csv")
+    assert cli.main(["pipeline", *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (workdir / "state").exists()  # no emulator was started
+    assert not (workdir / "dist").exists()  # nothing was built

@@ -1,0 +1,256 @@
+"""``ci promote``, ``rollback``, ``versions``, ``predict`` against the running emulator.
+
+Two real training jobs are shared by the module; each test promotes them into its own
+model (its own display name), so tests do not depend on each other's registry state.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from ci import cli, tiers
+from ci.emulator import faults
+from ci.errors import BadInstance
+from ci.promote import promote
+from ci.train import train
+from ci.vertex import find_endpoint, find_model, list_versions, traffic_by_version
+from tests.conftest import Poll
+from tests.merge_path import ROOT, cloud_for, run_ci, settings_env
+
+INSTANCES = ROOT / "data" / "test.json"
+
+
+@pytest.fixture(scope="module")
+def jobs(emulator, gcs, trainer_sdist):
+    """Two successful training jobs (resource names), trained once for the module."""
+    env = settings_env(emulator, "promote-jobs")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STORAGE_EMULATOR_HOST", emulator.storage_host)
+        with cloud_for(env) as cloud:
+            pools = tiers.pools("BASIC")
+            return [train(cloud, pools, str(trainer_sdist), 150).job["name"] for _ in range(2)]
+
+
+@pytest.fixture
+def env(request, emulator, gcs, monkeypatch):
+    """Settings for a model named after the test, exported to the environment too."""
+    values = settings_env(emulator, f"m-{request.node.name[5:40]}".replace("_", "-"))
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def snapshot(env) -> dict:
+    """Versions with aliases and job ids, and the traffic share of each version."""
+    with cloud_for(env) as cloud:
+        model = find_model(cloud)
+        endpoint = find_endpoint(cloud)
+        found = list_versions(cloud, model["name"]) if model else []
+        return {
+            "versions": [
+                (v["versionId"], sorted(v.get("versionAliases", [])), v["labels"]["job-id"])
+                for v in found
+            ],
+            "traffic": traffic_by_version(endpoint, model["name"]) if endpoint and model else {},
+        }
+
+
+def job_id(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def test_second_version_takes_default_and_traffic_then_rollback(env, jobs, tmp_path, capsys):
+    a, b = jobs
+    with cloud_for(env) as cloud:
+        first = promote(cloud, a, INSTANCES)
+        assert [p["class_ids"] for p in first.predictions] == [0, 1, 2]
+        second = promote(cloud, b, INSTANCES)
+    assert (first.version_id, second.version_id) == ("1", "2")
+    state = snapshot(env)
+    assert state["versions"] == [
+        ("1", ["previous"], job_id(a)),
+        ("2", ["default"], job_id(b)),
+    ]
+    assert state["traffic"] == {"2": 100}  # version 1 is undeployed once 2 passed
+    with cloud_for(env) as cloud:
+        labels = list_versions(cloud, find_model(cloud)["name"])[1]["labels"]
+    assert labels["git-sha"] == env["CI_GIT_SHA"] and len(labels["data-hash"]) == 16
+
+    out = tmp_path / "out.txt"
+    assert cli.main(["rollback", "--outputs", str(out)]) == 0
+    assert out.read_text() == "model_version=1\n"
+    state = snapshot(env)
+    assert state["versions"][0][1] == ["default"] and state["versions"][1][1] == []
+    assert state["traffic"] == {"1": 100}
+    capsys.readouterr()
+    assert cli.main(["versions", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["version_id"], r["aliases"], r["traffic_percent"]) for r in rows] == [
+        ("1", ["default"], 100),
+        ("2", [], 0),
+    ]
+    assert rows[0]["metrics"]["accuracy"] > 0
+    assert cli.main(["versions"]) == 0
+    table = capsys.readouterr().out
+    assert "| 1 | default | 100% |" in table and f"job-id={job_id(b)}" in table
+    summary = tmp_path / "summary.md"
+    assert cli.main(["predict", "--outputs", str(out), "--summary", str(summary)]) == 0
+    assert "(model version 1," in capsys.readouterr().out
+    predictions = json.loads(out.read_text().splitlines()[-1].removeprefix("predictions="))
+    assert [p["class_ids"] for p in predictions] == [0, 1, 2]
+    assert summary.read_text().startswith("### Predictions (model version 1)")
+    # Nothing holds 'previous' any more: a second rollback must be explicit.
+    assert cli.main(["rollback"]) == 1
+    assert "give --to-version" in capsys.readouterr().err
+
+
+def test_promote_again_creates_no_duplicate(env, jobs):
+    a, _ = jobs
+    with cloud_for(env) as cloud:
+        first = promote(cloud, a, INSTANCES)
+        before = snapshot(env)
+        again = promote(cloud, a, INSTANCES)
+    assert not again.created and again.version_id == first.version_id
+    assert again.deployed_id == first.deployed_id  # the serving deployment was not touched
+    assert (
+        snapshot(env)
+        == before
+        == {
+            "versions": [("1", ["default"], job_id(a))],
+            "traffic": {"1": 100},
+        }
+    )
+
+
+def test_failing_smoke_test_rolls_back(env, jobs, tmp_path):
+    a, b = jobs
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"petal_length": 1.0}\n')
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+        before = snapshot(env)
+        with pytest.raises(BadInstance, match=r"predict on .* failed: HTTP 400: .*petal_length"):
+            promote(cloud, b, bad)
+    assert snapshot(env) == before  # version 2 deleted, alias and traffic on version 1
+
+
+def test_failing_first_promotion_leaves_no_model(env, jobs, tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"SepalLength": "long"}\n')
+    with cloud_for(env) as cloud:
+        with pytest.raises(BadInstance):
+            promote(cloud, jobs[0], bad)
+        assert find_model(cloud) is None  # no champion that never passed a smoke test
+        assert find_endpoint(cloud).get("deployedModels", []) == []
+
+
+def test_gate_command_against_the_champion(env, jobs, tmp_path, capsys):
+    a, b = jobs
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+    decision, table = tmp_path / "decision.json", tmp_path / "table.md"
+    argv = [
+        "gate",
+        "--job",
+        b,
+        "--config",
+        str(ROOT / "gate.toml"),
+        "--decision-out",
+        str(decision),
+        "--markdown-out",
+        str(table),
+    ]
+    assert cli.main([*argv, "--threshold", "accuracy.lower_bound=0"]) == 0
+    assert json.loads(decision.read_text())["champion"]["version_id"] == "1"
+    assert cli.main([*argv, "--threshold", "accuracy.lower_bound=1.01"]) == 3
+    assert capsys.readouterr().err.startswith("Error: gate said no: accuracy >= 1.01")
+    assert json.loads(decision.read_text())["decision"] == "no"
+    assert "| accuracy |" in table.read_text() and "champion v1" in table.read_text()
+
+
+def test_survives_injected_429_and_503(env, emulator, jobs):
+    a, b = jobs
+    url = emulator.vertex_url
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+        faults.inject(url, "models.upload", 503)
+        faults.inject(url, "deployModel", 429)
+        faults.inject(url, "mergeVersionAliases", 503)
+        faults.inject(url, "endpoints.predict", 429)
+        result = promote(cloud, b, INSTANCES)
+    assert faults.pending(url) == []
+    assert result.version_id == "2"
+    assert snapshot(env)["traffic"] == {"2": 100}
+
+
+def test_interrupted_after_upload_converges_on_rerun(env, emulator, jobs):
+    a, b = jobs
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+    # deployModel keeps failing, so the run is stuck retrying right after its upload...
+    faults.inject(emulator.vertex_url, "deployModel", 503, count=100)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ci", "promote", "--job", b],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with cloud_for(env) as cloud:
+            model = find_model(cloud)["name"]
+            Poll(cloud.vertex).until(
+                lambda: len(list_versions(cloud, model)) == 2,
+                timeout=60,
+                what="the upload of version 2",
+            )
+    finally:
+        proc.send_signal(signal.SIGKILL)  # ...and dies there, as if the runner was lost
+        proc.wait()
+    faults.clear(emulator.vertex_url)
+    half = snapshot(env)
+    assert half["versions"] == [("1", ["default"], job_id(a)), ("2", [], job_id(b))]
+    assert half["traffic"] == {"1": 100}  # serving untouched by the half-done run
+    result = run_ci(["promote", "--job", b], env)
+    assert result.returncode == 0, result.stderr
+    assert "already version 2; not uploading again" in result.stdout
+    assert snapshot(env) == {
+        "versions": [("1", ["previous"], job_id(a)), ("2", ["default"], job_id(b))],
+        "traffic": {"2": 100},
+    }
+
+
+def test_canary_keeps_default_on_the_champion(env, jobs, tmp_path):
+    a, b = jobs
+    out = tmp_path / "out.txt"
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+    assert cli.main(["promote", "--job", b, "--canary", "10", "--outputs", str(out)]) == 0
+    assert "model_version=2" in out.read_text().splitlines()
+    state = snapshot(env)
+    assert state["versions"] == [("1", ["default"], job_id(a)), ("2", ["canary"], job_id(b))]
+    assert state["traffic"] == {"1": 90, "2": 10}
+    # Promoting the same job without --canary completes it.
+    assert cli.main(["promote", "--job", b]) == 0
+    assert snapshot(env)["traffic"] == {"2": 100}
+
+
+def test_bad_input_changes_nothing(env, jobs, tmp_path, capsys):
+    a, _ = jobs
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+    before = snapshot(env)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json\n")
+    assert cli.main(["promote", "--job", jobs[1], "--instances", str(broken)]) == 2
+    assert "not JSON" in capsys.readouterr().err
+    assert cli.main(["promote", "--job", "999999"]) == 1
+    assert "HTTP 404" in capsys.readouterr().err
+    assert cli.main(["promote", "--job", a, "--canary", "150"]) == 2
+    assert cli.main(["rollback", "--to-version", "7"]) == 2
+    assert "no version '7'" in capsys.readouterr().err
+    assert snapshot(env) == before

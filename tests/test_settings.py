@@ -1,0 +1,80 @@
+"""Settings: one declaration, resolved flag > env > ci.toml > default, bad values named."""
+
+from __future__ import annotations
+
+import pytest
+
+from ci import flags
+from ci.errors import UsageError
+from ci.settings import FIELDS, Settings, env_var, resolve
+
+
+@pytest.fixture(autouse=True)
+def _no_repo_settings(tmp_path, monkeypatch):
+    # resolve() reads ./ci.toml when present; the repository's must not leak in.
+    monkeypatch.chdir(tmp_path)
+
+
+def _parse(argv, tmp_path, text=None):
+    parser = flags.parser("test", None)
+    if text is not None:
+        (tmp_path / "s.toml").write_text(text)
+        argv = [*argv, "--settings", str(tmp_path / "s.toml")]
+    return parser.parse_args(argv)
+
+
+def test_precedence_flag_env_file_default(tmp_path):
+    text = 'region = "europe-west4"\nmodel_name = "from-file"\nbucket = "file-bucket"\n'
+    args = _parse(["--model-name", "from-flag"], tmp_path, text)
+    env = {"CI_MODEL_NAME": "from-env", "CI_BUCKET": "env-bucket"}
+    s = resolve(args, env)
+    assert s.model_name == "from-flag"  # flag beats env and file
+    assert s.bucket == "env-bucket"  # env beats file
+    assert s.region == "europe-west4"  # file beats default
+    assert s.trainer_module == "trainer.task"  # default
+
+
+def test_every_setting_has_flag_env_and_help():
+    parser = flags.parser("test", None)
+    dests = {a.dest for a in parser._actions}
+    for name, f in FIELDS.items():
+        assert f"setting_{name}" in dests
+        assert env_var(name) == "CI_" + name.upper()
+        assert f.metadata["help"]
+
+
+def test_numbers_are_converted_and_bad_ones_named(tmp_path):
+    s = resolve(_parse([], tmp_path, None), {"CI_POLL_INTERVAL": "0.25", "CI_SETTINGS": ""})
+    assert s.poll_interval == 0.25
+    with pytest.raises(UsageError, match=r"'local_max_replicas' from CI_LOCAL_MAX_REPLICAS.*'x'"):
+        resolve(_parse([], tmp_path), {"CI_LOCAL_MAX_REPLICAS": "x"})
+    with pytest.raises(UsageError, match="poll_interval"):
+        resolve(_parse(["--poll-interval", "-1"], tmp_path), {})
+
+
+def test_unknown_key_in_file_is_an_error(tmp_path):
+    with pytest.raises(UsageError, match="unknown setting 'modle_name'"):
+        resolve(_parse([], tmp_path, 'modle_name = "x"\n'), {})
+    with pytest.raises(UsageError, match="not valid TOML"):
+        resolve(_parse([], tmp_path, "model_name = \n"), {})
+    with pytest.raises(UsageError, match="settings file not found"):
+        resolve(_parse(["--settings", str(tmp_path / "nope.toml")], tmp_path), {})
+
+
+def test_embedded_default_and_cloud_requirements():
+    local = Settings()
+    assert local.embedded and local.project_id == "local-project" and local.bucket_name
+    assert not Settings(api_endpoint="http://127.0.0.1:1").embedded
+    with pytest.raises(UsageError, match="'bucket' is required"):
+        _ = Settings(project="p").bucket_name
+    assert Settings(model_name="m").endpoint_display_name == "m-endpoint"
+    assert Settings(data_dir="d").data_path("x.csv") == "d/x.csv"
+    assert Settings(data_dir="d").data_path("gs://b/x.csv") == "gs://b/x.csv"
+
+
+def test_a_cloud_endpoint_needs_a_project():
+    from ci.cloud import connect
+
+    regional = Settings(api_endpoint="https://europe-west4-aiplatform.googleapis.com")
+    with pytest.raises(UsageError, match="'project' is required"), connect(regional):
+        pass

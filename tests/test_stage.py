@@ -1,0 +1,56 @@
+"""``ci stage`` against the emulator's Cloud Storage: content-addressed, skip what exists."""
+
+from __future__ import annotations
+
+import pytest
+
+from ci import cli
+from ci.stage import content_hash, data_hash, stage
+from tests.merge_path import ROOT, cloud_for, settings_env
+
+
+@pytest.fixture
+def env(emulator, gcs, monkeypatch):
+    values = settings_env(emulator, "stage-test")
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def test_first_uploads_then_skips(env, trainer_sdist, gcs, tmp_path, capsys):
+    data = tmp_path / "rows.csv"
+    data.write_text(f"3,4,a,b,c\n1,2,3,4,0\n# {tmp_path.name}\n")  # unique per run
+    out = tmp_path / "out.txt"
+    argv = ["stage", "--sdist", str(trainer_sdist), "--data", str(data), "--outputs", str(out)]
+    assert cli.main(argv) == 0
+    first = capsys.readouterr().out
+    digest = content_hash(data)
+    uri = f"gs://test-bucket/staging/{digest}/rows.csv"
+    assert f"uploaded {uri}" in first
+    assert gcs.bucket("test-bucket").blob(f"staging/{digest}/rows.csv").download_as_text() == (
+        data.read_text()
+    )
+    assert cli.main(argv) == 0
+    second = capsys.readouterr().out
+    assert f"skipped  {uri}" in second and "0 uploaded, 2 skipped" in second
+    lines = out.read_text().splitlines()
+    assert f'data_uris={{"rows.csv":"{uri}"}}' in lines
+    assert any(line.startswith("package_uri=gs://test-bucket/staging/") for line in lines)
+
+
+def test_data_hash_names_the_data(env):
+    with cloud_for(env) as cloud:
+        _, staged = stage(cloud, ROOT / "setup.py", [str(ROOT / "data" / "iris_training.csv")])
+        _, again = stage(cloud, ROOT / "setup.py", [str(ROOT / "data" / "iris_training.csv")])
+        _, other = stage(cloud, ROOT / "setup.py", [str(ROOT / "data" / "iris_test.csv")])
+    assert data_hash(staged) == data_hash(again) != data_hash(other)
+    assert len(data_hash(staged)) == 16
+
+
+def test_missing_file_is_a_usage_error(env, tmp_path, capsys):
+    assert cli.main(["stage", "--sdist", str(tmp_path / "nope.tar.gz")]) == 2
+    assert "file to stage not found" in capsys.readouterr().err
+    empty = tmp_path / "empty.csv"
+    empty.touch()
+    assert cli.main(["stage", "--sdist", str(empty)]) == 2
+    assert f"file to stage is empty: '{empty}'" in capsys.readouterr().err

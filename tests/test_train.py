@@ -1,0 +1,121 @@
+"""``ci train`` against the running emulator: real jobs, faults injected at the wire."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from ci import cli, tiers
+from ci.emulator import faults
+from ci.settings import Settings
+from ci.train import job_body
+from tests.merge_path import settings_env
+
+
+@pytest.fixture
+def env(emulator, gcs, monkeypatch):
+    values = settings_env(emulator, "train-test")
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def _job_name(text: str) -> str:
+    return re.search(r"submitted (\S+/customJobs/\d+)", text).group(1)
+
+
+def test_job_body_from_tier():
+    s = Settings(project="p", bucket="b", trainer_module="pkg.task", tf_version="2.15.1")
+    body = job_body(
+        s,
+        tiers.pools("STANDARD_1"),
+        "gs://b/p.tar.gz",
+        ["--train-steps", "5"],
+        "run-1",
+        {"git-sha": "abc"},
+    )
+    pools = body["jobSpec"]["workerPoolSpecs"]
+    assert [p["replicaCount"] for p in pools] == ["1", "4"]
+    package = pools[0]["pythonPackageSpec"]
+    assert package == {
+        "executorImageUri": "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-15.py310:latest",
+        "packageUris": ["gs://b/p.tar.gz"],
+        "pythonModule": "pkg.task",
+        "args": ["--train-steps", "5"],
+    }
+    assert body["jobSpec"]["baseOutputDirectory"] == {"outputUriPrefix": "gs://b/jobs/run-1"}
+    assert body["labels"] == {"git-sha": "abc"}
+
+
+def test_trains_through_injected_429_and_503(
+    env, emulator, trainer_sdist, vertex, tmp_path, capsys
+):
+    faults.inject(emulator.vertex_url, "customJobs.create", 503, count=1)
+    faults.inject(emulator.vertex_url, "customJobs.get", 429, count=2)
+    out = tmp_path / "out.txt"
+    argv = ["train", "--scale-tier", "basic", "--train-steps", "20"]
+    argv += ["--package", str(trainer_sdist), "--outputs", str(out), "--", "--batch-size", "8"]
+    assert cli.main(argv) == 0
+    assert faults.pending(emulator.vertex_url) == []  # every injected fault was hit
+    printed = capsys.readouterr().out
+    assert "JOB_STATE_RUNNING" in printed and "JOB_STATE_SUCCEEDED" in printed
+    outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert outputs["job_name"] == _job_name(printed)
+    assert json.loads(outputs["metrics"])["train_steps"] == 20
+    job = vertex.projects().locations().customJobs().get(name=outputs["job_name"]).execute()
+    assert job["state"] == "JOB_STATE_SUCCEEDED"
+    assert job["labels"]["git-sha"] == env["CI_GIT_SHA"]
+    args = job["jobSpec"]["workerPoolSpecs"][0]["pythonPackageSpec"]["args"]
+    assert args[args.index("--train-steps") + 1] == "20"
+    assert args[-2:] == ["--batch-size", "8"]  # what follows -- goes to the trainer
+
+
+def test_failing_job_shows_its_log_tail(env, trainer_sdist, capsys):
+    argv = [
+        "train",
+        "--train-steps",
+        "5",
+        "--package",
+        str(trainer_sdist),
+        "--trainer-module",
+        "trainer.no_such_module",
+    ]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "JOB_STATE_FAILED" in captured.out
+    tail = captured.out.split("--- log tail of job", 1)[1]
+    assert "No module named trainer.no_such_module" in tail
+    assert captured.err.startswith("Error: job ") and captured.err.count("\n") == 1
+
+
+def test_timeout_cancels_the_job(env, trainer_sdist, vertex, capsys):
+    # A job far too long for its timeout: the real processes must be stopped by the cancel.
+    argv = ["train", "--train-steps", "10000000", "--package", str(trainer_sdist), "--timeout", "3"]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "timed out after 3s and was cancelled" in captured.err
+    name = _job_name(captured.out)
+    job = vertex.projects().locations().customJobs().get(name=name).execute()
+    assert job["state"] == "JOB_STATE_CANCELLED"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--scale-tier", "HUGE"], "invalid choice: 'HUGE'"),
+        (["--scale-tier", "CUSTOM"], "needs --master-type"),
+        (
+            ["--scale-tier", "CUSTOM", "--master-type", "a", "--parameter-server-count", "2"],
+            "all-reduce",
+        ),
+        (["--train-steps", "0"], "must be at least 1: '0'"),
+        (["--timeout", "soon"], "not a number: 'soon'"),
+    ],
+)
+def test_bad_flags_are_one_line_usage_errors(argv, message, capsys):
+    full = ["train", "--train-steps", "5", *argv]
+    assert cli.main(full) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
