@@ -4,12 +4,18 @@ Objects go to ``gs://BUCKET/staging/<digest>/<file name>``: the digest is a hash
 file's content, so an object that exists is the same content and is skipped. The file name
 is kept because pip needs a proper sdist name. An sdist's digest covers its members' names
 and bytes, not the tarball's bytes, since builds stamp fresh timestamps into the tarball.
+
+Digests are remembered per file with its size, inode and change times (as git's index
+does), so restaging unchanged inputs hashes nothing and costs one existence check a file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import re
+import tempfile
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,10 +55,41 @@ def content_hash(path: Path) -> str:
     return sha.hexdigest()[:DIGEST_LEN]
 
 
+def _cache_file() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "tf-vertex-ci" / "digests.json"
+
+
+def cached_hash(path: Path) -> str:
+    """``content_hash(path)``, reused while the file's size, inode and times are unchanged."""
+    st = path.stat()
+    key = str(path.resolve())
+    stamp = [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+    cache_file = _cache_file()
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    entry = cache.get(key)
+    if isinstance(entry, dict) and entry.get("stat") == stamp:
+        return entry["digest"]
+    digest = content_hash(path)
+    cache[key] = {"stat": stamp, "digest": digest}
+    try:  # a cache that cannot be written only costs a rehash next time
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".digests-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(cache, fh)
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass
+    return digest
+
+
 def stage_file(cloud: Cloud, path: Path) -> Staged:
     """Upload ``path`` unless an object with the same content is already staged."""
     check_local([str(path)])
-    digest = content_hash(path)
+    digest = cached_hash(path)
     bucket = cloud.settings.bucket_name
     name = f"staging/{digest}/{path.name}"
     uri = f"gs://{bucket}/{name}"

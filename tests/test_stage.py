@@ -54,3 +54,17 @@ def test_missing_file_is_a_usage_error(env, tmp_path, capsys):
     empty.touch()
     assert cli.main(["stage", "--sdist", str(empty)]) == 2
     assert f"file to stage is empty: '{empty}'" in capsys.readouterr().err
+
+
+def test_digest_cache_notices_a_same_size_edit(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    data = tmp_path / "rows.csv"
+    data.write_text(f"3,4,a,b,c\n1,2,3,4,0\n# {tmp_path.name}\n")
+    with cloud_for(env) as cloud:
+        _, (first,) = stage(cloud, ROOT / "setup.py", [str(data)])
+        _, (again,) = stage(cloud, ROOT / "setup.py", [str(data)])
+        data.write_text(data.read_text().replace("1,2,3,4,0", "1,2,3,4,1"))  # same size
+        _, (edited,) = stage(cloud, ROOT / "setup.py", [str(data)])
+    assert (tmp_path / "cache" / "tf-vertex-ci" / "digests.json").is_file()
+    assert first.uploaded and not again.uploaded and again.digest == first.digest
+    assert edited.uploaded and edited.digest == content_hash(data) != first.digest
