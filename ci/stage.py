@@ -15,8 +15,8 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
