@@ -54,6 +54,8 @@ def test_trains_through_injected_429_and_503(
 ):
     faults.inject(emulator.vertex_url, "customJobs.create", 503, count=1)
     faults.inject(emulator.vertex_url, "customJobs.get", 429, count=2)
+    # The retries' backoff may outlast a 20-step job: hold it in RUNNING long enough to be seen.
+    faults.delay_job_state(emulator.vertex_url, "JOB_STATE_SUCCEEDED", 5)
     out = tmp_path / "out.txt"
     argv = ["train", "--scale-tier", "basic", "--train-steps", "20"]
     argv += ["--package", str(trainer_sdist), "--outputs", str(out), "--", "--batch-size", "8"]
