@@ -53,8 +53,10 @@ sys.exit(3)
     "hang": """
 import os, subprocess, sys, time
 child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
-with open(os.path.join(sys.argv[1], f"pids-{os.getpid()}"), "w") as f:
+path = os.path.join(sys.argv[1], f"pids-{os.getpid()}")
+with open(path + ".tmp", "w") as f:  # renamed into place: never seen half-written
     f.write(f"{os.getpid()} {child.pid}")
+os.replace(path + ".tmp", path)
 time.sleep(600)
 """,
 }
@@ -178,7 +180,7 @@ def test_cancel_stops_every_process_of_the_job(vertex, poll, fake_package, tmp_p
     job = create(vertex, fake_job(fake_package, "hang", [str(tmp_path)], counts=(1, 1)))
 
     def both_started():
-        files = list(tmp_path.glob("pids-*"))
+        files = [f for f in tmp_path.glob("pids-*") if not f.name.endswith(".tmp")]
         return files if len(files) == 2 else None
 
     pid_files = poll.until(both_started, timeout=60, what="both replicas to start")
@@ -188,7 +190,8 @@ def test_cancel_stops_every_process_of_the_job(vertex, poll, fake_package, tmp_p
     vertex.projects().locations().customJobs().cancel(name=job["name"], body={}).execute()
     done = poll.job(job["name"])
     assert done["state"] == "JOB_STATE_CANCELLED" and done["error"]["code"] == 1
-    assert not any(alive(p) for p in pids)  # replicas and the children they started
+    # Replicas and the children they started: SIGKILLed, gone once the kernel has reaped them.
+    poll.until(lambda: not any(alive(p) for p in pids), timeout=10, what="the processes to end")
 
 
 def test_job_faults_fail_and_delay(vertex, poll, emulator, fake_package, tmp_path):
