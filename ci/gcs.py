@@ -33,7 +33,9 @@ def download_prefix(client, uri: str, dest: Path) -> list[Path]:
             continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
-        blob.download_to_filename(os.fspath(target))
+        # A fresh blob by name: a listed one carries the mediaLink the server recorded at
+        # upload, which names a storage emulator's old port after a restart.
+        client.bucket(bucket).blob(blob.name).download_to_filename(os.fspath(target))
         written.append(target)
     return written
 

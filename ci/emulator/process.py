@@ -85,6 +85,7 @@ def start(
     state_dir.mkdir(parents=True, exist_ok=True)
     argv = [
         sys.executable,
+        "-P",  # not the caller's directory first: its own ``ci/`` must not shadow this one
         "-m",
         "ci",
         "emulator",
