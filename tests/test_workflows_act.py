@@ -1,0 +1,144 @@
+"""The workflows run for real under act, on this host, against the embedded local cloud.
+
+One sandbox ("GitHub": repositories, artifact and cache stores) holds this repository; the
+push, dispatch and gate tests share it, so the champion a push deploys is what the later
+runs gate against, as on GitHub where the local cloud is kept in the Actions cache.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests import workflows_second_repo as second
+from tests.workflows_act import ROOT, SLUG, Sandbox, ci_json, job_records
+
+pytestmark = pytest.mark.act
+
+# The validation's tests session inside act runs this file only: the whole suite already
+# runs outside, and the act tests must not run themselves recursively.
+NARROW_TESTS = {"PYTEST_ADDOPTS": '-m "not act" tests/test_workflows_lint.py'}
+DEPLOY_JOBS = ("train", "gate", "promote", "smoke test")
+
+
+def jobs_succeeded(run, prefix: str) -> dict:
+    """``{job: succeeded?}`` for the train-and-deploy jobs called as ``prefix``."""
+    return {job: run.job_succeeded_like(f"{prefix}/train-and-deploy/{job}") for job in DEPLOY_JOBS}
+
+
+def serving(state_dir, cwd=ROOT) -> list[dict]:
+    """Versions that hold traffic, with their aliases (``python -m ci versions --json``)."""
+    rows = ci_json(state_dir, "versions", cwd=cwd)
+    return [r for r in rows if r["traffic_percent"]]
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory):
+    return Sandbox(tmp_path_factory.mktemp("act-github"))
+
+
+@pytest.fixture(scope="module")
+def repo(sandbox):
+    return sandbox.create_repo(SLUG, source=ROOT)
+
+
+@pytest.fixture(scope="module")
+def pushed(sandbox, repo):
+    """A push to main with no cloud variables: validation, then the local train-and-deploy."""
+    sha = sandbox.commit(repo, "push to main")
+    payload = {"ref": "refs/heads/main", "after": sha, "repository": {"default_branch": "main"}}
+    return sandbox.run(repo, "push", payload, variables=NARROW_TESTS)
+
+
+def test_pull_request_runs_validation_and_the_local_rehearsal(tmp_path):
+    box = Sandbox(tmp_path)
+    repo = box.create_repo(SLUG, source=ROOT)
+    sha = box.commit(repo, "a change under review")
+    payload = {
+        "number": 7,
+        "pull_request": {
+            "number": 7,
+            "head": {"ref": "feature", "sha": sha, "repo": {"full_name": "someone/fork"}},
+            "base": {"ref": "main", "repo": {"full_name": SLUG}},
+        },
+    }
+    run = box.run(repo, "pull_request", payload, variables=NARROW_TESTS)
+    assert run.rc == 0, run.log[-6000:]
+    assert run.job_succeeded_like("validation/validation/lint, tests, local train and predict")
+    assert jobs_succeeded(run, "rehearsal") == dict.fromkeys(DEPLOY_JOBS, True)
+    assert not run.job_ran_like("deploy/")
+    export = run.artifact("validation")
+    assert (export / "local-job" / "model" / "saved_model.pb").is_file()
+    assert json.loads((export / "local-job" / "metrics.json").read_text())["accuracy"] >= 0.9
+    assert "<testsuite" in (export / "reports" / "junit.xml").read_text()
+    # A fork's pull request: no cloud, and nothing of it reaches main's cache.
+    assert box.latest_cache("local-cloud-") is None
+    assert serving(run.artifact("local-cloud-promoted"))[0]["aliases"] == ["default"]
+
+
+def test_push_to_main_without_cloud_variables_deploys_locally(pushed, sandbox):
+    assert pushed.rc == 0, pushed.log[-6000:]
+    assert pushed.job_succeeded_like("validation/validation/")
+    assert jobs_succeeded(pushed, "deploy") == dict.fromkeys(DEPLOY_JOBS, True)
+    assert "Authenticate to Google Cloud" not in pushed.steps_run()
+    gate = pushed.output_of("deploy/train-and-deploy/gate")
+    assert "### Evaluation gate: yes" in gate
+    assert "| accuracy |" in gate  # the candidate-against-champion table
+    state = sandbox.latest_cache("local-cloud-")
+    assert state is not None, "the local cloud was not kept for the next run"
+    (version,) = serving(state)
+    assert version["traffic_percent"] == 100
+    assert "default" in version["aliases"]
+
+
+def test_dispatch_inputs_reach_the_training_job(pushed, sandbox, repo):
+    assert pushed.rc == 0
+    inputs = {"train-steps": "900", "scale-tier": "BASIC_GPU"}
+    run = sandbox.run(repo, "workflow_dispatch", {"inputs": inputs}, inputs=inputs)
+    assert run.job_succeeded_like("deploy/train-and-deploy/train")
+    assert not run.job_ran_like("validation/")
+    job = job_records(run.artifact("local-cloud-trained"))[-1]
+    (pool,) = job["jobSpec"]["workerPoolSpecs"]
+    args = pool["pythonPackageSpec"]["args"]
+    assert args[args.index("--train-steps") + 1] == "900"
+    assert pool["machineSpec"]["machineType"] == "n1-standard-8"
+    assert pool["machineSpec"]["acceleratorType"] == "NVIDIA_TESLA_T4"
+    assert job["state"] == "JOB_STATE_SUCCEEDED"
+
+
+def test_a_gate_that_says_no_stops_before_promotion(pushed, sandbox, repo):
+    assert pushed.rc == 0
+    before_entry = sandbox.latest_cache("local-cloud-")
+    before = ci_json(before_entry, "versions")
+    inputs = {"train-steps": "1", "scale-tier": "BASIC"}
+    run = sandbox.run(repo, "workflow_dispatch", {"inputs": inputs}, inputs=inputs)
+    assert run.rc != 0
+    assert run.job_succeeded_like("deploy/train-and-deploy/train")
+    assert "exit status 3" in run.log  # the gate's "no", not a broken tool
+    assert "### Evaluation gate: no" in run.output_of("deploy/train-and-deploy/gate")
+    assert not run.job_ran_like("deploy/train-and-deploy/promote")
+    # The state this run worked on, and what the next run will see, keep the same champion.
+    assert ci_json(run.artifact("local-cloud-trained"), "versions") == before
+    assert sandbox.latest_cache("local-cloud-") == before_entry
+
+
+def test_a_second_repository_calls_the_reusable_workflow(sandbox, repo):
+    sha = sandbox.commit(repo, "release the workflows")
+    other = sandbox.create_repo(second.SLUG, files=second.files(SLUG, sha))
+    payload = {"ref": "refs/heads/main", "repository": {"default_branch": "main"}}
+    run = sandbox.run(
+        other,
+        "push",
+        payload,
+        workflow=".github/workflows/deploy.yml",
+        reusable={f"{SLUG}@{sha}": repo},
+    )
+    assert run.rc == 0, run.log[-6000:]
+    assert jobs_succeeded(run, "deploy") == dict.fromkeys(DEPLOY_JOBS, True)
+    assert f"checked out {SLUG}@{sha} into .ci-tooling" in run.log
+    state = sandbox.latest_cache("local-cloud-", slug=second.SLUG)
+    (version,) = serving(state, cwd=other)
+    assert version["traffic_percent"] == 100
+    assert "parcels" in json.dumps(ci_json(state, "versions", cwd=other))
+    assert sandbox.latest_cache("local-cloud-") != state  # caches stay per repository

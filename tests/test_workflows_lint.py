@@ -1,0 +1,128 @@
+"""The workflows pass actionlint, zizmor and GitHub's schema, and keep the security rules."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.workflows_act import STAND_IN_DIRS, STAND_INS, WORKFLOWS, pinned_actions
+
+ROOT = Path(__file__).resolve().parent.parent
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+SHA_PIN = re.compile(r"uses:\s*(\S+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+\s*$")
+
+
+def tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    assert found, f"{name} is not installed (requirements: pyproject.toml group dev)"
+    return found
+
+
+def run(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+def load(path: Path) -> dict:
+    return YAML(typ="safe").load(path.read_text())
+
+
+def test_there_are_the_three_workflows():
+    assert {p.name for p in FILES} >= {"validation.yml", "train-and-deploy.yml", "ci.yml"}
+
+
+def test_actionlint_finds_nothing():
+    result = run(tool("actionlint"), "-no-color", *map(str, FILES))
+    assert (result.returncode, result.stdout) == (0, ""), result.stdout + result.stderr
+
+
+def test_zizmor_offline_finds_nothing():
+    result = run(tool("zizmor"), "--offline", "--no-progress", str(WORKFLOWS))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No findings to report" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("schema", "files"),
+    [("vendor.github-workflows", FILES), ("vendor.dependabot", [ROOT / ".github/dependabot.yml"])],
+)
+def test_files_match_githubs_schemas(schema, files):
+    result = run(tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ok -- validation done" in result.stdout
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_remote_actions_are_pinned_by_sha_with_a_version(path):
+    for line in path.read_text().splitlines():
+        if "uses:" in line and "uses: ./" not in line and "#" not in line.split("uses:")[0]:
+            assert SHA_PIN.search(line), f"{path.name}: not pinned by SHA + # vX.Y.Z: {line}"
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_least_privilege_and_timeouts(path):
+    workflow = load(path)
+    assert workflow["permissions"] == {}, "no default grants at the top"
+    for name, job in workflow["jobs"].items():
+        perms = job.get("permissions")
+        assert perms is not None, f"{name}: grants are per job"
+        if "uses" in job:  # a call: the nested jobs declare and bound their own timeouts
+            continue
+        assert isinstance(job.get("timeout-minutes"), int), f"{name}: no timeout-minutes"
+        authenticates = any(
+            "google-github-actions/auth@" in s.get("uses", "") for s in job["steps"]
+        )
+        assert (perms.get("id-token") == "write") == authenticates, f"{name}: id-token grant"
+
+
+def test_cloud_jobs_skip_fork_pull_requests():
+    jobs = load(WORKFLOWS / "train-and-deploy.yml")["jobs"]
+    same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
+    assert same_repo in jobs["train"]["if"]
+
+    def upstream(name: str) -> set:
+        needs = jobs[name].get("needs", [])
+        needs = [needs] if isinstance(needs, str) else needs
+        return set(needs).union(*(upstream(n) for n in needs))
+
+    for name, job in jobs.items():
+        for step in job["steps"]:
+            if "google-github-actions/auth@" in step.get("uses", ""):
+                assert step["if"] == "inputs.platform == 'vertex'", name
+        assert name == "train" or "train" in upstream(name), f"{name} must wait for train's if"
+
+
+def test_promotion_is_never_cancelled_and_one_at_a_time():
+    promote = load(WORKFLOWS / "train-and-deploy.yml")["jobs"]["promote"]
+    assert promote["concurrency"]["cancel-in-progress"] is False
+    assert "inputs.model-name" in promote["concurrency"]["group"]
+    assert promote["environment"] == "${{ inputs.environment }}"
+
+
+def test_no_expression_is_expanded_inside_run_scripts():
+    for path in FILES:
+        for name, job in load(path)["jobs"].items():
+            for step in job.get("steps", []):
+                assert "${{" not in step.get("run", ""), f"{path.name}/{name}: use env:"
+
+
+def test_tooling_comes_from_the_workflows_own_commit():
+    for name, job in load(WORKFLOWS / "train-and-deploy.yml")["jobs"].items():
+        checkout = [s for s in job["steps"] if s.get("with", {}).get("path") == ".ci-tooling"]
+        assert len(checkout) == 1, name
+        assert "job.workflow_sha" in checkout[0]["with"]["ref"]
+        assert "job.workflow_repository" in checkout[0]["with"]["repository"]
+        runs = [s["run"] for s in job["steps"] if "ci " in s.get("run", "")]
+        assert runs and all("python -P -m ci " in r for r in runs), name
+
+
+def test_every_pinned_action_has_a_local_stand_in():
+    for action, _sha in pinned_actions():
+        assert action in STAND_IN_DIRS, f"no stand-in for {action} (tests/actions)"
+        assert list((STAND_INS / STAND_IN_DIRS[action]).rglob("action.yml")), action
