@@ -75,8 +75,9 @@ def serve(state_dir: Path, port=0, storage_port=0, max_local_replicas=None) -> i
 
 
 def _warm_up() -> None:
-    import ci.serving  # noqa: F401
     import tensorflow  # noqa: F401
+
+    import ci.serving  # noqa: F401
 
 
 def main(argv: list[str]) -> int:
