@@ -19,7 +19,8 @@ from trainer import constants as C
 _MARK = "BADCSV<<"
 _END = ">>"
 _FLOAT = r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
-_INT = r"\s*\d+\s*"
+# A whole data row: the features, then a label 0, 1 or 2.
+_ROW = ",".join([_FLOAT] * len(C.FEATURES) + [rf"\s*[0-{len(C.CLASSES) - 1}]\s*"])
 
 
 class DataError(ValueError):
@@ -61,59 +62,51 @@ def _require(ok, message_at):
     return tf.cond(tf.reduce_all(ok), lambda: tf.constant(True), fail)
 
 
-def _parse_block(path: str, line_numbers, lines, shuffle: bool):
-    """``[n]`` lines → ``(features [n, 4] float32, labels [n] int32)``, validated."""
-    where = lambda i: tf.strings.join([path, ":", tf.strings.as_string(line_numbers[i]), ": "])  # noqa: E731
-    fields = tf.strings.split(lines, ",")
-    columns = fields.row_lengths()
-    columns_ok = _require(
-        tf.equal(columns, C.NUM_COLUMNS),
-        lambda i: tf.strings.join(
-            [
-                where(i),
-                f"expected {C.NUM_COLUMNS} columns, got ",
-                tf.strings.as_string(columns[i]),
-                ": '",
-                lines[i],
-                "'",
-            ]
-        ),
-    )
-    with tf.control_dependencies([columns_ok]):
-        values = tf.reshape(fields.flat_values, [-1, C.NUM_COLUMNS])
-    features, labels = values[:, : len(C.FEATURES)], values[:, -1]
+def _diagnose(path: str, number, line):
+    """Why one line is not a valid row: only ever computed for the first bad line."""
+    fields = tf.strings.split(line, ",")
+    where = tf.strings.join([path, ":", tf.strings.as_string(number), ": "])
+    count = tf.size(fields)
 
-    numeric = tf.strings.regex_full_match(features, _FLOAT)
-    row_ok = tf.reduce_all(numeric, axis=1)
-    names = tf.constant(C.FEATURES)
-    features_ok = _require(
-        row_ok,
-        lambda i: tf.strings.join(
-            [
-                where(i),
-                "non-numeric value '",
-                features[i][tf.argmin(tf.cast(numeric[i], tf.int32))],
-                "' for ",
-                names[tf.argmin(tf.cast(numeric[i], tf.int32))],
-            ]
-        ),
+    def columns():
+        return tf.strings.join(
+            [where, f"expected {C.NUM_COLUMNS} columns, got ", tf.strings.as_string(count),
+             ": '", line, "'"]
+        )  # fmt: skip
+
+    def values():
+        numeric = tf.strings.regex_full_match(fields[: len(C.FEATURES)], _FLOAT)
+        first = tf.argmin(tf.cast(numeric, tf.int32))
+        names = tf.constant(C.FEATURES)
+        return tf.cond(
+            tf.reduce_all(numeric),
+            lambda: tf.strings.join([where, "label '", fields[-1], "' is not one of 0, 1, 2"]),
+            lambda: tf.strings.join(
+                [where, "non-numeric value '", fields[first], "' for ", names[first]]
+            ),
+        )
+
+    return tf.cond(tf.equal(count, C.NUM_COLUMNS), values, columns)
+
+
+def _parse_block(path: str, line_numbers, lines, shuffle: bool):
+    """``[n]`` lines → ``(features [n, 4] float32, labels [n] int32)``, validated.
+
+    One regular expression per line checks columns, numbers and label together; only a
+    block with a bad line pays for working out what is wrong with it.
+    """
+    valid = _require(
+        tf.strings.regex_full_match(lines, _ROW),
+        lambda i: _diagnose(path, line_numbers[i], lines[i]),
     )
-    label_text_ok = _require(
-        tf.strings.regex_full_match(labels, _INT),
-        lambda i: tf.strings.join([where(i), "label '", labels[i], "' is not one of 0, 1, 2"]),
-    )
-    with tf.control_dependencies([features_ok, label_text_ok]):
-        x = tf.strings.to_number(features, tf.float32)
-        y = tf.strings.to_number(labels, tf.int32)
-    label_ok = _require(
-        (y >= 0) & (y < len(C.CLASSES)),
-        lambda i: tf.strings.join([where(i), "label '", labels[i], "' is not one of 0, 1, 2"]),
-    )
-    with tf.control_dependencies([label_ok]):
-        if shuffle:
-            order = tf.random.shuffle(tf.range(tf.shape(y)[0]))
-            x, y = tf.gather(x, order), tf.gather(y, order)
-        return tf.identity(x), tf.identity(y)
+    with tf.control_dependencies([valid]):
+        values = tf.reshape(tf.strings.split(lines, ",").flat_values, [-1, C.NUM_COLUMNS])
+    x = tf.strings.to_number(values[:, : len(C.FEATURES)], tf.float32)
+    y = tf.strings.to_number(values[:, -1], tf.int32)
+    if shuffle:
+        order = tf.random.shuffle(tf.range(tf.shape(y)[0]))
+        x, y = tf.gather(x, order), tf.gather(y, order)
+    return x, y
 
 
 def _lines(path: str):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -18,6 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SIZES = (200_000, 2_000_000)
 BATCH = 32
+REPEATS = 3
 
 _CHILD = rf"""
 import json, os, resource, sys, time
@@ -76,8 +78,9 @@ def run() -> str:
         "### Training input pipeline (issue 2)",
         "",
         "Command: `nox -s bench -- input`. One epoch of a generated Iris-shaped CSV, shuffled",
-        f"batches of {BATCH}, each approach in a fresh process (time includes reading and parsing;",
-        "peak RSS includes TensorFlow itself, about 600 MB). Target: streaming ≥ 3× the",
+        f"batches of {BATCH}, each approach in a fresh process, median of {REPEATS} interleaved",
+        "runs (time includes reading and parsing; peak RSS is the largest of the runs;",
+        "it includes TensorFlow itself, about 600 MB). Target: streaming ≥ 3× the",
         "walkthrough's rows/s, and peak RSS that does not grow with the row count.",
         "",
         "| rows | approach | seconds | rows/s | peak RSS (MB) |",
@@ -88,7 +91,16 @@ def run() -> str:
         for rows in SIZES:
             path = Path(tmp) / f"iris_{rows}.csv"
             _write_csv(path, rows)
-            results = {a: _measure(a, path) for a in APPROACHES}
+            # Interleaved repeats, medians of the times: one slow run does not decide.
+            runs = [{a: _measure(a, path) for a in APPROACHES} for _ in range(REPEATS)]
+            results = {
+                a: {
+                    "rows": runs[0][a]["rows"],
+                    "seconds": statistics.median(r[a]["seconds"] for r in runs),
+                    "peak_rss_mb": max(r[a]["peak_rss_mb"] for r in runs),
+                }
+                for a in APPROACHES
+            }
             for approach, r in results.items():
                 assert r["rows"] == rows, (approach, r)
                 lines.append(
