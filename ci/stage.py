@@ -86,16 +86,50 @@ def cached_hash(path: Path) -> str:
     return digest
 
 
-def stage_file(cloud: Cloud, path: Path) -> Staged:
-    """Upload ``path`` unless an object with the same content is already staged."""
+def _object_name(path: Path) -> str:
+    return f"staging/{cached_hash(path)}/{path.name}"
+
+
+def already_staged(cloud: Cloud, paths: list[Path]) -> set[str]:
+    """The object names of ``paths`` that exist: one listing, whatever the bucket holds.
+
+    ``matchGlob`` with ``{a,b,...}`` asks for exactly these names; a name the glob cannot
+    spell (a glob metacharacter in a file name) is checked on its own.
+    """
+    bucket = cloud.settings.bucket_name
+    names = sorted({_object_name(p) for p in paths})
+    plain = [n for n in names if not set(n) & set("*?[]{},\\")]
+    found = {n for n in names if n not in plain and _exists(cloud, n)}
+    if plain:
+        pattern = plain[0] if len(plain) == 1 else "{" + ",".join(plain) + "}"
+        listing = lambda: [  # noqa: E731
+            b.name for b in cloud.storage.list_blobs(bucket, prefix="staging/", match_glob=pattern)
+        ]
+        found |= set(guard(listing, f"list gs://{bucket}/staging/")) & set(plain)
+    return found
+
+
+def _exists(cloud: Cloud, name: str) -> bool:
+    bucket = cloud.settings.bucket_name
+    blob = cloud.storage.bucket(bucket).blob(name)
+    return guard(blob.exists, f"check gs://{bucket}/{name}")
+
+
+def stage_file(cloud: Cloud, path: Path, existing: set[str] | None = None) -> Staged:
+    """Upload ``path`` unless an object with the same content is already staged.
+
+    ``existing``: object names known to exist (from :func:`already_staged`); without it,
+    the object is looked up.
+    """
     check_local([str(path)])
     digest = cached_hash(path)
     bucket = cloud.settings.bucket_name
-    name = f"staging/{digest}/{path.name}"
+    name = _object_name(path)
     uri = f"gs://{bucket}/{name}"
-    blob = cloud.storage.bucket(bucket).blob(name)
-    if guard(blob.exists, f"check {uri}"):
+    known = name in existing if existing is not None else _exists(cloud, name)
+    if known:
         return Staged(path.name, uri, digest, uploaded=False)
+    blob = cloud.storage.bucket(bucket).blob(name)
     # if_generation_match=0: create only; a concurrent stager's copy is the same content.
     uploaded = guard(lambda: _create(blob, path), f"upload {uri}")
     return Staged(path.name, uri, digest, uploaded=uploaded)
@@ -124,14 +158,14 @@ def check_local(locations: list[str]) -> None:
             raise BadData(f"file to stage is empty: {location!r}")
 
 
-def ensure_staged(cloud: Cloud, location: str) -> Staged:
+def ensure_staged(cloud: Cloud, location: str, existing: set[str] | None = None) -> Staged:
     """A ``gs://`` URI as is, a local path staged (so commands accept either)."""
     if location.startswith("gs://"):
         gcs.split(location)
         match = _STAGED.search(location)
         digest = match.group(1) if match else _remote_digest(cloud, location)
         return Staged(location.rsplit("/", 1)[-1], location, digest, uploaded=False)
-    staged = stage_file(cloud, Path(location))
+    staged = stage_file(cloud, Path(location), existing)
     cloud.log(f"{'uploaded' if staged.uploaded else 'skipped '} {staged.uri}")
     return staged
 
@@ -152,8 +186,11 @@ def data_hash(staged: list[Staged]) -> str:
 
 def stage(cloud: Cloud, sdist: Path, data: list[str]) -> tuple[Staged, list[Staged]]:
     """Stage the sdist and the data files; print one line per file."""
-    package = ensure_staged(cloud, str(sdist))
-    return package, [ensure_staged(cloud, item) for item in data]
+    local = [Path(item) for item in [str(sdist), *data] if not item.startswith("gs://")]
+    check_local([str(p) for p in local])
+    existing = already_staged(cloud, local)
+    package = ensure_staged(cloud, str(sdist), existing)
+    return package, [ensure_staged(cloud, item, existing) for item in data]
 
 
 def main(argv: list[str]) -> int:

@@ -68,3 +68,17 @@ def test_digest_cache_notices_a_same_size_edit(env, tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "tf-vertex-ci" / "digests.json").is_file()
     assert first.uploaded and not again.uploaded and again.digest == first.digest
     assert edited.uploaded and edited.digest == content_hash(data) != first.digest
+
+
+def test_restage_lists_once_and_handles_glob_characters(env, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    files = []
+    for name in ("plain.csv", "rows[1].csv", "a,b{c}.csv"):
+        (tmp_path / name).write_text(f"3,4,a,b,c\n1,2,3,4,0\n# {tmp_path.name} {name}\n")
+        files.append(str(tmp_path / name))
+    with cloud_for(env) as cloud:
+        _, first = stage(cloud, ROOT / "setup.py", files)
+        _, again = stage(cloud, ROOT / "setup.py", files)
+    assert [s.uploaded for s in first] == [True, True, True]
+    assert [s.uploaded for s in again] == [False, False, False]
+    assert [s.uri for s in again] == [s.uri for s in first]
