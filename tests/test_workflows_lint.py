@@ -1,4 +1,5 @@
-"""The workflows pass actionlint, zizmor and GitHub's schema, and keep the security rules."""
+"""The workflows and local actions pass actionlint, zizmor and GitHub's schemas, and keep the
+security rules."""
 
 from __future__ import annotations
 
@@ -11,10 +12,13 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from tests.workflows_act import STAND_IN_DIRS, STAND_INS, WORKFLOWS, pinned_actions
+from tests.workflows_act import ACTIONS, STAND_IN_DIRS, STAND_INS, WORKFLOWS, pinned_actions
 
 ROOT = Path(__file__).resolve().parent.parent
 FILES = sorted(WORKFLOWS.glob("*.yml"))
+# Local composite actions; actionlint reads workflows only, zizmor and the schema take these.
+ACTION_FILES = sorted(ACTIONS.glob("*/action.yml"))
+SETUP = "./.ci-tooling/.github/actions/setup-tooling"
 SHA_PIN = re.compile(r"uses:\s*(\S+)@([0-9a-f]{40}) # v\d+\.\d+\.\d+\s*$")
 
 
@@ -35,6 +39,22 @@ def load(path: Path) -> dict:
 
 def test_there_are_the_three_workflows():
     assert {p.name for p in FILES} >= {"validation.yml", "train-and-deploy.yml", "ci.yml"}
+    assert ACTIONS / "setup-tooling" / "action.yml" in ACTION_FILES
+
+
+def local_action(uses: str) -> dict | None:
+    """The metadata of a ``./.ci-tooling/.github/actions/NAME`` step (this repository's)."""
+    prefix = "./.ci-tooling/.github/actions/"
+    return load(ACTIONS / uses[len(prefix) :] / "action.yml") if uses.startswith(prefix) else None
+
+
+def authenticates(step: dict) -> bool:
+    """Whether a step is, or is a local composite action that runs, the Google auth."""
+    uses = step.get("uses", "")
+    action = local_action(uses)
+    if action is not None:
+        return any(authenticates(s) for s in action["runs"]["steps"])
+    return "google-github-actions/auth@" in uses
 
 
 def test_actionlint_finds_nothing():
@@ -43,14 +63,20 @@ def test_actionlint_finds_nothing():
 
 
 def test_zizmor_offline_finds_nothing():
-    result = run(tool("zizmor"), "--offline", "--no-progress", str(WORKFLOWS))
+    # All of .github: the workflows, the local actions and dependabot.yml.
+    result = run(tool("zizmor"), "--offline", "--no-progress", str(ROOT / ".github"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "No findings to report" in result.stdout
 
 
 @pytest.mark.parametrize(
     ("schema", "files"),
-    [("vendor.github-workflows", FILES), ("vendor.dependabot", [ROOT / ".github/dependabot.yml"])],
+    [
+        ("vendor.github-workflows", FILES),
+        ("vendor.github-actions", ACTION_FILES),
+        ("vendor.dependabot", [ROOT / ".github/dependabot.yml"]),
+    ],
+    ids=["workflows", "actions", "dependabot"],
 )
 def test_files_match_githubs_schemas(schema, files):
     result = run(tool("check-jsonschema"), "--builtin-schema", schema, *map(str, files))
@@ -58,11 +84,20 @@ def test_files_match_githubs_schemas(schema, files):
     assert "ok -- validation done" in result.stdout
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", FILES + ACTION_FILES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_remote_actions_are_pinned_by_sha_with_a_version(path):
     for line in path.read_text().splitlines():
         if "uses:" in line and "uses: ./" not in line and "#" not in line.split("uses:")[0]:
             assert SHA_PIN.search(line), f"{path.name}: not pinned by SHA + # vX.Y.Z: {line}"
+
+
+@pytest.mark.parametrize("path", ACTION_FILES, ids=lambda p: p.parent.name)
+def test_local_actions_document_their_inputs(path):
+    action = load(path)
+    assert action["description"] and action["runs"]["using"] == "composite"
+    for name, spec in action.get("inputs", {}).items():
+        assert spec.get("description"), f"{name}: no description"
+        assert "default" in spec or spec.get("required") is True, f"{name}: no default"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
@@ -75,10 +110,8 @@ def test_least_privilege_and_timeouts(path):
         if "uses" in job:  # a call: the nested jobs declare and bound their own timeouts
             continue
         assert isinstance(job.get("timeout-minutes"), int), f"{name}: no timeout-minutes"
-        authenticates = any(
-            "google-github-actions/auth@" in s.get("uses", "") for s in job["steps"]
-        )
-        assert (perms.get("id-token") == "write") == authenticates, f"{name}: id-token grant"
+        auth = any(authenticates(s) for s in job["steps"])
+        assert (perms.get("id-token") == "write") == auth, f"{name}: id-token grant"
 
 
 def test_cloud_jobs_skip_fork_pull_requests():
@@ -93,9 +126,17 @@ def test_cloud_jobs_skip_fork_pull_requests():
 
     for name, job in jobs.items():
         for step in job["steps"]:
-            if "google-github-actions/auth@" in step.get("uses", ""):
-                assert step["if"] == "inputs.platform == 'vertex'", name
+            assert "google-github-actions/auth@" not in step.get("uses", ""), f"{name}: {SETUP}"
+            if local_action(step.get("uses", "")) is not None:
+                assert step["with"]["platform"] == "${{ inputs.platform }}", name
         assert name == "train" or "train" in upstream(name), f"{name} must wait for train's if"
+    # The composite action authenticates for platform vertex only.
+    (auth,) = [
+        s
+        for s in load(ACTIONS / "setup-tooling" / "action.yml")["runs"]["steps"]
+        if "google-github-actions/auth@" in s.get("uses", "")
+    ]
+    assert auth["if"] == "inputs.platform == 'vertex'"
 
 
 def test_promotion_is_never_cancelled_and_one_at_a_time():
@@ -110,6 +151,9 @@ def test_no_expression_is_expanded_inside_run_scripts():
         for name, job in load(path)["jobs"].items():
             for step in job.get("steps", []):
                 assert "${{" not in step.get("run", ""), f"{path.name}/{name}: use env:"
+    for path in ACTION_FILES:
+        for step in load(path)["runs"]["steps"]:
+            assert "${{" not in step.get("run", ""), f"{path.parent.name}: use env:"
 
 
 def test_tooling_comes_from_the_workflows_own_commit():
@@ -118,6 +162,10 @@ def test_tooling_comes_from_the_workflows_own_commit():
         assert len(checkout) == 1, name
         assert "job.workflow_sha" in checkout[0]["with"]["ref"]
         assert "job.workflow_repository" in checkout[0]["with"]["repository"]
+        # The setup comes from that checkout, right after it, never from the caller's tree.
+        at = job["steps"].index(checkout[0])
+        assert job["steps"][at + 1]["uses"] == SETUP, name
+        assert [s.get("uses") for s in job["steps"]].count(SETUP) == 1, name
         runs = [s["run"] for s in job["steps"] if "ci " in s.get("run", "")]
         assert runs and all("python -P -m ci " in r for r in runs), name
 

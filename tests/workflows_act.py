@@ -24,6 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
+# Local composite actions (the workflows call them from the tooling checkout).
+ACTIONS = ROOT / ".github" / "actions"
 STAND_INS = ROOT / "tests" / "actions"
 # The repository as the tests name it (GitHub's owner/name).
 SLUG = "acme/tf-vertex-cicd"
@@ -56,10 +58,10 @@ _LEAKY = re.compile(
 )
 
 
-def pinned_actions(workflow_dir: Path = WORKFLOWS) -> set[tuple[str, str]]:
-    """Every ``(owner/name, sha)`` the workflow files pin."""
+def pinned_actions(github_dir: Path = ROOT / ".github") -> set[tuple[str, str]]:
+    """Every ``(owner/name, sha)`` the workflow files and local composite actions pin."""
     found = set()
-    for path in workflow_dir.glob("*.yml"):
+    for path in [*github_dir.glob("workflows/*.yml"), *github_dir.glob("actions/*/action.yml")]:
         found.update(_USES.findall(path.read_text()))
     return found
 
@@ -209,9 +211,7 @@ class Sandbox:
             "--env",
             f"ACT_PYTHON={sys.executable}",
         ]
-        for action, sha in sorted(
-            pinned_actions(WORKFLOWS) | pinned_actions(repo / ".github" / "workflows")
-        ):
+        for action, sha in sorted(pinned_actions() | pinned_actions(repo / ".github")):
             if action in STAND_IN_DIRS:
                 cmd += ["--local-repository", f"{action}@{sha}={STAND_INS / STAND_IN_DIRS[action]}"]
         for ref, path in (reusable or {}).items():
