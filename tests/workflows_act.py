@@ -228,6 +228,7 @@ class Sandbox:
             cmd,
             cwd=repo,
             env=env,
+            stdin=subprocess.DEVNULL,  # CI runs with no standard input
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
