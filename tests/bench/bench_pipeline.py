@@ -121,7 +121,7 @@ def run() -> str:
         "",
         "Staging into a fresh bucket of the storage emulator with an empty digest cache (every",
         "file hashed and uploaded), then the same inputs again (digests from the stat-keyed",
-        "cache, one existence check per file, all skipped). Median of",
+        "cache, one matchGlob listing for all files, all skipped). Median of",
         f"{STAGE_REPEATS}; target ≤ 5%.",
         "",
         "| inputs | first staging (ms) | restage (ms) | restage / first |",
