@@ -120,11 +120,11 @@ def candidate_location(cloud: Cloud, metrics: str | None, job: str | None) -> st
     return metrics or f"{job_dir(get_job(cloud, job))}/metrics.json"
 
 
-def main(argv: list[str]) -> int:
-    parser = flags.parser("gate", __doc__)
-    parser.add_argument("--candidate-metrics", metavar="URI", help="metrics.json (gs:// or path)")
-    parser.add_argument("--job", help="or: the training job whose metrics to gate")
-    parser.add_argument("--config", default="gate.toml", help="thresholds (default gate.toml)")
+def add_arguments(parser, config_flag: str = "--config") -> None:
+    """The gate's flags, shared by ``gate`` and ``pipeline`` (which calls it --gate-config)."""
+    parser.add_argument(
+        config_flag, dest="gate_config", default="gate.toml", help="thresholds (default gate.toml)"
+    )
     parser.add_argument(
         "--threshold",
         action="append",
@@ -134,9 +134,16 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--decision-out", metavar="FILE", help="write the decision as JSON")
     parser.add_argument("--markdown-out", metavar="FILE", help="write the Markdown table")
+
+
+def main(argv: list[str]) -> int:
+    parser = flags.parser("gate", __doc__)
+    parser.add_argument("--candidate-metrics", metavar="URI", help="metrics.json (gs:// or path)")
+    parser.add_argument("--job", help="or: the training job whose metrics to gate")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     settings = resolve(args)
-    thresholds = gate_rules.load_config(Path(args.config))
+    thresholds = gate_rules.load_config(Path(args.gate_config))
     thresholds = gate_rules.apply_overrides(thresholds, args.threshold)
     with connect(settings) as cloud:
         location = candidate_location(cloud, args.candidate_metrics, args.job)

@@ -29,16 +29,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--timeout", type=flags.positive_float, help="training timeout, seconds")
     parser.add_argument("--package-dir", default=".", help="trainer package (default .)")
     parser.add_argument("--dist-dir", default="dist", help="where the sdist goes (default dist)")
-    parser.add_argument("--gate-config", default="gate.toml", help="default gate.toml")
-    parser.add_argument(
-        "--threshold",
-        action="append",
-        default=[],
-        metavar="METRIC.KEY=VALUE",
-        help="override a gate threshold (repeatable)",
-    )
-    parser.add_argument("--decision-out", metavar="FILE", help="gate decision JSON")
-    parser.add_argument("--markdown-out", metavar="FILE", help="gate Markdown table")
+    gate.add_arguments(parser, "--gate-config")
     parser.add_argument("--canary", type=flags.percent, help="promote with N%% of traffic")
     args = parser.parse_args(ours)
     settings = resolve(args)
