@@ -40,23 +40,17 @@ def test_reads_inputs_and_outputs_from_the_signature(predictor):
     assert sorted(predictor.outputs) == ["class_ids", "probabilities"]
 
 
-def test_local_predict_cli_prints_endpoint_shape(export):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ci",
-            "local-predict",
-            "--model-dir",
-            str(export),
-            "--json-instances",
-            "data/test.json",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+def run_local_predict(export: Path, instances: str) -> subprocess.CompletedProcess:
+    """``python -m ci local-predict`` as a user runs it."""
+    argv = ["local-predict", "--model-dir", str(export), "--json-instances", instances]
+    return subprocess.run(
+        [sys.executable, "-m", "ci", *argv], cwd=ROOT, capture_output=True, text=True
     )
+
+
+def test_local_predict_cli_prints_endpoint_shape(export):
+    result = run_local_predict(export, "data/test.json")
+    assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert list(body) == ["predictions"]
     assert [p["class_ids"] for p in body["predictions"]] == [0, 1, 2]
@@ -115,21 +109,7 @@ def test_bad_instances_file(tmp_path):
 def test_cli_error_is_one_line(export, tmp_path):
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**GOOD, "PetalLength": "x"}) + "\n")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ci",
-            "local-predict",
-            "--model-dir",
-            str(export),
-            "--json-instances",
-            str(bad),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
+    result = run_local_predict(export, str(bad))
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: instance 0: field 'PetalLength' must be float, got \"x\""
