@@ -1,12 +1,13 @@
 """The Google clients, built the same way for Vertex AI and for the local emulators.
 
 Only the endpoint and the credentials differ: Application Default Credentials against
-Google Cloud, anonymous credentials against the emulators. Nothing else branches.
+Google Cloud, anonymous credentials against a plain ``http://`` endpoint (an emulator:
+credentials must never travel unencrypted). Nothing else branches. Every client in ``ci``
+(the emulator's own included) is built here, with its endpoint passed explicitly rather
+than read from the process environment.
 """
 
 from __future__ import annotations
-
-import os
 
 # How often google-api-python-client retries 429 and 5xx answers (exponential backoff
 # with jitter, its own implementation: ``HttpRequest.execute(num_retries=...)``).
@@ -16,6 +17,11 @@ NUM_RETRIES = 5
 def vertex_endpoint(region: str, api_endpoint: str | None = None) -> str:
     """The regional Vertex AI endpoint, or ``api_endpoint`` when one is given."""
     return api_endpoint or f"https://{region}-aiplatform.googleapis.com"
+
+
+def is_emulator(endpoint: str | None) -> bool:
+    """True for a plain ``http://`` endpoint: an emulator, which gets anonymous credentials."""
+    return bool(endpoint and endpoint.startswith("http://"))
 
 
 def vertex(region: str, api_endpoint: str | None = None, anonymous: bool = False):
@@ -34,15 +40,22 @@ def vertex(region: str, api_endpoint: str | None = None, anonymous: bool = False
     )
 
 
-def storage(project: str | None = None):
-    """A google-cloud-storage client; honours ``STORAGE_EMULATOR_HOST`` like the library does."""
+def storage(project: str | None = None, endpoint: str | None = None):
+    """A google-cloud-storage client for ``endpoint`` (default: Google's).
+
+    The endpoint is passed as ``client_options``, so the client never consults
+    ``STORAGE_EMULATOR_HOST``: the settings decide (``storage_endpoint`` defaults to it).
+    """
     from google.cloud import storage as gcs
 
-    if os.environ.get("STORAGE_EMULATOR_HOST"):
+    options = {"api_endpoint": endpoint} if endpoint else None
+    if is_emulator(endpoint):
         from google.auth.credentials import AnonymousCredentials
 
-        return gcs.Client(project=project or "local", credentials=AnonymousCredentials())
-    return gcs.Client(project=project)
+        return gcs.Client(
+            project=project or "local", credentials=AnonymousCredentials(), client_options=options
+        )
+    return gcs.Client(project=project, client_options=options)
 
 
 def call(request):

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ci import clients
+from ci import clients, local_dirs
 from ci.errors import CiError, UsageError
 from ci.settings import Settings
 
@@ -40,20 +39,6 @@ class Cloud:
         print(message, flush=True)
 
 
-@contextlib.contextmanager
-def _environ(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
-
-
 def _ensure_bucket(storage, name: str) -> None:
     # Only the embedded default creates its bucket: in a real project the bucket is
     # part of the one-time setup, and creating one implicitly would hide a typo.
@@ -66,34 +51,32 @@ def connect(settings: Settings) -> Iterator[Cloud]:
     """Yield a :class:`Cloud`; for the embedded default, run the emulators meanwhile."""
     if not settings.embedded:
         endpoint = settings.api_endpoint
-        anonymous = bool(endpoint and endpoint.startswith("http://"))
-        if not anonymous and not settings.project:
+        if not clients.is_emulator(endpoint) and not settings.project:
             raise UsageError(f"setting 'project' is required with api_endpoint {endpoint!r}")
-        yield Cloud(settings, *_clients(settings, endpoint, anonymous))
+        yield Cloud(settings, *_clients(settings, endpoint, settings.storage_endpoint))
         return
     from ci.emulator.process import start
 
-    state = Path(settings.state_dir)
-    state.mkdir(parents=True, exist_ok=True)
+    state = local_dirs.ensure(Path(settings.state_dir), "the local emulators' state")
     emulators = start(state, max_local_replicas=settings.local_max_replicas)
-    # The storage client finds the emulator through STORAGE_EMULATOR_HOST, as in the tests.
-    with emulators, _environ(dict(emulators.env())):
-        vertex, storage = _clients(settings, emulators.vertex_url, anonymous=True)
+    with emulators:
+        vertex, storage = _clients(settings, emulators.vertex_url, emulators.storage_url)
         guard(lambda: _ensure_bucket(storage, settings.bucket_name), "create local bucket")
         yield Cloud(settings, vertex, storage)
 
 
-def _clients(settings: Settings, endpoint: str | None, anonymous: bool):
+def _clients(settings: Settings, vertex_endpoint: str | None, storage_endpoint: str | None):
     from google.auth.exceptions import DefaultCredentialsError
 
     try:
-        vertex = clients.vertex(settings.region, endpoint, anonymous=anonymous)
-        return vertex, clients.storage(settings.project_id)
+        anonymous = clients.is_emulator(vertex_endpoint)
+        vertex = clients.vertex(settings.region, vertex_endpoint, anonymous=anonymous)
+        return vertex, clients.storage(settings.project_id, storage_endpoint)
     except DefaultCredentialsError:
         raise CiError(
             "no Google credentials: run `gcloud auth application-default login` or "
-            "authenticate with Workload Identity Federation (for emulators, set "
-            "STORAGE_EMULATOR_HOST and an http:// api_endpoint)"
+            "authenticate with Workload Identity Federation (for emulators, set an http:// "
+            "api_endpoint and storage_endpoint)"
         ) from None
 
 

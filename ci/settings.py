@@ -23,6 +23,8 @@ SETTINGS_FILE = "ci.toml"
 # The embedded default's project id: a fixed name, so state in ``state_dir`` is found again.
 LOCAL_PROJECT = "local-project"
 LOCAL_BUCKET = "local-ci"
+# The variable google-cloud-storage reads for an emulator: the storage_endpoint default.
+STORAGE_EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
 
 
 def _s(default, help_: str):
@@ -37,6 +39,9 @@ class Settings:
     region: str = _s("us-central1", "Vertex AI region")
     bucket: str | None = _s(None, f"Cloud Storage bucket (local default: {LOCAL_BUCKET})")
     api_endpoint: str | None = _s(None, "Vertex AI endpoint URL, e.g. a running emulator")
+    storage_endpoint: str | None = _s(
+        None, "Cloud Storage endpoint URL (default: STORAGE_EMULATOR_HOST when set, else Google)"
+    )
     model_name: str = _s("model", "display name of the Vertex AI model")
     endpoint_name: str | None = _s(None, "display name of the endpoint (default: MODEL-endpoint)")
     trainer_module: str = _s("trainer.task", "python module the training job runs")
@@ -53,6 +58,14 @@ class Settings:
     serving_image: str | None = _s(None, "prediction image (default: from tf_version)")
     serving_machine_type: str = _s("n1-standard-2", "machine type of deployed models")
     git_sha: str | None = _s(None, "commit labelled on versions (default: GITHUB_SHA or git)")
+    # What a training job runs: steps, and the cluster (a legacy tier, or CUSTOM's machines).
+    train_steps: int = _s(1000, "global training steps passed to the trainer")
+    scale_tier: str = _s("BASIC", "legacy ML Engine scale tier (docs/cli.md: tiers)")
+    master_type: str | None = _s(None, "CUSTOM tier: chief machine type, e.g. n1-standard-4")
+    worker_type: str | None = _s(None, "CUSTOM tier: worker machine type")
+    worker_count: int | None = _s(None, "CUSTOM tier: number of workers (default none)")
+    accelerator_type: str | None = _s(None, "CUSTOM tier: accelerator, e.g. NVIDIA_TESLA_T4")
+    accelerator_count: int | None = _s(None, "CUSTOM tier: accelerators per replica")
 
     @property
     def embedded(self) -> bool:
@@ -174,6 +187,10 @@ def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> 
             values[name] = _convert(name, env[env_var(name)], env_var(name))
         elif name in from_file:
             values[name] = _convert(name, from_file[name], str(path))
+    # google-cloud-storage's own variable, read here once: the client gets the endpoint
+    # explicitly, so nothing depends on the process environment after this point.
+    if "storage_endpoint" not in values and env.get(STORAGE_EMULATOR_HOST):
+        values["storage_endpoint"] = env[STORAGE_EMULATOR_HOST]
     return Settings(**values)
 
 

@@ -49,14 +49,7 @@ def vertex(emulator):
 
 def storage_client(emu):
     """A google-cloud-storage client for ``emu`` (explicit endpoint: no global env change)."""
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    return storage.Client(
-        project="test-project",
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": emu.storage_url},
-    )
+    return clients.storage("test-project", emu.storage_url)
 
 
 @pytest.fixture(scope="session")

@@ -1,26 +1,39 @@
-"""gs:// helpers against the storage emulator, across an emulator restart."""
+"""gs:// helpers and the storage endpoint, against the storage emulator.
+
+The storage endpoint is a setting handed to the client; these tests run with
+``STORAGE_EMULATOR_HOST`` unset, so a client that still read the environment would go to
+Google's endpoint and fail.
+"""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
 from ci import clients, gcs
+from ci.cloud import connect
 from ci.emulator.process import start
 from ci.errors import UsageError
+from ci.settings import Settings, resolve
 
 
-def test_download_prefix_after_a_restart_on_new_ports(tmp_path, monkeypatch):
+@pytest.fixture(autouse=True)
+def _no_storage_env(monkeypatch):
+    monkeypatch.delenv("STORAGE_EMULATOR_HOST", raising=False)
+
+
+def test_download_prefix_after_a_restart_on_new_ports(tmp_path):
     state = tmp_path / "state"
     with start(state) as first:
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", first.storage_host)
-        client = clients.storage("p")
+        client = clients.storage("p", first.storage_url)
         client.create_bucket("b")
         for name, text in {"job/model/saved_model.pb": "pb", "job/model/variables/v": "v"}.items():
             client.bucket("b").blob(name).upload_from_string(text)
     with start(state) as second:
-        assert second.storage_host != first.storage_host
-        monkeypatch.setenv("STORAGE_EMULATOR_HOST", second.storage_host)
-        written = gcs.download_prefix(clients.storage("p"), "gs://b/job/model", tmp_path / "out")
+        assert second.storage_url != first.storage_url
+        client = clients.storage("p", second.storage_url)
+        written = gcs.download_prefix(client, "gs://b/job/model", tmp_path / "out")
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
         "saved_model.pb",
         "variables/v",
@@ -37,3 +50,60 @@ def test_split_names_a_bad_uri(uri):
 def test_split_and_join():
     assert gcs.split("gs://bucket/a/b") == ("bucket", "a/b")
     assert gcs.join("gs://bucket/a/", "/b", "c") == "gs://bucket/a/b/c"
+
+
+def test_storage_endpoint_setting_reaches_the_client(emulator, gcs, monkeypatch, tmp_path):
+    """A running emulator addressed by settings alone: the object written is in its bucket."""
+    monkeypatch.chdir(tmp_path)
+    settings = resolve(
+        None,
+        {
+            "CI_PROJECT": "test-project",
+            "CI_BUCKET": "test-bucket",
+            "CI_API_ENDPOINT": emulator.vertex_url,
+            "CI_STORAGE_ENDPOINT": emulator.storage_url,
+        },
+    )
+    assert settings.storage_endpoint == emulator.storage_url
+    environ = dict(os.environ)
+    with connect(settings) as cloud:
+        cloud.storage.bucket("test-bucket").blob("endpoint/probe").upload_from_string("here")
+    assert dict(os.environ) == environ
+    assert gcs.bucket("test-bucket").blob("endpoint/probe").download_as_text() == "here"
+
+
+def test_storage_emulator_host_is_only_the_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve(None, {"STORAGE_EMULATOR_HOST": "http://h:1"}).storage_endpoint == "http://h:1"
+    both = {"STORAGE_EMULATOR_HOST": "http://h:1", "CI_STORAGE_ENDPOINT": "http://s:2"}
+    assert resolve(None, both).storage_endpoint == "http://s:2"
+    (tmp_path / "ci.toml").write_text('storage_endpoint = "http://file:3"\n')
+    assert resolve(None, {"STORAGE_EMULATOR_HOST": "http://h:1"}).storage_endpoint == (
+        "http://file:3"
+    )
+    assert resolve(None, {}).storage_endpoint == "http://file:3"
+    (tmp_path / "ci.toml").unlink()
+    assert resolve(None, {}).storage_endpoint is None
+
+
+def test_embedded_default_leaves_the_environment_alone(tmp_path):
+    """The embedded emulators are reached through explicit endpoints, not os.environ."""
+    environ = dict(os.environ)
+    settings = Settings(state_dir=str(tmp_path / "state"))
+    with connect(settings) as cloud:
+        assert dict(os.environ) == environ
+        blob = cloud.storage.bucket(settings.bucket_name).blob("probe")
+        blob.upload_from_string("local")
+        assert blob.download_as_text() == "local"
+    assert (tmp_path / "state" / ".gitignore").read_text().splitlines()[-1] == "*"
+
+
+def test_clients_pick_credentials_by_scheme():
+    from google.auth.credentials import AnonymousCredentials
+
+    local = clients.storage("p", "http://127.0.0.1:9")
+    assert isinstance(local._credentials, AnonymousCredentials)
+    assert local._connection.API_BASE_URL == "http://127.0.0.1:9"
+    assert clients.is_emulator("http://127.0.0.1:9")
+    assert not clients.is_emulator("https://storage.googleapis.com")
+    assert not clients.is_emulator(None)

@@ -45,23 +45,22 @@ def fetch(pool_specs: list[dict], job_dir: Path, storage_url: str) -> dict[int, 
 
 
 def _client(storage_url: str):
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
+    from ci import clients
 
     # Explicit endpoint rather than the environment: the emulator talks to its own storage.
-    return storage.Client(
-        project="local",
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": storage_url},
-    )
+    return clients.storage("local", storage_url)
 
 
 def _download(client, uri: str, dest: Path) -> None:
     from google.api_core.exceptions import NotFound
 
-    if not uri.startswith("gs://"):
-        raise PackageError("packageUris must be gs:// URIs")
-    bucket, _, name = uri[len("gs://") :].partition("/")
+    from ci import gcs
+    from ci.errors import UsageError
+
+    try:
+        bucket, name = gcs.split(uri)
+    except UsageError:
+        raise PackageError("packageUris must be gs:// URIs") from None
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         client.bucket(bucket).blob(name).download_to_filename(os.fspath(dest))

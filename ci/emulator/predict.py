@@ -51,20 +51,14 @@ class ModelCache:
 
     def _download(self, artifact_uri: str, local: Path) -> None:
         from google.api_core.exceptions import NotFound
-        from google.auth.credentials import AnonymousCredentials
-        from google.cloud import storage
 
-        from ci import gcs
+        from ci import clients, gcs
         from ci.errors import UsageError
 
         if not artifact_uri:
             raise precondition("The model has no artifactUri, so there is nothing to serve.")
         shutil.rmtree(local, ignore_errors=True)
-        client = storage.Client(
-            project="local",
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": self.storage_url},
-        )
+        client = clients.storage("local", self.storage_url)
         try:
             files = gcs.download_prefix(client, artifact_uri, local)
         except UsageError as exc:
