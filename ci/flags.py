@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import functools
 
 from ci import outputs, settings
 from ci.errors import UsageError
 
+# Help is wrapped at a fixed width, not the terminal's, so docs/cli.md can be generated.
+HELP_WIDTH = 100
+
 
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are UsageError (one line, exit code 2)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault(
+            "formatter_class", functools.partial(argparse.HelpFormatter, width=HELP_WIDTH)
+        )
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{self.prog}: {message}")
@@ -17,7 +27,11 @@ class Parser(argparse.ArgumentParser):
 
 def parser(command: str, doc: str | None, with_settings: bool = True) -> Parser:
     """A parser for ``python -m ci COMMAND`` with --outputs/--summary and the settings flags."""
-    p = Parser(prog=f"python -m ci {command}", description=(doc or "").split("\n\n")[0])
+    # Every setting is a flag too; listing them all in the usage line would bury the rest.
+    usage = "%(prog)s [options]" + (" [settings]" if with_settings else "")
+    p = Parser(
+        prog=f"python -m ci {command}", usage=usage, description=(doc or "").split("\n\n")[0]
+    )
     outputs.add_arguments(p)
     if with_settings:
         settings.add_arguments(p)

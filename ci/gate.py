@@ -46,6 +46,14 @@ class GateResult:
     candidate: dict
     champion: Champion | None
 
+    def outputs(self) -> dict:
+        """The ``--outputs`` values: the decision word and the candidate's numbers."""
+        return {"gate_decision": self.decision.word, "metrics": scalars(self.candidate)}
+
+    def summary(self) -> str:
+        """The step summary: the candidate-against-champion table."""
+        return markdown(self)
+
     def as_dict(self) -> dict:
         """The machine-readable decision (``--decision-out``)."""
         out = self.decision.as_dict()
@@ -148,21 +156,24 @@ def main(argv: list[str]) -> int:
     with connect(settings) as cloud:
         location = candidate_location(cloud, args.candidate_metrics, args.job)
         result = gate(cloud, location, thresholds)
-    return report(result, args)
+    report(result, args.decision_out, args.markdown_out)
+    outputs.write_outputs(args.outputs, result.outputs())
+    outputs.write_summary(args.summary, result.summary())
+    return enforce(result)
 
 
-def report(result: GateResult, args) -> int:
-    """Print and write the decision; raise GateRejected (exit 3) on "no"."""
+def report(result: GateResult, decision_out: str | None, markdown_out: str | None) -> None:
+    """Print the table; write the decision JSON and the table where asked."""
     table = markdown(result)
     print(table)
-    if args.decision_out:
-        Path(args.decision_out).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-    if args.markdown_out:
-        Path(args.markdown_out).write_text(table)
-    outputs.write_outputs(
-        args.outputs, {"gate_decision": result.decision.word, "metrics": scalars(result.candidate)}
-    )
-    outputs.write_summary(args.summary, table)
+    if decision_out:
+        Path(decision_out).write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    if markdown_out:
+        Path(markdown_out).write_text(table)
+
+
+def enforce(result: GateResult) -> int:
+    """0 on "yes"; raise GateRejected (exit 3) on "no", naming the failed checks."""
     if not result.decision.passed:
         failed = [f"{c.metric} {c.rule}" for c in result.decision.checks if not c.passed]
         raise GateRejected(f"gate said no: {'; '.join(failed)}")

@@ -11,34 +11,29 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ci import flags, gate, gate_rules, outputs, predict, stage, train
+from ci import flags, gate, gate_rules, outputs, predict, promote, stage, train
+from ci import package as packaging
 from ci.cloud import connect
 from ci.errors import UsageError
-from ci.package import build_sdist
-from ci.promote import promote
 from ci.settings import resolve
 
 
 def main(argv: list[str]) -> int:
     ours, extra = flags.split_passthrough(argv)
     parser = flags.parser("pipeline", __doc__)
-    train.add_tier_arguments(parser)
-    parser.add_argument(
-        "--train-steps", type=flags.positive_int, default=1000, help="training steps (default 1000)"
-    )
-    parser.add_argument("--timeout", type=flags.positive_float, help="training timeout, seconds")
-    parser.add_argument("--package-dir", default=".", help="trainer package (default .)")
-    parser.add_argument("--dist-dir", default="dist", help="where the sdist goes (default dist)")
+    # Each step declares its own flags once; train steps and the tier are settings.
+    packaging.add_arguments(parser)
+    train.add_arguments(parser)
     gate.add_arguments(parser, "--gate-config")
-    parser.add_argument("--canary", type=flags.percent, help="promote with N%% of traffic")
+    promote.add_arguments(parser)
     args = parser.parse_args(ours)
     settings = resolve(args)
     # Everything that can be checked offline is checked before anything is built or started.
-    pools = train.pools_from(args)
+    pools = train.pools_for(settings, args.parameter_server_count)
     thresholds = gate_rules.apply_overrides(
         gate_rules.load_config(Path(args.gate_config)), args.threshold
     )
-    instances_file = Path(settings.data_path(settings.instances_file))
+    instances_file = promote.instances_path(settings, args.instances)
     predict.read_instances(instances_file)
     if not settings.train_file or not settings.eval_file:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
@@ -46,43 +41,48 @@ def main(argv: list[str]) -> int:
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The build runs in its own process: let it overlap with starting the emulators.
-        building = pool.submit(build_sdist, Path(args.package_dir), Path(args.dist_dir))
+        building = pool.submit(packaging.build_sdist, Path(args.package_dir), Path(args.dist_dir))
         with connect(settings) as cloud:
             _run(cloud, building.result(), args, pools, thresholds, instances_file, extra)
     return 0
 
 
 def _run(cloud, sdist: Path, args, pools, thresholds, instances_file: Path, extra) -> None:
-    """The steps, in order; outputs are appended as each finishes."""
+    """The steps, in order; each one's outputs and summary are appended as it finishes."""
     settings = cloud.settings
+
+    def done(result) -> None:
+        outputs.write_outputs(args.outputs, result.outputs())
+        outputs.write_summary(args.summary, result.summary())
+
     print(f"built {sdist}")
     outputs.write_outputs(args.outputs, {"sdist": sdist})
     files = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
-    package, data = stage.stage(cloud, sdist, files)
-    staged = {s.name: s.uri for s in data}
-    outputs.write_outputs(
-        args.outputs,
-        {"package_uri": package.uri, "data_hash": stage.data_hash(data), "data_uris": staged},
-    )
+    staging = stage.stage(cloud, sdist, files)
+    done(staging)
     result = train.train(
-        cloud, pools, package.uri, args.train_steps, args.timeout, tuple(extra), data=data
+        cloud,
+        pools,
+        staging.package.uri,
+        settings.train_steps,
+        args.timeout,
+        tuple(extra),
+        args.job_display_name,
+        data=staging.data,
     )
-    outputs.write_outputs(args.outputs, train.result_outputs(result))
+    done(result)
     decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", thresholds)
-    gate.report(decision, args)  # raises GateRejected (exit 3) on "no"
-    promotion = promote(cloud, result.job["name"], instances_file, args.canary)
-    outputs.write_outputs(
-        args.outputs,
-        {
-            "model_version": promotion.version_id,
-            "model_name": promotion.model,
-            "endpoint_name": promotion.endpoint,
-        },
-    )
-    response = predict.predict(cloud, promotion.endpoint, predict.read_instances(instances_file))
-    outputs.write_outputs(args.outputs, {"predictions": response["predictions"]})
-    outputs.write_summary(
-        args.summary, f"### Promoted\n\nVersion **{promotion.version_id}** of `{promotion.model}`."
-    )
+    gate.report(decision, args.decision_out, args.markdown_out)
+    done(decision)
+    gate.enforce(decision)  # raises GateRejected (exit 3) on "no"
+    promotion = promote.promote(cloud, result.job["name"], instances_file, args.canary)
+    done(promotion)
+    # The smoke test's answer is the endpoint's answer for the instances file: no second call.
+    outputs.write_outputs(args.outputs, {"predictions": promotion.predictions})
     print(f"version {promotion.version_id} serves on {promotion.endpoint}; predictions:")
+    response = {
+        "predictions": promotion.predictions,
+        "modelVersionId": promotion.version_id,
+        "deployedModelId": promotion.deployed_id,
+    }
     print(predict.format_predictions(response), flush=True)

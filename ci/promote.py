@@ -36,6 +36,23 @@ class Promotion:
     deployed_id: str
     created: bool
     predictions: list
+    traffic_percent: int = 100
+
+    def outputs(self) -> dict:
+        """The ``--outputs`` values: which version of which model serves where."""
+        return {
+            "model_version": self.version_id,
+            "model_name": self.model,
+            "endpoint_name": self.endpoint,
+        }
+
+    def summary(self) -> str:
+        """The step summary: the version, and its share when it is a canary."""
+        share = f" ({self.traffic_percent}% canary)" if self.traffic_percent < 100 else ""
+        return (
+            f"### Promoted\n\nVersion **{self.version_id}** of `{self.model}` on "
+            f"`{self.endpoint}`{share}."
+        )
 
 
 def upload(cloud: Cloud, job: dict, parent_model: str | None) -> tuple[str, str]:
@@ -139,7 +156,9 @@ def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None
         raise
     keep = {mine_id: share} if full else {mine_id: share, champ_id: 100 - share}
     _undeploy_others(cloud, endpoint, keep)
-    return Promotion(model_name, version_id, endpoint["name"], mine_id, mine is None, predictions)
+    return Promotion(
+        model_name, version_id, endpoint["name"], mine_id, mine is None, predictions, share
+    )
 
 
 def _move_aliases(cloud, model_name, version_id, mine, champion, full: bool) -> None:
@@ -203,28 +222,27 @@ def _delete_version(cloud: Cloud, model_name: str, version_id: str, champion: st
     wait_operation(cloud, api(request, f"delete version {version_id}"), "delete version")
 
 
+def add_arguments(parser) -> None:
+    """The promotion's flags, shared by ``promote`` and ``pipeline``."""
+    parser.add_argument("--canary", type=flags.percent, help="percent of traffic (default 100)")
+    parser.add_argument("--instances", help="smoke-test instances (default: instances_file)")
+
+
+def instances_path(settings, instances: str | None) -> Path:
+    """The smoke test's instances: ``--instances``, else the ``instances_file`` setting."""
+    return Path(instances or settings.data_path(settings.instances_file))
+
+
 def main(argv: list[str]) -> int:
     parser = flags.parser("promote", __doc__)
     parser.add_argument("--job", required=True, help="custom job resource name or id")
-    parser.add_argument("--canary", type=flags.percent, help="percent of traffic (default 100)")
-    parser.add_argument("--instances", help="smoke-test instances (default: instances_file)")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     settings = resolve(args)
-    instances = Path(args.instances or settings.data_path(settings.instances_file))
+    instances = instances_path(settings, args.instances)
     with connect(settings) as cloud:
         result = promote(cloud, args.job, instances, args.canary)
     print(f"version {result.version_id} of {result.model} serves on {result.endpoint}")
-    outputs.write_outputs(
-        args.outputs,
-        {
-            "model_version": result.version_id,
-            "model_name": result.model,
-            "endpoint_name": result.endpoint,
-        },
-    )
-    outputs.write_summary(
-        args.summary,
-        f"### Promoted\n\nVersion **{result.version_id}** of `{result.model}` on "
-        f"`{result.endpoint}`{f' ({args.canary}% canary)' if args.canary else ''}.",
-    )
+    outputs.write_outputs(args.outputs, result.outputs())
+    outputs.write_summary(args.summary, result.summary())
     return 0

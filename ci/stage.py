@@ -19,6 +19,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ci import flags, gcs, outputs
 from ci.cloud import Cloud, connect, guard
@@ -184,13 +185,36 @@ def data_hash(staged: list[Staged]) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:DIGEST_LEN]
 
 
-def stage(cloud: Cloud, sdist: Path, data: list[str]) -> tuple[Staged, list[Staged]]:
+class Staging(NamedTuple):
+    """What ``stage`` did: the package and the data files (unpacks as ``package, data``)."""
+
+    package: Staged
+    data: list[Staged]
+
+    def outputs(self) -> dict:
+        """The ``--outputs`` values: where the package and data went, and the data's hash."""
+        return {
+            "package_uri": self.package.uri,
+            "data_uris": {s.name: s.uri for s in self.data},
+            "data_hash": data_hash(self.data),
+        }
+
+    def summary(self) -> str:
+        """The step summary: one row per object, uploaded or skipped."""
+        rows = "".join(
+            f"| `{s.uri}` | {'uploaded' if s.uploaded else 'skipped'} |\n"
+            for s in [self.package, *self.data]
+        )
+        return f"### Staged\n\n| Object | |\n|---|---|\n{rows}"
+
+
+def stage(cloud: Cloud, sdist: Path, data: list[str]) -> Staging:
     """Stage the sdist and the data files; print one line per file."""
     local = [Path(item) for item in [str(sdist), *data] if not item.startswith("gs://")]
     check_local([str(p) for p in local])
     existing = already_staged(cloud, local)
     package = ensure_staged(cloud, str(sdist), existing)
-    return package, [ensure_staged(cloud, item, existing) for item in data]
+    return Staging(package, [ensure_staged(cloud, item, existing) for item in data])
 
 
 def main(argv: list[str]) -> int:
@@ -206,18 +230,10 @@ def main(argv: list[str]) -> int:
     ]
     check_local([args.sdist, *data])
     with connect(settings) as cloud:
-        package, staged = stage(cloud, Path(args.sdist), data)
-    everything = [package, *staged]
+        result = stage(cloud, Path(args.sdist), data)
+    everything = [result.package, *result.data]
     uploaded = sum(s.uploaded for s in everything)
     print(f"{uploaded} uploaded, {len(everything) - uploaded} skipped")
-    values = {
-        "package_uri": package.uri,
-        "data_uris": {s.name: s.uri for s in staged},
-        "data_hash": data_hash(staged),
-    }
-    outputs.write_outputs(args.outputs, values)
-    rows = "".join(
-        f"| `{s.uri}` | {'uploaded' if s.uploaded else 'skipped'} |\n" for s in everything
-    )
-    outputs.write_summary(args.summary, f"### Staged\n\n| Object | |\n|---|---|\n{rows}")
+    outputs.write_outputs(args.outputs, result.outputs())
+    outputs.write_summary(args.summary, result.summary())
     return 0

@@ -58,7 +58,15 @@ TIERS: dict[str, Tier] = {
         Pool("cloud-tpu", 1, "TPU_V2", 8),
     ),
 }
+# Every name ``scale_tier`` accepts: what workflow choices, descriptions and docs list.
 TIER_NAMES = (*TIERS, "CUSTOM")
+CUSTOM_SETTINGS = (
+    "master_type",
+    "worker_type",
+    "worker_count",
+    "accelerator_type",
+    "accelerator_count",
+)
 
 # Newest prebuilt Vertex AI images per TensorFlow minor version, oldest first.
 TRAINING_TF = ("2.11", "2.12", "2.13", "2.14", "2.15", "2.16", "2.17")
@@ -67,7 +75,7 @@ SERVING_TF = ("2.11", "2.12", "2.13", "2.14", "2.15")
 
 @dataclass(frozen=True)
 class Custom:
-    """The CUSTOM tier's flags, as ML Engine's ``TrainingInput`` had them."""
+    """The CUSTOM tier's machines, as ML Engine's ``TrainingInput`` had them (settings)."""
 
     master_type: str | None = None
     worker_type: str | None = None
@@ -85,20 +93,20 @@ def pools(tier: str, custom: Custom | None = None) -> list[Pool]:
     if tier not in TIERS:
         raise UsageError(f"unknown scale tier {tier!r}; choose one of {', '.join(TIER_NAMES)}")
     if custom != Custom():
-        raise UsageError(f"machine flags only apply to --scale-tier CUSTOM, not {tier}")
+        raise UsageError(f"machine settings only apply to scale tier CUSTOM, not {tier}")
     spec = TIERS[tier]
     return [spec.chief] + ([spec.workers] if spec.workers else [])
 
 
 def _custom_pools(c: Custom) -> list[Pool]:
     if not c.master_type:
-        raise UsageError("--scale-tier CUSTOM needs --master-type (e.g. n1-standard-4)")
+        raise UsageError("scale tier CUSTOM needs master_type (e.g. --master-type n1-standard-4)")
     if c.worker_count < 0 or c.parameter_server_count < 0 or c.accelerator_count < 0:
         raise UsageError("counts must not be negative")
     if c.worker_count and not c.worker_type:
-        raise UsageError("--worker-count needs --worker-type")
+        raise UsageError("worker_count needs worker_type (--worker-type)")
     if bool(c.accelerator_type) != bool(c.accelerator_count):
-        raise UsageError("--accelerator-type and --accelerator-count go together")
+        raise UsageError("accelerator_type and accelerator_count go together")
     if c.parameter_server_count:
         raise UsageError(
             "--parameter-server-count: the trainer contract uses all-reduce "
@@ -108,6 +116,32 @@ def _custom_pools(c: Custom) -> list[Pool]:
     if not c.worker_count:
         return [chief]
     return [chief, Pool(c.worker_type, c.worker_count, c.accelerator_type, c.accelerator_count)]
+
+
+def _describe(pool: Pool | None, role: str) -> str:
+    if pool is None:
+        return ""
+    extra = f" + {pool.accelerator_count} × `{pool.accelerator}`" if pool.accelerator else ""
+    return f"{role} `{pool.machine_type}` × {pool.replicas}{extra}"
+
+
+def markdown_table() -> str:
+    """The tiers as a Markdown table (docs/cli.md is generated from it)."""
+    lines = [
+        "| Tier | Legacy ML Engine meaning | Vertex AI pools requested |",
+        "|---|---|---|",
+    ]
+    for name, tier in TIERS.items():
+        asked = ", ".join(
+            filter(None, [_describe(tier.chief, "chief"), _describe(tier.workers, "workers")])
+        )
+        lines.append(f"| `{name}` | {tier.legacy} | {asked} |")
+    lines.append(
+        "| `CUSTOM` | masterType, workerType, workerCount, parameterServerCount | chief "
+        "`master_type` × 1; `worker_type` × `worker_count`; `accelerator_type` × "
+        "`accelerator_count` on every replica; parameter servers refused (all-reduce) |"
+    )
+    return "\n".join(lines) + "\n"
 
 
 def worker_pool_specs(pool_list: list[Pool], python_package: dict) -> list[dict]:

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ci import flags, outputs, tiers
+from ci import package as packaging
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError, UsageError
-from ci.package import build_sdist
 from ci.settings import Settings, git_sha, resolve, tf_version
 from ci.stage import Staged, check_local, data_hash, ensure_staged
 from ci.vertex import job_dir, read_metrics
@@ -33,6 +33,25 @@ class TrainResult:
     job: dict
     job_dir: str
     metrics: dict
+
+    def outputs(self) -> dict:
+        """The ``--outputs`` values of the finished job."""
+        return {
+            "job_name": self.job["name"],
+            "job_id": self.job["name"].rsplit("/", 1)[-1],
+            "job_dir": self.job_dir,
+            "metrics": self.metrics,
+        }
+
+    def summary(self) -> str:
+        """The step summary: which job, on how many replicas, and its accuracy."""
+        pools = self.job.get("jobSpec", {}).get("workerPoolSpecs", [])
+        replicas = sum(int(p.get("replicaCount", 1)) for p in pools)
+        return (
+            f"### Training job\n\n`{self.job['name']}` ({replicas} replica(s), "
+            f"{self.metrics.get('train_steps', '?')} steps): "
+            f"accuracy {self.metrics.get('accuracy')}"
+        )
 
 
 def job_output(settings: Settings, display_name: str) -> str:
@@ -162,82 +181,60 @@ def train(
     return TrainResult(job, directory, metrics)
 
 
-def add_tier_arguments(parser) -> None:
-    """``--scale-tier`` and the CUSTOM tier's machine flags (shared with ``pipeline``)."""
+def add_arguments(parser) -> None:
+    """The job's flags, shared by ``train`` and ``pipeline``; steps and tier are settings."""
     parser.add_argument(
-        "--scale-tier",
-        type=str.upper,
-        default="BASIC",
-        choices=tiers.TIER_NAMES,
-        help="legacy ML Engine scale tier (default BASIC; table in the README)",
+        "--timeout", type=flags.positive_float, help="seconds from submission; then cancel"
     )
-    parser.add_argument("--master-type", help="CUSTOM: chief machine type")
-    parser.add_argument("--worker-type", help="CUSTOM: worker machine type")
-    parser.add_argument("--worker-count", type=int, default=0, help="CUSTOM: workers (default 0)")
+    parser.add_argument("--job-display-name", help="default: MODEL-<UTC timestamp>")
     parser.add_argument(
         "--parameter-server-count",
         type=int,
         default=0,
         help="CUSTOM: refused with an explanation (all-reduce has no parameter servers)",
     )
-    parser.add_argument("--accelerator-type", help="CUSTOM: e.g. NVIDIA_TESLA_T4")
-    parser.add_argument("--accelerator-count", type=int, default=0, help="CUSTOM: per replica")
 
 
-def pools_from(args) -> list[tiers.Pool]:
-    """The pools asked for by the parsed tier flags."""
+def pools_for(settings: Settings, parameter_server_count: int = 0) -> list[tiers.Pool]:
+    """The pools asked for by the ``scale_tier`` setting and CUSTOM's machine settings."""
     custom = tiers.Custom(
-        args.master_type,
-        args.worker_type,
-        args.worker_count,
-        args.parameter_server_count,
-        args.accelerator_type,
-        args.accelerator_count,
+        settings.master_type,
+        settings.worker_type,
+        settings.worker_count or 0,
+        parameter_server_count,
+        settings.accelerator_type,
+        settings.accelerator_count or 0,
     )
-    return tiers.pools(args.scale_tier, custom)
-
-
-def result_outputs(result: TrainResult) -> dict:
-    """The ``--outputs`` values of a finished job."""
-    return {
-        "job_name": result.job["name"],
-        "job_id": result.job["name"].rsplit("/", 1)[-1],
-        "job_dir": result.job_dir,
-        "metrics": result.metrics,
-    }
+    return tiers.pools(settings.scale_tier.upper(), custom)
 
 
 def main(argv: list[str]) -> int:
     ours, extra = flags.split_passthrough(argv)
     parser = flags.parser("train", __doc__)
-    add_tier_arguments(parser)
-    parser.add_argument("--train-steps", type=flags.positive_int, required=True)
-    parser.add_argument("--timeout", type=flags.positive_float, help="seconds; then cancel")
-    parser.add_argument("--package", help="sdist path or gs:// URI (default: build from .)")
-    parser.add_argument("--job-display-name", help="default: MODEL-<UTC timestamp>")
+    add_arguments(parser)
+    parser.add_argument("--package", help="sdist path or gs:// URI (default: build --package-dir)")
+    packaging.add_arguments(parser)
     args = parser.parse_args(ours)
     settings = resolve(args)
-    pools = pools_from(args)
+    pools = pools_for(settings, args.parameter_server_count)
     if not settings.train_file or not settings.eval_file:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
     data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
     check_local([*([args.package] if args.package else []), *data])
-    package = args.package or str(build_sdist(Path("."), Path("dist")))
+    package = args.package
+    if not package:
+        package = str(packaging.build_sdist(Path(args.package_dir), Path(args.dist_dir)))
     with connect(settings) as cloud:
         result = train(
             cloud,
             pools,
             package,
-            args.train_steps,
+            settings.train_steps,
             args.timeout,
             tuple(extra),
             args.job_display_name,
         )
     print(f"metrics: {outputs.one_line(result.metrics)}")
-    outputs.write_outputs(args.outputs, result_outputs(result))
-    outputs.write_summary(
-        args.summary,
-        f"### Training job\n\n`{result.job['name']}` ({args.scale_tier}, "
-        f"{args.train_steps} steps): accuracy {result.metrics.get('accuracy')}",
-    )
+    outputs.write_outputs(args.outputs, result.outputs())
+    outputs.write_summary(args.summary, result.summary())
     return 0

@@ -48,11 +48,11 @@ def test_custom_tier():
     ("tier", "custom", "message"),
     [
         ("BASIC_5", None, "unknown scale tier 'BASIC_5'"),
-        ("CUSTOM", tiers.Custom(), "needs --master-type"),
-        ("CUSTOM", tiers.Custom("a", worker_count=2), "--worker-count needs --worker-type"),
+        ("CUSTOM", tiers.Custom(), "CUSTOM needs master_type"),
+        ("CUSTOM", tiers.Custom("a", worker_count=2), "worker_count needs worker_type"),
         ("CUSTOM", tiers.Custom("a", parameter_server_count=1), "all-reduce"),
         ("CUSTOM", tiers.Custom("a", accelerator_type="NVIDIA_TESLA_T4"), "go together"),
-        ("BASIC", tiers.Custom("a"), "only apply to --scale-tier CUSTOM"),
+        ("BASIC", tiers.Custom("a"), "only apply to scale tier CUSTOM"),
     ],
 )
 def test_bad_tier_flags(tier, custom, message):
@@ -77,3 +77,74 @@ def test_images_follow_tensorflow_version_and_region():
         tiers.executor_image("1.15", "us-central1")
     with pytest.raises(UsageError, match="bad TensorFlow version"):
         tiers.executor_image("two", "us-central1")
+
+
+CUSTOM_TOML = """\
+scale_tier = "CUSTOM"
+master_type = "n1-standard-8"
+worker_type = "n1-highcpu-16"
+worker_count = 2
+accelerator_type = "NVIDIA_TESLA_T4"
+accelerator_count = 1
+"""
+
+
+def test_custom_tier_from_ci_toml_env_and_flags(tmp_path, monkeypatch):
+    from ci import flags
+    from ci.settings import resolve
+    from ci.train import pools_for
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ci.toml").write_text(CUSTOM_TOML)
+    chief, workers = pools_for(resolve(None, {}))
+    assert chief == tiers.Pool("n1-standard-8", 1, "NVIDIA_TESLA_T4", 1)
+    assert workers == tiers.Pool("n1-highcpu-16", 2, "NVIDIA_TESLA_T4", 1)
+    # env beats the file, a flag beats both (resolution as for every setting)
+    args = flags.parser("t", None).parse_args(["--worker-count", "4"])
+    _, workers = pools_for(resolve(args, {"CI_WORKER_COUNT": "3"}))
+    assert workers.replicas == 4
+    _, workers = pools_for(resolve(None, {"CI_WORKER_COUNT": "3"}))
+    assert workers.replicas == 3
+    (tmp_path / "ci.toml").write_text('scale_tier = "BASIC"\nmaster_type = "x"\n')
+    with pytest.raises(UsageError, match="only apply to scale tier CUSTOM, not BASIC"):
+        pools_for(resolve(None, {}))
+
+
+def test_custom_tier_from_ci_toml_reaches_the_job(
+    vertex, gcs, emulator, trainer_sdist, tmp_path, monkeypatch
+):
+    """``ci train`` with only ci.toml naming the machines: the submitted job asks for them."""
+    from ci import cli
+    from ci.emulator import faults
+    from tests.merge_path import settings_env
+
+    for key, value in settings_env(emulator, "custom-tier").items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ci.toml").write_text(CUSTOM_TOML.replace("worker_count = 2", "worker_count = 1"))
+    # The job ends at once without running: its request is what this test is about.
+    faults.fail_next_job(emulator.vertex_url, "not run by this test")
+    assert cli.main(["train", "--train-steps", "5", "--package", str(trainer_sdist)]) == 1
+    jobs = vertex.projects().locations().customJobs()
+    listed = jobs.list(parent="projects/test-project/locations/us-central1").execute()
+    job = next(j for j in listed["customJobs"] if j["displayName"].startswith("custom-tier-"))
+    specs = job["jobSpec"]["workerPoolSpecs"]
+    assert [(s["machineSpec"]["machineType"], s["replicaCount"]) for s in specs] == [
+        ("n1-standard-8", "1"),
+        ("n1-highcpu-16", "1"),
+    ]
+    assert all(s["machineSpec"]["acceleratorType"] == "NVIDIA_TESLA_T4" for s in specs)
+
+
+def test_tier_names_are_one_list():
+    """TIER_NAMES is what workflow choices and docs compare against (docs/cli.md is generated)."""
+    assert tiers.TIER_NAMES == (
+        "BASIC",
+        "STANDARD_1",
+        "PREMIUM_1",
+        "BASIC_GPU",
+        "BASIC_TPU",
+        "CUSTOM",
+    )
+    table = tiers.markdown_table()
+    assert [row.split("`")[1] for row in table.splitlines()[2:]] == list(tiers.TIER_NAMES)

@@ -106,13 +106,13 @@ def test_timeout_cancels_the_job(env, trainer_sdist, vertex, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--scale-tier", "HUGE"], "invalid choice: 'HUGE'"),
-        (["--scale-tier", "CUSTOM"], "needs --master-type"),
+        (["--scale-tier", "HUGE"], "unknown scale tier 'HUGE'"),
+        (["--scale-tier", "CUSTOM"], "CUSTOM needs master_type"),
         (
             ["--scale-tier", "CUSTOM", "--master-type", "a", "--parameter-server-count", "2"],
             "all-reduce",
         ),
-        (["--train-steps", "0"], "must be at least 1: '0'"),
+        (["--train-steps", "0"], "'train_steps' from --train-steps: bad value '0'"),
         (["--timeout", "soon"], "not a number: 'soon'"),
     ],
 )
