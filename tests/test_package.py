@@ -7,8 +7,8 @@ import tarfile
 import pytest
 
 from ci import cli
-from ci.errors import UsageError
-from ci.package import LEGACY_BACKEND, backend_of, build_sdist
+from ci.errors import CiError, UsageError
+from ci.package import LEGACY_BACKEND, BuildSystem, backend_of, build_sdist, build_system
 from ci.stage import content_hash
 from tests.merge_path import trainer_copy
 
@@ -57,3 +57,73 @@ def test_backend_and_errors(tmp_path):
     with pytest.raises(UsageError, match=r"no setup\.py or pyproject\.toml"):
         build_sdist(tmp_path / "missing", tmp_path / "d")
     assert cli.main(["package", "--package-dir", str(tmp_path / "nowhere")]) == 2
+
+
+HATCH_TRAINER = """\
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "hatched-trainer"
+version = "0.2.0"
+
+[tool.hatch.build.targets.sdist]
+include = ["hatched"]
+"""
+
+# An in-tree backend (PEP 517 backend-path): found only if backend-path is honoured.
+IN_TREE_BACKEND = """\
+import pathlib
+import tarfile
+
+
+def build_sdist(sdist_directory, config_settings=None):
+    name = "intree-1.0"
+    with tarfile.open(pathlib.Path(sdist_directory) / f"{name}.tar.gz", "w:gz") as tar:
+        tar.add("intree", arcname=f"{name}/intree")
+    return f"{name}.tar.gz"
+"""
+
+
+def test_hatchling_trainer_builds_in_an_isolated_env(tmp_path):
+    import importlib.util
+
+    # This process has no hatchling: the build must install the declared requires itself.
+    assert importlib.util.find_spec("hatchling") is None
+    (tmp_path / "pyproject.toml").write_text(HATCH_TRAINER)
+    (tmp_path / "hatched").mkdir()
+    (tmp_path / "hatched" / "__init__.py").write_text("")
+    (tmp_path / "hatched" / "task.py").write_text("print('training')\n")
+    sdist = build_sdist(tmp_path, tmp_path / "dist")
+    assert sdist.name == "hatched_trainer-0.2.0.tar.gz"
+    with tarfile.open(sdist) as tar:
+        names = tar.getnames()
+    assert "hatched_trainer-0.2.0/hatched/task.py" in names
+    assert "hatched_trainer-0.2.0/PKG-INFO" in names
+
+
+def test_backend_path_is_honoured(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "intree_backend"\n'
+        'backend-path = ["_build"]\n'
+    )
+    (tmp_path / "_build").mkdir()
+    (tmp_path / "_build" / "intree_backend.py").write_text(IN_TREE_BACKEND)
+    (tmp_path / "intree").mkdir()
+    (tmp_path / "intree" / "task.py").write_text("")
+    system = build_system(tmp_path)
+    assert system == BuildSystem((), "intree_backend", ("_build",))
+    with tarfile.open(build_sdist(tmp_path, tmp_path / "dist")) as tar:
+        assert "intree-1.0/intree/task.py" in tar.getnames()
+
+
+def test_a_failing_backend_is_one_line_naming_the_package(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[build-system]\nrequires = []\nbuild-backend = "broken"\nbackend-path = ["."]\n'
+    )
+    (tmp_path / "broken.py").write_text(
+        "def build_sdist(d, c=None):\n    raise RuntimeError('no version number given')\n"
+    )
+    with pytest.raises(CiError, match=r"building the sdist in .* failed: .*no version number"):
+        build_sdist(tmp_path, tmp_path / "dist")
