@@ -43,7 +43,12 @@ def tests(session: nox.Session) -> None:
 def local_train(session: nox.Session) -> None:
     """A short real training run through the entry point the cloud uses."""
     install(session, "ci")
-    steps = session.posargs or ["--train-steps", "300"]
+    # One default for the steps: the train_steps setting (ci.toml, CI_TRAIN_STEPS, ci/settings.py).
+    resolved = "from ci.settings import resolve; print(resolve().train_steps)"
+    steps = session.posargs or [
+        "--train-steps",
+        session.run("python", "-c", resolved, silent=True).strip(),
+    ]
     session.run(
         "python", "-m", "trainer.task", "--job-dir", str(LOCAL_JOB_DIR), *steps, env=QUIET_TF
     )

@@ -6,12 +6,12 @@ pull request checks the same request and response shapes as production.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
-from ci.errors import UsageError
+from ci import flags, outputs
 from ci.serving import Predictor, read_instances
+from ci.settings import resolve
 
 
 def predict(model_dir: Path, instances_file: Path) -> dict:
@@ -20,20 +20,18 @@ def predict(model_dir: Path, instances_file: Path) -> dict:
     return {"predictions": Predictor.load(model_dir).predict(instances)}
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise UsageError(message)
-
-
 def main(argv: list[str]) -> int:
-    p = _Parser(prog="python -m ci local-predict", description=__doc__.splitlines()[0])
+    p = flags.parser("local-predict", __doc__)
     p.add_argument("--model-dir", type=Path, required=True, help="SavedModel export directory")
     p.add_argument(
         "--json-instances",
         type=Path,
-        default=Path("data/test.json"),
-        help="JSON-lines instances file (default: %(default)s)",
+        help="JSON-lines instances file (default: setting instances_file in data_dir, as predict)",
     )
     args = p.parse_args(argv)
-    print(json.dumps(predict(args.model_dir, args.json_instances)))
+    settings = resolve(args)
+    instances = args.json_instances or Path(settings.data_path(settings.instances_file))
+    result = predict(args.model_dir, instances)
+    print(json.dumps(result))
+    outputs.write_outputs(args.outputs, result)
     return 0

@@ -9,13 +9,72 @@ Outputs are written as each step finishes, so a rejected gate still reports its 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-from ci import flags, gate, gate_rules, outputs, predict, promote, stage, train
+from ci import flags, gate, gate_rules, outputs, predict, promote, stage, tiers, train
 from ci import package as packaging
-from ci.cloud import connect
+from ci.cloud import Cloud, connect
 from ci.errors import UsageError
 from ci.settings import resolve
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the run will do, checked before anything is built or started."""
+
+    pools: list[tiers.Pool]
+    thresholds: dict
+    instances_file: Path
+    timeout: float | None = None
+    job_display_name: str | None = None
+    extra_args: tuple[str, ...] = ()
+    canary: int | None = None
+
+
+@dataclass(frozen=True)
+class Reports:
+    """Where the steps' outputs, summaries and the gate's decision go (None: nowhere)."""
+
+    outputs: str | None = None
+    summary: str | None = None
+    decision_out: str | None = None
+    markdown_out: str | None = None
+
+    def step(self, result) -> None:
+        """Append a finished step's outputs and summary."""
+        outputs.write_outputs(self.outputs, result.outputs())
+        outputs.write_summary(self.summary, result.summary())
+
+
+def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Promotion:
+    """Stage, train, gate, promote; each step's outputs are appended as it finishes."""
+    settings = cloud.settings
+    print(f"built {sdist}")
+    outputs.write_outputs(reports.outputs, {"sdist": sdist})
+    files = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
+    staging = stage.stage(cloud, sdist, files)
+    reports.step(staging)
+    result = train.train(
+        cloud,
+        plan.pools,
+        staging.package.uri,
+        settings.train_steps,
+        plan.timeout,
+        plan.extra_args,
+        plan.job_display_name,
+        data=staging.data,
+    )
+    reports.step(result)
+    decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", plan.thresholds)
+    gate.report(decision, reports.decision_out, reports.markdown_out)
+    reports.step(decision)
+    gate.enforce(decision)  # raises GateRejected (exit 3) on "no"
+    promotion = promote.promote(cloud, result.job["name"], plan.instances_file, plan.canary)
+    reports.step(promotion)
+    # The smoke test's answer is the endpoint's answer for the instances file: no second call.
+    outputs.write_outputs(reports.outputs, {"predictions": promotion.predictions})
+    return promotion
 
 
 def main(argv: list[str]) -> int:
@@ -29,56 +88,26 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(ours)
     settings = resolve(args)
     # Everything that can be checked offline is checked before anything is built or started.
-    pools = train.pools_for(settings, args.parameter_server_count)
-    thresholds = gate_rules.apply_overrides(
-        gate_rules.load_config(Path(args.gate_config)), args.threshold
+    plan = Plan(
+        train.pools_for(settings, args.parameter_server_count),
+        gate_rules.apply_overrides(gate_rules.load_config(Path(args.gate_config)), args.threshold),
+        promote.instances_path(settings, args.instances),
+        args.timeout,
+        args.job_display_name,
+        tuple(extra),
+        args.canary,
     )
-    instances_file = promote.instances_path(settings, args.instances)
-    predict.read_instances(instances_file)
+    predict.read_instances(plan.instances_file)
     if not settings.train_file or not settings.eval_file:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
     stage.check_local([settings.data_path(f) for f in (settings.train_file, settings.eval_file)])
+    reports = Reports(args.outputs, args.summary, args.decision_out, args.markdown_out)
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The build runs in its own process: let it overlap with starting the emulators.
         building = pool.submit(packaging.build_sdist, Path(args.package_dir), Path(args.dist_dir))
         with connect(settings) as cloud:
-            _run(cloud, building.result(), args, pools, thresholds, instances_file, extra)
-    return 0
-
-
-def _run(cloud, sdist: Path, args, pools, thresholds, instances_file: Path, extra) -> None:
-    """The steps, in order; each one's outputs and summary are appended as it finishes."""
-    settings = cloud.settings
-
-    def done(result) -> None:
-        outputs.write_outputs(args.outputs, result.outputs())
-        outputs.write_summary(args.summary, result.summary())
-
-    print(f"built {sdist}")
-    outputs.write_outputs(args.outputs, {"sdist": sdist})
-    files = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
-    staging = stage.stage(cloud, sdist, files)
-    done(staging)
-    result = train.train(
-        cloud,
-        pools,
-        staging.package.uri,
-        settings.train_steps,
-        args.timeout,
-        tuple(extra),
-        args.job_display_name,
-        data=staging.data,
-    )
-    done(result)
-    decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", thresholds)
-    gate.report(decision, args.decision_out, args.markdown_out)
-    done(decision)
-    gate.enforce(decision)  # raises GateRejected (exit 3) on "no"
-    promotion = promote.promote(cloud, result.job["name"], instances_file, args.canary)
-    done(promotion)
-    # The smoke test's answer is the endpoint's answer for the instances file: no second call.
-    outputs.write_outputs(args.outputs, {"predictions": promotion.predictions})
+            promotion = run(cloud, building.result(), plan, reports)
     print(f"version {promotion.version_id} serves on {promotion.endpoint}; predictions:")
     response = {
         "predictions": promotion.predictions,
@@ -86,3 +115,4 @@ def _run(cloud, sdist: Path, args, pools, thresholds, instances_file: Path, extr
         "deployedModelId": promotion.deployed_id,
     }
     print(predict.format_predictions(response), flush=True)
+    return 0

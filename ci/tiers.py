@@ -100,7 +100,7 @@ def pools(tier: str, custom: Custom | None = None) -> list[Pool]:
 
 def _custom_pools(c: Custom) -> list[Pool]:
     if not c.master_type:
-        raise UsageError("scale tier CUSTOM needs master_type (e.g. --master-type n1-standard-4)")
+        raise UsageError("scale tier CUSTOM needs --master-type (setting master_type)")
     if c.worker_count < 0 or c.parameter_server_count < 0 or c.accelerator_count < 0:
         raise UsageError("counts must not be negative")
     if c.worker_count and not c.worker_type:

@@ -127,7 +127,7 @@ def test_standard_1_trains_with_several_processes_and_serves(workdir):
         (["--gate-config", "nope.toml"], "cannot read gate config 'nope.toml'"),
         (["--instances-file", "bad.json"], "not JSON"),
         (["--scale-tier", "CUSTOM"], "needs --master-type"),
-        (["--train-steps", "0"], "must be at least 1: '0'"),
+        (["--train-steps", "0"], "'train_steps' from --train-steps: bad value '0'"),
         (["--threshold", "accuracy.floor=1"], "bad --threshold 'accuracy.floor=1'"),
     ],
 )

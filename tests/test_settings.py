@@ -78,3 +78,21 @@ def test_a_cloud_endpoint_needs_a_project():
     regional = Settings(api_endpoint="https://europe-west4-aiplatform.googleapis.com")
     with pytest.raises(UsageError, match="'project' is required"), connect(regional):
         pass
+
+
+def test_docs_cli_is_generated_from_the_code():
+    """docs/cli.md's settings, tiers and command flags are what the code declares."""
+    from tests import cli_reference
+
+    assert cli_reference.current() == cli_reference.generated(), (
+        "docs/cli.md is stale: run `python -m tests.cli_reference`"
+    )
+
+
+def test_run_settings_are_settings(tmp_path):
+    """Steps and the tier have one default, here, and come from ci.toml like the rest."""
+    assert Settings().train_steps == 1000 and Settings().scale_tier == "BASIC"
+    s = resolve(_parse([], tmp_path, 'train_steps = 50\nscale_tier = "STANDARD_1"\n'), {})
+    assert (s.train_steps, s.scale_tier) == (50, "STANDARD_1")
+    with pytest.raises(UsageError, match=r"'train_steps' from CI_TRAIN_STEPS: bad value '0'"):
+        resolve(_parse([], tmp_path), {"CI_TRAIN_STEPS": "0"})

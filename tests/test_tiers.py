@@ -48,7 +48,7 @@ def test_custom_tier():
     ("tier", "custom", "message"),
     [
         ("BASIC_5", None, "unknown scale tier 'BASIC_5'"),
-        ("CUSTOM", tiers.Custom(), "CUSTOM needs master_type"),
+        ("CUSTOM", tiers.Custom(), "CUSTOM needs --master-type"),
         ("CUSTOM", tiers.Custom("a", worker_count=2), "worker_count needs worker_type"),
         ("CUSTOM", tiers.Custom("a", parameter_server_count=1), "all-reduce"),
         ("CUSTOM", tiers.Custom("a", accelerator_type="NVIDIA_TESLA_T4"), "go together"),

@@ -107,7 +107,7 @@ def test_timeout_cancels_the_job(env, trainer_sdist, vertex, capsys):
     ("argv", "message"),
     [
         (["--scale-tier", "HUGE"], "unknown scale tier 'HUGE'"),
-        (["--scale-tier", "CUSTOM"], "CUSTOM needs master_type"),
+        (["--scale-tier", "CUSTOM"], "CUSTOM needs --master-type"),
         (
             ["--scale-tier", "CUSTOM", "--master-type", "a", "--parameter-server-count", "2"],
             "all-reduce",
