@@ -14,10 +14,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
 
+from ci.package import build_sdist
 from tests import workflows_second_repo
 from tests.merge_path import QUIET_TF, ROOT
 from tests.workflows_act import git as _git
@@ -150,3 +153,25 @@ def test_installed_local_predict_reads_instances_from_settings(installed, tmp_pa
     assert result.returncode == 0, result.stderr[-2000:]
     predictions = json.loads(result.stdout.strip().splitlines()[-1])["predictions"]
     assert [sorted(p) for p in predictions] == [["express", "probability"]] * 2
+
+
+def test_tooling_sdist_builds_a_complete_wheel_on_its_own(tmp_path):
+    """The sdist carries ci/ and the dependency groups, so its wheel needs no checkout."""
+    sdist = build_sdist(ROOT / "tooling", tmp_path / "dist")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp_path / "unpacked", filter="data")
+    (src,) = (tmp_path / "unpacked").iterdir()
+    assert (src / "ci" / "cli.py").is_file() and (src / "repository-pyproject.toml").is_file()
+    built = subprocess.run(
+        ["uv", "build", "-q", "--wheel", str(src), "-o", str(tmp_path / "wheel")],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+        metadata = zf.read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert "ci/cli.py" in names and "ci/emulator/app.py" in names
+    assert "Requires-Dist: google-cloud-storage==" in metadata
+    assert not any(n.startswith(("trainer/", "tests/")) for n in names)
