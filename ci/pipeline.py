@@ -11,9 +11,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ci import flags, gate, gate_rules, outputs, predict, stage, train
+from ci import flags, gate, gate_rules, outputs, predict, report, stage, train
 from ci.cloud import connect
-from ci.errors import UsageError
+from ci.errors import GateRejected, UsageError
 from ci.package import build_sdist
 from ci.promote import promote
 from ci.settings import resolve
@@ -31,6 +31,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dist-dir", default="dist", help="where the sdist goes (default dist)")
     gate.add_arguments(parser, "--gate-config")
     parser.add_argument("--canary", type=flags.percent, help="promote with N%% of traffic")
+    parser.add_argument("--report-dir", metavar="DIR", help="write `ci report` there at the end")
     args = parser.parse_args(ours)
     settings = resolve(args)
     # Everything that can be checked offline is checked before anything is built or started.
@@ -43,6 +44,8 @@ def main(argv: list[str]) -> int:
     if not settings.train_file or not settings.eval_file:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
     stage.check_local([settings.data_path(f) for f in (settings.train_file, settings.eval_file)])
+    if args.report_dir:
+        report.check_out(Path(args.report_dir))
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The build runs in its own process: let it overlap with starting the emulators.
@@ -69,7 +72,12 @@ def _run(cloud, sdist: Path, args, pools, thresholds, instances_file: Path, extr
     )
     outputs.write_outputs(args.outputs, train.result_outputs(result))
     decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", thresholds)
-    gate.report(decision, args)  # raises GateRejected (exit 3) on "no"
+    job_report = (cloud, args.report_dir, args.summary, result.job["name"], decision, thresholds)
+    try:
+        gate.report(decision, args)  # raises GateRejected (exit 3) on "no"
+    except GateRejected:
+        report.after_gate(*job_report)  # a rejected candidate is worth looking at too
+        raise
     promotion = promote(cloud, result.job["name"], instances_file, args.canary)
     outputs.write_outputs(
         args.outputs,
@@ -79,6 +87,7 @@ def _run(cloud, sdist: Path, args, pools, thresholds, instances_file: Path, extr
             "endpoint_name": promotion.endpoint,
         },
     )
+    report.after_gate(*job_report)
     response = predict.predict(cloud, promotion.endpoint, predict.read_instances(instances_file))
     outputs.write_outputs(args.outputs, {"predictions": response["predictions"]})
     outputs.write_summary(
