@@ -112,8 +112,9 @@ def test_as_a_command_with_explicit_pr_and_outputs(github, tmp_path):
 )
 def test_bad_input_is_one_line_exit_2(github, tmp_path, monkeypatch, capsys, drop, argv, message):
     env = _env(github, tmp_path)
-    env.pop(drop, None)
-    monkeypatch.delenv(drop, raising=False)
+    if drop:
+        del env[drop]
+        monkeypatch.delenv(drop, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     argv = argv if "--body-file" in argv else [*_body(tmp_path, "x"), *argv]
