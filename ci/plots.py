@@ -33,13 +33,25 @@ def training_curves(
     rows = -(-len(tags) // cols)
     fig = _figure(4.2 * cols, 3.2 * rows)
     axes = fig.subplots(rows, cols, squeeze=False).flatten()
+    # One colour per run name (train, eval, ...); the champion's lines dashed in the same one.
+    names = sorted({run for runs in (candidate, champion) for run in runs})
+    colour = {run: f"C{i % 10}" for i, run in enumerate(names)}
     for ax, tag in zip(axes, tags, strict=False):
         for who, runs, style in (("candidate", candidate, "-"), (champion_label, champion, "--")):
             for run, by_tag in sorted(runs.items()):
                 points = by_tag.get(tag)
                 if points:
                     steps, values = zip(*points, strict=True)
-                    ax.plot(steps, values, style, label=f"{who} {run}", linewidth=1.4)
+                    ax.plot(
+                        steps,
+                        values,
+                        style,
+                        color=colour[run],
+                        marker="o" if len(points) <= 25 else None,
+                        markersize=3,
+                        label=f"{who} {run}",
+                        linewidth=1.4,
+                    )
         ax.set_title(tag)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)

@@ -15,6 +15,7 @@ from pathlib import Path
 from ci import flags, outputs, tiers
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError, UsageError
+from ci.gate import scalars
 from ci.package import build_sdist
 from ci.settings import Settings, git_sha, resolve, tf_version
 from ci.stage import Staged, check_local, data_hash, ensure_staged
@@ -238,6 +239,7 @@ def main(argv: list[str]) -> int:
     outputs.write_summary(
         args.summary,
         f"### Training job\n\n`{result.job['name']}` ({args.scale_tier}, "
-        f"{args.train_steps} steps): accuracy {result.metrics.get('accuracy')}",
+        f"{args.train_steps} steps): "
+        + (", ".join(f"{k} {v:.4g}" for k, v in scalars(result.metrics).items()) or "no metrics"),
     )
     return 0
