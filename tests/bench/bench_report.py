@@ -1,0 +1,138 @@
+"""What ``ci report`` adds to a run: the report of a real job against a real champion.
+
+Two ``ci pipeline`` runs on the embedded default make a champion (version 1) and a candidate
+(version 2). Event files are added under both jobs' ``logs/`` (1,000 steps of four tags in
+``train`` and ``eval``, written by ``tf.summary``), so the curves are drawn whatever the
+trainer writes. Then, against one emulator: the report built in a fresh process (cold:
+matplotlib's import included, as in ``pipeline --report-dir``), again in the same process
+(warm), and ``python -m ci report`` as a workflow step runs it (interpreter, imports, its own
+emulators).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONPATH": str(ROOT)}
+EMBEDDED = {"STORAGE_EMULATOR_HOST": "", "CI_PROJECT": "", "CI_API_ENDPOINT": ""}
+REPEATS = 5
+TARGET = 3.0
+
+# Runs in a fresh interpreter: times build() cold, then REPEATS warm; prints JSON.
+PROBE = """
+import json, sys, time
+from pathlib import Path
+t0 = time.perf_counter()
+from ci import gate_rules, report
+from ci.cloud import connect
+from ci.settings import resolve
+imported = time.perf_counter() - t0
+job, out, repeats = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+thresholds = gate_rules.load_config(Path("gate.toml"))
+times = []
+with connect(resolve(None)) as cloud:
+    for i in range(repeats + 1):
+        t = time.perf_counter()
+        built = report.build(cloud, out / str(i), thresholds, job=job)
+        times.append(time.perf_counter() - t)
+print(json.dumps({"imported": imported, "times": times, "files": [p.name for p in built.files]}))
+"""
+
+
+def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv, cwd=ROOT, env={**os.environ, **ENV, **env}, check=True, capture_output=True, text=True
+    )
+
+
+def _add_events(storage, job_dir: str, tmp: Path) -> None:
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    meta = summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
+    local = tmp / job_dir.rsplit("/", 1)[-1]
+    for run in ("train", "eval"):
+        with tf.summary.create_file_writer(str(local / run)).as_default():
+            for step in range(0, 1000, 1 if run == "train" else 50):
+                for tag in ("loss", "accuracy", "precision", "recall"):
+                    value = 1 / (1 + step / 100) if tag == "loss" else 1 - 1 / (2 + step / 50)
+                    tf.summary.write(tag, value, step=step, metadata=meta)
+    bucket, _, prefix = job_dir.removeprefix("gs://").partition("/")
+    for path in local.rglob("*"):
+        if path.is_file():
+            name = f"{prefix}/logs/bench-{path.relative_to(local).as_posix()}"
+            storage.bucket(bucket).blob(name).upload_from_filename(os.fspath(path))
+
+
+def run() -> str:
+    from ci.cloud import connect
+    from ci.emulator.process import start
+    from ci.settings import LOCAL_BUCKET, LOCAL_PROJECT, resolve
+
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = Path(scratch)
+        state = tmp / "state"
+        env = {**EMBEDDED, "CI_STATE_DIR": str(state)}
+        jobs = []
+        for _ in range(2):
+            out = tmp / "outputs.txt"
+            _run([sys.executable, "-m", "ci", "pipeline", "--train-steps", "200",
+                  "--dist-dir", str(tmp / "dist"), "--outputs", str(out)], env)  # fmt: skip
+            values = dict(line.split("=", 1) for line in out.read_text().splitlines())
+            jobs.append((values["job_id"], values["job_dir"]))
+            out.unlink()
+        with start(state) as emu:
+            live = {
+                "CI_PROJECT": LOCAL_PROJECT,
+                "CI_BUCKET": LOCAL_BUCKET,
+                "CI_API_ENDPOINT": emu.vertex_url,
+                "STORAGE_EMULATOR_HOST": emu.storage_host,
+                "CI_STATE_DIR": str(state),
+            }
+            with connect(resolve(None, live)) as cloud:
+                for _, job_dir in jobs:
+                    _add_events(cloud.storage, job_dir, tmp / "events")
+            probe = _run([sys.executable, "-c", PROBE, jobs[1][0], str(tmp / "R"), str(REPEATS)],
+                         live)  # fmt: skip
+            result = json.loads(probe.stdout.strip().splitlines()[-1])
+        cli = []
+        for i in range(3):
+            t0 = time.perf_counter()
+            _run([sys.executable, "-m", "ci", "report", "--job", jobs[1][0],
+                  "--out", str(tmp / f"cli-{i}")], env)  # fmt: skip
+            cli.append(time.perf_counter() - t0)
+    cold, warm = result["times"][0], statistics.median(result["times"][1:])
+    verdict = "meets" if cold < TARGET else "misses"
+    pngs = ", ".join(f for f in result["files"] if f.endswith(".png"))
+    return "\n".join(
+        [
+            "### Reports: time beyond the job (issue 11)",
+            "",
+            "Command: `nox -s bench -- report`. A real candidate (version 2) against a real",
+            "champion (version 1), both trained by `ci pipeline` on the embedded default, with",
+            "1,000 steps of four scalar tags in `train` and `eval` event files under each job's",
+            f"`logs/`. Every report drew {pngs}, report.md and index.html.",
+            "",
+            "| what | seconds |",
+            "|---|---|",
+            f"| `report.build` in a fresh process (what `pipeline --report-dir` adds) | {cold:.2f} |",
+            f"| `report.build` again in that process (median of {REPEATS}) | {warm:.2f} |",
+            f"| importing `ci.report` and the clients first | {result['imported']:.2f} |",
+            f"| `python -m ci report --job` as a step (median of 3; starts its own emulators) "
+            f"| {statistics.median(cli):.2f} |",
+            "",
+            f"Target: under {TARGET:g} s beyond the job: the in-pipeline report {verdict} it.",
+            "Event files are decoded without TensorFlow (`ci/events.py`): importing TensorFlow",
+            "alone takes 7-9 s on this machine.",
+        ]
+    )
