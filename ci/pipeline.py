@@ -76,7 +76,7 @@ def _run(cloud, sdist: Path, args, pools, thresholds, instances_file: Path, extr
     try:
         gate.report(decision, args)  # raises GateRejected (exit 3) on "no"
     except GateRejected:
-        report.after_gate(*job_report)  # a rejected candidate is worth looking at too
+        report.after_gate(*job_report, best_effort=True)  # a rejected one is worth a look too
         raise
     promotion = promote(cloud, result.job["name"], instances_file, args.canary)
     outputs.write_outputs(

@@ -1,18 +1,21 @@
 """The report's PNG plots, drawn with matplotlib's object API on the Agg canvas.
 
 No pyplot: no global figure state and no display backend to choose, so plots can be drawn
-on a runner without a screen and from any thread. Each function writes one PNG and returns
-its path; the caller decides what a failure means (for the report: a note, not an error).
+on a runner without a screen and from any thread. Each plot function writes one PNG and
+returns its path; ``draw_all`` draws the report's and turns any failure into a note.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from ci import gate_rules
 from ci.events import Curves
 
 DPI = 100
 CANDIDATE, CHAMPION = "#1f77b4", "#ff7f0e"
+CURVES, CONFUSION, COMPARISON = "training_curves.png", "confusion_matrix.png", "comparison.png"
+FILES = (CURVES, CONFUSION, COMPARISON)
 
 
 def _figure(width: float, height: float):
@@ -121,3 +124,42 @@ def comparison(
     ax.set_title("gated metrics: candidate vs champion")
     fig.savefig(path)
     return path
+
+
+def draw_all(cand, champ, names: list[str], tmp: Path, notes: list[str]):
+    """Every plot for the report's two sides (``ci.report.Side``) and gated metric
+    ``names``: ``[(title, file name)]`` of those drawn in ``tmp``; ``notes`` gets what is
+    missing and why."""
+    drawn = []
+    who = champ.label if champ else "champion"
+    if cand.curves or (champ and champ.curves):
+        args = (cand.curves or {}, (champ and champ.curves) or {}, tmp / CURVES, who)
+        if _try(notes, "training curves", training_curves, *args):
+            drawn.append(("Training curves", CURVES))
+    else:
+        notes.append(f"No training curves: no TensorBoard event files under `{cand.logs_uri}/`.")
+    matrix = cand.metrics.get("confusion_matrix")
+    if matrix is not None:
+        args = (matrix, cand.metrics.get("classes") or [], tmp / CONFUSION)
+        if _try(notes, "confusion matrix", confusion_matrix, *args):
+            drawn.append(("Confusion matrix", CONFUSION))
+    else:
+        notes.append("No confusion matrix: `metrics.json` has no `confusion_matrix`.")
+    if not names:
+        notes.append("No candidate vs champion chart: the gate config names no metrics.")
+        return drawn
+    values = [gate_rules.lookup(cand.metrics, n) for n in names]
+    base = [gate_rules.lookup(champ.metrics, n) for n in names] if champ else None
+    args = (names, values, base, tmp / COMPARISON, who)
+    if _try(notes, "candidate vs champion chart", comparison, *args):
+        drawn.append(("Gated metrics: candidate vs champion", COMPARISON))
+    return drawn
+
+
+def _try(notes: list[str], what: str, fn, *args) -> Path | None:
+    """A plot, or a note saying why there is none: a plot never fails the report."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # matplotlib raises anything; the report goes on without it
+        notes.append(f"Could not draw the {what}: {type(exc).__name__}: {exc}")
+        return None

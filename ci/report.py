@@ -12,6 +12,7 @@ candidate itself, the one holding ``previous``. Exits 0 whatever the gate decide
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -19,11 +20,10 @@ from pathlib import Path
 
 from ci import events, flags, gate, gate_rules, gcs, outputs, plots, report_text, vertex
 from ci.cloud import Cloud, connect, guard
-from ci.errors import UsageError
+from ci.errors import CiError, UsageError
 from ci.settings import resolve
 
 AUTO = "auto"  # champion: the version holding `default`, else `previous` (see module doc)
-CURVES, CONFUSION, COMPARISON = "training_curves.png", "confusion_matrix.png", "comparison.png"
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Side:
 
 @dataclass
 class Report:
-    """What was written, and the Markdown pieces the step summary and a PR comment reuse."""
+    """What was written, and the Markdown pieces a step summary reuses."""
 
     files: list[Path]
     markdown: str
@@ -58,13 +58,9 @@ class Report:
     chart: str
     result: gate.GateResult
 
-    def summary(self, with_gate_table: bool = True) -> str:
+    def summary(self) -> str:
         """The step summary: the gate table and the training curve (no images needed)."""
-        return "\n".join(p for p in (self.gate_table if with_gate_table else "", self.chart) if p)
-
-
-def _job_id(name: str | None) -> str | None:
-    return name.rsplit("/", 1)[-1] if name else None
+        return "\n".join(p for p in (self.gate_table, self.chart) if p)
 
 
 def from_version(cloud: Cloud, version: dict) -> Side:
@@ -87,7 +83,7 @@ def from_job(cloud: Cloud, job_ref: str, versions: list[dict]) -> Side:
     """A custom job, with the labels of the version it became (if it was promoted)."""
     job = vertex.get_job(cloud, job_ref)
     directory = vertex.job_dir(job)
-    job_id = _job_id(job["name"])
+    job_id = job["name"].rsplit("/", 1)[-1]
     mine = next((v for v in versions if v.get("labels", {}).get("job-id") == job_id), None)
     labels = {**job.get("labels", {}), **(mine or {}).get("labels", {}), "job-id": job_id}
     metrics = vertex.read_metrics(cloud, f"{directory}/metrics.json")
@@ -118,19 +114,8 @@ def sides(cloud: Cloud, job: str | None, version: str | None, champion: str | No
 
 def _curves(cloud: Cloud, side: Side, dest: Path) -> events.Curves:
     """The side's scalar curves; empty when it has no event files."""
-    if not side.directory.startswith("gs://"):
-        return events.read_dir(Path(side.directory) / "logs")
     guard(lambda: gcs.download_prefix(cloud.storage, side.logs_uri, dest), f"read {side.logs_uri}")
     return events.read_dir(dest) if dest.is_dir() else {}
-
-
-def _draw(notes: list[str], what: str, fn, *args) -> Path | None:
-    """A plot, or a note saying why there is none: a plot never fails the report."""
-    try:
-        return fn(*args)
-    except Exception as exc:  # matplotlib raises anything; the report goes on without it
-        notes.append(f"Could not draw the {what}: {type(exc).__name__}: {exc}")
-        return None
 
 
 def build(
@@ -160,7 +145,7 @@ def build(
             if side:
                 side.curves = _curves(cloud, side, tmp / "logs" / role)
         notes: list[str] = []
-        drawn = _plots(cand, champ, thresholds, tmp, notes)
+        drawn = plots.draw_all(cand, champ, list(thresholds), tmp, notes)
         text = report_text.markdown(cand, champ, result, drawn, notes)
         (tmp / "report.md").write_text(text.full)
         html = report_text.html(text.full, [(title, tmp / name) for title, name in drawn])
@@ -168,33 +153,9 @@ def build(
         names = [name for _, name in drawn] + ["report.md", "index.html"]
         for name in names:
             os.replace(tmp / name, out / name)
+        for stale in set(plots.FILES) - set(names):  # from an earlier report
+            (out / stale).unlink(missing_ok=True)
     return Report([out / n for n in names], text.full, text.gate_table, text.chart, result)
-
-
-def _plots(cand: Side, champ: Side | None, thresholds: dict, tmp: Path, notes: list[str]):
-    """``[(title, file name)]`` of the plots drawn; ``notes`` says what is missing and why."""
-    drawn = []
-    who = champ.label if champ else "champion"
-    if cand.curves or (champ and champ.curves):
-        args = (cand.curves or {}, (champ and champ.curves) or {}, tmp / CURVES, who)
-        if _draw(notes, "training curves", plots.training_curves, *args):
-            drawn.append(("Training curves", CURVES))
-    else:
-        notes.append(f"No training curves: no TensorBoard event files under `{cand.logs_uri}/`.")
-    matrix = cand.metrics.get("confusion_matrix")
-    if matrix is not None:
-        args = (matrix, cand.metrics.get("classes") or [], tmp / CONFUSION)
-        if _draw(notes, "confusion matrix", plots.confusion_matrix, *args):
-            drawn.append(("Confusion matrix", CONFUSION))
-    else:
-        notes.append("No confusion matrix: `metrics.json` has no `confusion_matrix`.")
-    names = list(thresholds)
-    values = [gate_rules.lookup(cand.metrics, n) for n in names]
-    base = [gate_rules.lookup(champ.metrics, n) for n in names] if champ else None
-    args = (names, values, base, tmp / COMPARISON, who)
-    if _draw(notes, "candidate vs champion chart", plots.comparison, *args):
-        drawn.append(("Gated metrics: candidate vs champion", COMPARISON))
-    return drawn
 
 
 def check_out(out: Path) -> None:
@@ -203,13 +164,24 @@ def check_out(out: Path) -> None:
         raise UsageError(f"--out {str(out)!r} exists and is not a directory")
 
 
-def after_gate(cloud, out, summary, job: str, result: gate.GateResult, thresholds) -> None:
+def after_gate(
+    cloud, out, summary, job: str, result: gate.GateResult, thresholds, best_effort=False
+) -> None:
     """``pipeline --report-dir``: the report of the job just gated, against the champion
-    it was gated against; the step summary gets the chart (the gate wrote its table)."""
+    it was gated against; the step summary gets the chart (the gate wrote its table).
+
+    ``best_effort``: a failure is printed, not raised (after a "no", exit 3 must stand).
+    """
     if not out:
         return
     champion = result.champion.version_id if result.champion else None
-    built = build(cloud, Path(out), thresholds, job=job, champion=champion)
+    try:
+        built = build(cloud, Path(out), thresholds, job=job, champion=champion)
+    except CiError as exc:
+        if not best_effort:
+            raise
+        print(f"report not written: {exc}", flush=True)
+        return
     if built.chart:
         outputs.write_summary(summary, built.chart)
     print(f"report: {', '.join(str(f) for f in built.files)}", flush=True)
@@ -234,7 +206,7 @@ def main(argv: list[str]) -> int:
     for path in built.files:
         print(path)
     if args.decision_out:
-        Path(args.decision_out).write_text(outputs.one_line(built.result.as_dict()) + "\n")
+        Path(args.decision_out).write_text(json.dumps(built.result.as_dict(), indent=2) + "\n")
     if args.markdown_out:
         Path(args.markdown_out).write_text(built.gate_table)
     outputs.write_outputs(args.outputs, {"report": Path(args.out) / "report.md"})

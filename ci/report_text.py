@@ -19,6 +19,8 @@ from ci import gate
 from ci.events import Curves
 
 MAX_POINTS = 40  # a Mermaid x-axis with more categories is unreadable
+CHART_HEADING = "#### Training curve"
+PLOTS_HEADING = "### Plots"
 
 
 @dataclass
@@ -59,7 +61,7 @@ def mermaid(curves: Curves | None, runs_at_most: int = 2) -> str:
             f'    title "{name}"\n    x-axis "step" [{steps}]\n'
             f'    y-axis "{tag}"\n    line [{values}]\n```'
         )
-    return "#### Training curve\n\n" + "\n\n".join(charts) + "\n" if charts else ""
+    return f"{CHART_HEADING}\n\n" + "\n\n".join(charts) + "\n" if charts else ""
 
 
 def markdown(cand, champ, result: gate.GateResult, drawn, notes: list[str]) -> Text:
@@ -98,7 +100,7 @@ def markdown(cand, champ, result: gate.GateResult, drawn, notes: list[str]) -> T
         *head,
         table,
         chart,
-        "### Plots",
+        PLOTS_HEADING,
         "",
         f"In the report's directory (and embedded in `index.html`): {plots}.",
         "",
@@ -136,6 +138,7 @@ def _cells(line: str) -> list[str]:
 def html(markdown_text: str, images: list[tuple[str, Path]]) -> str:
     """One self-contained page: the Markdown as HTML, then every image inline (base64)."""
     out, table, in_code = [], [], False
+    plots_seen, figures_at = False, None
     for line in [*markdown_text.splitlines(), ""]:
         if line.startswith("```"):
             in_code = not in_code  # Mermaid blocks: the PNGs below show the same curves
@@ -152,20 +155,27 @@ def html(markdown_text: str, images: list[tuple[str, Path]]) -> str:
                 out.append("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(row)))
             out.append("</table>")
             table = []
+        if line == CHART_HEADING:
+            continue  # its Mermaid chart is left out: the PNGs show the curves
         if m := re.match(r"(#{1,6}) (.*)", line):
+            if figures_at is None and plots_seen:
+                figures_at = len(out)  # the figures go at the end of the Plots section
+            plots_seen = plots_seen or line == PLOTS_HEADING
             level = len(m.group(1))
             out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
         elif line.startswith("- "):
             out.append(f"<p class=note>{_inline(line[2:])}</p>")
         elif line.strip():
             out.append(f"<p>{_inline(line)}</p>")
+    figures = []
     for title, path in images:
         data = base64.b64encode(path.read_bytes()).decode("ascii")
-        out.append(
+        figures.append(
             f'<figure><img alt="{html_lib.escape(title)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html_lib.escape(title)}</figcaption></figure>"
         )
-    return PAGE.format(body="\n".join(out))
+    at = len(out) if figures_at is None else figures_at
+    return PAGE.format(body="\n".join(out[:at] + figures + out[at:]))
 
 
 PAGE = """<!doctype html>

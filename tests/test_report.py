@@ -189,6 +189,25 @@ def test_job_against_champion(iris_setup, emulator, tmp_path, monkeypatch, capsy
     assert 'x-axis "step" [0, 50, 100, 150]' in chart and "line [1.2, 0.7, 0.41, 0.3]" in chart
     assert chart in text  # report.md (the PR comment) carries it too
 
+    assert page.index("<h3>Plots</h3>") < page.index("<figure>") < page.index("<h3>Lineage</h3>")
+
+
+def test_a_gate_that_says_no_is_reported_not_failed(
+    iris_setup, emulator, tmp_path, monkeypatch, capsys
+):
+    cfg = tmp_path / "gate.toml"
+    cfg.write_text(GATE)
+    argv = ["--job", iris_setup["job"]["name"], "--out", str(tmp_path / "R")]
+    argv += ["--gate-config", str(cfg), "--threshold", "recall.versicolor.lower_bound=1.01"]
+    argv += ["--decision-out", str(tmp_path / "decision.json")]
+    env = settings_env(emulator, "report-iris")
+    code, _, err = run_report(monkeypatch, capsys, env, *argv)
+    assert code == 0, err
+    text = (tmp_path / "R" / "report.md").read_text()
+    assert "gate says **no** (3 of 4 checks passed)" in text and "❌ >= 1.01" in text
+    decision = json.loads((tmp_path / "decision.json").read_text())
+    assert decision["decision"] == "no" and decision["champion"]["version_id"] == "1"
+
 
 def tiny_saved_model(path: Path) -> None:
     """A SavedModel whose serving_default scores one float feature (stands in for a trainer)."""
