@@ -11,7 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ci import flags, gate, gate_rules, outputs, predict, report, stage, train
+from ci import flags, gate, gate_rules, outputs, plots, predict, report, stage, train
 from ci.cloud import connect
 from ci.errors import GateRejected, UsageError
 from ci.package import build_sdist
@@ -46,6 +46,7 @@ def main(argv: list[str]) -> int:
     stage.check_local([settings.data_path(f) for f in (settings.train_file, settings.eval_file)])
     if args.report_dir:
         report.check_out(Path(args.report_dir))
+        plots.warm_up()  # matplotlib loads while the job trains
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The build runs in its own process: let it overlap with starting the emulators.

@@ -7,6 +7,9 @@ returns its path; ``draw_all`` draws the report's and turns any failure into a n
 
 from __future__ import annotations
 
+import contextlib
+import io
+import threading
 from pathlib import Path
 
 from ci import gate_rules
@@ -16,6 +19,21 @@ DPI = 100
 CANDIDATE, CHAMPION = "#1f77b4", "#ff7f0e"
 CURVES, CONFUSION, COMPARISON = "training_curves.png", "confusion_matrix.png", "comparison.png"
 FILES = (CURVES, CONFUSION, COMPARISON)
+
+
+def warm_up() -> threading.Thread:
+    """Import matplotlib and draw once, in the background: ``pipeline --report-dir`` calls
+    this before training, so the report after the job does not pay for it."""
+
+    def work() -> None:
+        with contextlib.suppress(Exception):  # only a head start: build() reports failures
+            fig = _figure(1, 1)
+            fig.subplots().set_title("warm-up")
+            fig.savefig(io.BytesIO(), format="png")
+
+    thread = threading.Thread(target=work, name="plots-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _figure(width: float, height: float):
