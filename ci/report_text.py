@@ -49,17 +49,16 @@ def mermaid(curves: Curves | None, runs_at_most: int = 2) -> str:
         return ""
     tag = min(tags, key=lambda t: (0 if "loss" in t.lower() else 1, t))
     charts = []
-    for run in sorted(r for r in curves if curves[r].get(tag))[:runs_at_most]:
-        points = _sample(curves[run][tag])
-        if len(points) < 2:
-            continue
+    lines = [(run, _sample(curves[run].get(tag, []))) for run in sorted(curves)]
+    for run, points in [(r, p) for r, p in lines if len(p) >= 2][:runs_at_most]:
         steps = ", ".join(str(s) for s, _ in points)
         values = ", ".join(f"{v:.4g}" for _, v in points)
-        name = tag if run == "." else f"{tag} ({run})"
+        label = tag.replace('"', "'")  # a double quote would end Mermaid's string
+        name = label if run == "." else f"{label} ({run})"
         charts.append(
             "```mermaid\nxychart-beta\n"
             f'    title "{name}"\n    x-axis "step" [{steps}]\n'
-            f'    y-axis "{tag}"\n    line [{values}]\n```'
+            f'    y-axis "{label}"\n    line [{values}]\n```'
         )
     return f"{CHART_HEADING}\n\n" + "\n\n".join(charts) + "\n" if charts else ""
 

@@ -359,3 +359,18 @@ def test_pipeline_report_dir_twice_on_the_embedded_default(tmp_path):
     page = (report / "index.html").read_text()
     assert page.count("data:image/png;base64,") == len(pngs)
     assert not list(report.glob(".report-*"))  # the scratch directory is gone
+
+
+def test_mermaid_chart_is_short_and_skips_runs_of_one_point():
+    from ci.report_text import MAX_POINTS, mermaid
+
+    curves = {
+        "eval": {"loss": [(999, 0.2)]},  # one point: no line to draw
+        "train": {"loss": [(s, 1 / (s + 1)) for s in range(1000)], 'a"b': [(0, 1.0)]},
+    }
+    chart = mermaid(curves)
+    assert chart.count("```mermaid") == 1 and 'title "loss (train)"' in chart
+    steps = re.search(r'x-axis "step" \[(.*)\]', chart).group(1).split(", ")
+    assert len(steps) == MAX_POINTS and steps[0] == "0" and steps[-1] == "999"
+    assert mermaid({"train": {'a"b': [(0, 1.0), (1, 0.5)]}}).count('"a\'b (train)"') == 1
+    assert mermaid({}) == "" and mermaid({"eval": {"loss": [(1, 0.2)]}}) == ""
