@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -24,10 +25,15 @@ from ci.errors import CiError, UsageError
 MARKER = "<!-- tf-vertex-ci report -->"
 MAX_BODY = 65_000  # GitHub refuses comment bodies over 65,536 characters
 TIMEOUT = 30.0
+RETRY_PAUSE = 1.0  # seconds, times the attempt number
 
 
 class NoWriteAccess(CiError):
     """The token may not comment (a fork's pull request): skipped, not a failure."""
+
+
+class Transient(CiError):
+    """A 5xx or a dropped connection: worth another try."""
 
 
 @dataclass
@@ -57,10 +63,10 @@ class GitHub:
                 return json.loads(response.read() or b"null"), response.headers
         except urllib.error.HTTPError as exc:
             message = _message(exc)
-            error = NoWriteAccess if exc.code == 403 else CiError
+            error = {403: NoWriteAccess}.get(exc.code, Transient if exc.code >= 500 else CiError)
             raise error(f"{what}: HTTP {exc.code}: {message}") from None
         except (urllib.error.URLError, OSError) as exc:
-            raise CiError(f"{what}: cannot connect ({getattr(exc, 'reason', exc)})") from None
+            raise Transient(f"{what}: cannot connect ({getattr(exc, 'reason', exc)})") from None
 
     def repo_url(self, *parts: str) -> str:
         return "/".join([self.api_url.rstrip("/"), "repos", self.repository, *parts])
@@ -110,8 +116,24 @@ class Posted:
     url: str
 
 
-def post_or_update(gh: GitHub, pr: int, body: str) -> Posted:
-    """Edit the marked comment if there is one, else create it."""
+def post_or_update(gh: GitHub, pr: int, body: str, attempts: int = 3) -> Posted:
+    """Edit the marked comment if there is one, else create it.
+
+    A transient failure starts over from the search, so a create whose answer was lost is
+    found and edited on the next attempt rather than posted twice.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return _post_or_update(gh, pr, body)
+        except Transient as exc:
+            if attempt == attempts:
+                raise
+            print(f"{exc}; trying again", flush=True)
+            time.sleep(RETRY_PAUSE * attempt)
+    raise AssertionError("unreachable")
+
+
+def _post_or_update(gh: GitHub, pr: int, body: str) -> Posted:
     existing = find_comment(gh, pr)
     if existing:
         url = gh.repo_url("issues", "comments", str(existing["id"]))

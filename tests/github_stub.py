@@ -40,6 +40,9 @@ class GitHubStub:
     read_only_tokens: set[str] = field(default_factory=lambda: {"fork-token"})
     requests: list[Request] = field(default_factory=list)
     comments: dict[tuple[str, int], list[dict]] = field(default_factory=dict)
+    # Faults: (method, status, apply_then) answered instead of the next such request;
+    # apply_then=True does the work first (a response lost on the way back).
+    faults: list[tuple[str, int, bool]] = field(default_factory=list)
     _ids = itertools.count(1_000_001)
 
     def __enter__(self) -> GitHubStub:
@@ -60,6 +63,11 @@ class GitHubStub:
     def seed(self, repo: str, issue: int, body: str, user: dict | None = None) -> dict:
         """A comment that was already there (another user's, or an old report)."""
         return self._new(repo, issue, body, user or {"login": "someone", "id": 1, "type": "User"})
+
+    def fail_next(self, method: str, status: int = 502, after_applying: bool = False) -> None:
+        """Answer the next ``method`` request with ``status``; ``after_applying``: do what it
+        asks first, as when GitHub did the work but the answer was lost."""
+        self.faults.append((method, status, after_applying))
 
     def writes(self) -> list[Request]:
         """The POST and PATCH requests received, in order."""
@@ -100,8 +108,9 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _error(self, status: int, message: str, doc: str = DOCS) -> None:
-        self._send(status, {"message": message, "documentation_url": doc, "status": str(status)})
+    def _error(self, status: int, message: str, doc: str = DOCS, send=None) -> None:
+        payload = {"message": message, "documentation_url": doc, "status": str(status)}
+        (send or self._send)(status, payload)
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
@@ -121,26 +130,36 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(401, "Requires authentication")
         if self.command != "GET" and token in stub.read_only_tokens:
             return self._error(403, "Resource not accessible by integration")
+        fault = next((f for f in stub.faults if f[0] == self.command), None)
+        if fault:
+            stub.faults.remove(fault)
+            if fault[2]:
+                self._route(parts, body, lambda *a, **k: None)
+            return self._error(fault[1], "Server Error")
+        return self._route(parts, body, self._send)
+
+    def _route(self, parts, body, send) -> None:
+        stub = self.owner
         listing = re.fullmatch(r"/repos/([^/]+/[^/]+)/issues/(\d+)/comments", parts.path)
         single = re.fullmatch(r"/repos/([^/]+/[^/]+)/issues/comments/(\d+)", parts.path)
         if listing and self.command == "GET":
-            return self._list(listing.group(1), int(listing.group(2)), parse_qs(parts.query))
+            return self._list(listing.group(1), int(listing.group(2)), parse_qs(parts.query), send)
         if listing and self.command == "POST":
             if not isinstance(body, dict) or not isinstance(body.get("body"), str):
-                return self._error(422, 'Invalid request.\n\n"body" wasn\'t supplied.')
+                return self._error(422, 'Invalid request.\n\n"body" wasn\'t supplied.', send=send)
             if len(body["body"]) > 65536:
-                return self._error(422, "Validation Failed")
+                return self._error(422, "Validation Failed", send=send)
             repo, issue = listing.group(1), int(listing.group(2))
-            return self._send(201, stub._new(repo, issue, body["body"], BOT))
+            return send(201, stub._new(repo, issue, body["body"], BOT))
         if single and self.command == "PATCH":
             for comment in itertools.chain.from_iterable(stub.comments.values()):
                 if comment["id"] == int(single.group(2)):
                     comment["body"] = (body or {}).get("body", comment["body"])
                     comment["updated_at"] = "2026-12-01T00:00:01Z"
-                    return self._send(200, comment)
-        return self._error(404, "Not Found", "https://docs.github.com/rest")
+                    return send(200, comment)
+        return self._error(404, "Not Found", "https://docs.github.com/rest", send=send)
 
-    def _list(self, repo: str, issue: int, query: dict) -> None:
+    def _list(self, repo: str, issue: int, query: dict, send) -> None:
         per_page = min(int(query.get("per_page", ["30"])[0]), 100)
         page = int(query.get("page", ["1"])[0])
         items = self.owner.comments.get((repo, issue), [])
@@ -150,7 +169,7 @@ class _Handler(BaseHTTPRequestHandler):
         if page < last:
             links += [f'<{base}&page={page + 1}>; rel="next"', f'<{base}&page={last}>; rel="last"']
         headers = {"Link": ", ".join(links)} if links else {}
-        self._send(200, items[(page - 1) * per_page : page * per_page], headers)
+        send(200, items[(page - 1) * per_page : page * per_page], headers)
 
     do_GET = do_POST = do_PATCH = do_DELETE = _handle
 

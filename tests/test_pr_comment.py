@@ -72,6 +72,17 @@ def test_one_create_then_edits_found_again_past_the_first_page(github, tmp_path)
     assert pages == ["1", "2"] * 3  # every run reads both pages: the marker is on the second
 
 
+def test_a_lost_answer_is_retried_without_a_second_comment(github, tmp_path, capsys):
+    github.fail_next("GET", 503)  # a 5xx before anything happened
+    github.fail_next("POST", 502, after_applying=True)  # created, but the answer was lost
+    assert pr_comment.main(_body(tmp_path, "report"), _env(github, tmp_path)) == 0
+    (comment,) = github.comments[(REPO, 7)]
+    assert [r.method for r in github.requests] == ["GET", "GET", "POST", "GET", "PATCH"]
+    assert github.writes()[-1].path.endswith(f"/issues/comments/{comment['id']}")
+    out = capsys.readouterr().out
+    assert out.count("trying again") == 2 and f"updated comment {comment['id']}" in out
+
+
 def test_fork_event_skips_without_calling_the_api(github, tmp_path):
     env = _env(github, tmp_path, head="someone/models")
     assert pr_comment.main(_body(tmp_path, "report"), env) == 0
