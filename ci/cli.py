@@ -23,6 +23,8 @@ COMMANDS = {
     "rollback": ("ci.rollback", "move traffic and 'default' back to the previous version"),
     "versions": ("ci.versions", "list versions with aliases, traffic, labels, metrics"),
     "pipeline": ("ci.pipeline", "package → stage → train → gate → promote, the merge path"),
+    "report": ("ci.report", "report.md, plots and index.html: a job against the champion"),
+    "pr-comment": ("ci.pr_comment", "post or update the one report comment on a pull request"),
 }
 
 

@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci import flags, gate, gate_rules, outputs, predict, promote, stage, tiers, train
+from ci import flags, gate, gate_rules, outputs, plots, predict, promote, report, stage, tiers, train
 from ci import package as packaging
 from ci.cloud import Cloud, connect
-from ci.errors import UsageError
+from ci.errors import GateRejected, UsageError
 from ci.settings import resolve
 
 
@@ -40,6 +40,7 @@ class Reports:
     summary: str | None = None
     decision_out: str | None = None
     markdown_out: str | None = None
+    report_dir: str | None = None  # `ci report` of the gated job goes there
 
     def step(self, result) -> None:
         """Append a finished step's outputs and summary."""
@@ -69,9 +70,15 @@ def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Prom
     decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", plan.thresholds)
     gate.report(decision, reports.decision_out, reports.markdown_out)
     reports.step(decision)
-    gate.enforce(decision)  # raises GateRejected (exit 3) on "no"
+    job_report = (cloud, reports.report_dir, reports.summary, result.job["name"], decision)
+    try:
+        gate.enforce(decision)  # raises GateRejected (exit 3) on "no"
+    except GateRejected:
+        report.after_gate(*job_report, plan.thresholds, best_effort=True)  # worth a look too
+        raise
     promotion = promote.promote(cloud, result.job["name"], plan.instances_file, plan.canary)
     reports.step(promotion)
+    report.after_gate(*job_report, plan.thresholds)
     # The smoke test's answer is the endpoint's answer for the instances file: no second call.
     outputs.write_outputs(reports.outputs, {"predictions": promotion.predictions})
     return promotion
@@ -85,6 +92,7 @@ def main(argv: list[str]) -> int:
     train.add_arguments(parser)
     gate.add_arguments(parser, "--gate-config")
     promote.add_arguments(parser)
+    parser.add_argument("--report-dir", metavar="DIR", help="write `ci report` there at the end")
     args = parser.parse_args(ours)
     settings = resolve(args)
     # Everything that can be checked offline is checked before anything is built or started.
@@ -101,7 +109,12 @@ def main(argv: list[str]) -> int:
     if not settings.train_file or not settings.eval_file:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
     stage.check_local([settings.data_path(f) for f in (settings.train_file, settings.eval_file)])
-    reports = Reports(args.outputs, args.summary, args.decision_out, args.markdown_out)
+    reports = Reports(
+        args.outputs, args.summary, args.decision_out, args.markdown_out, args.report_dir
+    )
+    if args.report_dir:
+        report.check_out(Path(args.report_dir))
+        plots.warm_up()  # matplotlib loads while the job trains
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The build runs in its own process: let it overlap with starting the emulators.

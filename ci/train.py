@@ -16,6 +16,7 @@ from ci import flags, outputs, tiers
 from ci import package as packaging
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError, UsageError
+from ci.gate import scalars
 from ci.settings import Settings, git_sha, resolve, tf_version
 from ci.stage import Staged, check_local, data_hash, ensure_staged
 from ci.vertex import job_dir, read_metrics
@@ -50,7 +51,7 @@ class TrainResult:
         return (
             f"### Training job\n\n`{self.job['name']}` ({replicas} replica(s), "
             f"{self.metrics.get('train_steps', '?')} steps): "
-            f"accuracy {self.metrics.get('accuracy')}"
+            + (", ".join(f"{k} {v:.4g}" for k, v in scalars(self.metrics).items()) or "no metrics")
         )
 
 

@@ -19,6 +19,8 @@ GOOD = {"SepalLength": 5.1, "SepalWidth": 3.3, "PetalLength": 1.7, "PetalWidth":
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory) -> Path:
+    """What a pull request trains (noxfile PR_TRAIN_STEPS, the default seed): the same model
+    on every run, so the predictions asserted below never depend on luck."""
     job_dir = tmp_path_factory.mktemp("job")
     subprocess.run(
         [sys.executable, "-m", "trainer.task", "--job-dir", str(job_dir), "--train-steps", "300"],

@@ -4,32 +4,112 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import tensorflow as tf
 
+from ci.serving import Predictor, read_instances
+from tests.conftest import BUCKET
 from trainer import task
 
 ROOT = Path(__file__).resolve().parents[1]
 HEADER = "120,4,setosa,versicolor,virginica\n"
 GOOD_ROW = "5.1,3.5,1.4,0.2,0\n"
+QUIET = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+# What a pull request trains (nox local_train) before local_predict checks data/test.json.
+PR_TRAIN_STEPS = int(
+    re.search(r"^PR_TRAIN_STEPS = (\d+)$", (ROOT / "noxfile.py").read_text(), re.M).group(1)
+)
+SEEDS = range(10)
+
+
+def train(job_dir: Path, *flags: str) -> subprocess.CompletedProcess:
+    """``python -m trainer.task`` in a fresh process, as a user or the cloud runs it."""
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer.task", "--job-dir", str(job_dir), *flags],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=QUIET,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result
+
+
+def weights(export: Path) -> dict[str, np.ndarray]:
+    """Every variable of an export, read from its checkpoint (no graph is loaded)."""
+    reader = tf.train.load_checkpoint(str(export / "variables" / "variables"))
+    names = [n for n in reader.get_variable_to_shape_map() if n.startswith("variables/")]
+    return {name: reader.get_tensor(name) for name in names}
 
 
 @pytest.fixture(scope="module")
 def job(tmp_path_factory) -> Path:
     """One real 500-step training run through the entry point the cloud uses."""
     job_dir = tmp_path_factory.mktemp("job")
+    train(job_dir, "--train-steps", "500")
+    return job_dir
+
+
+_SEEDED_RUNS = """
+import sys
+from trainer import task
+base, steps, *seeds = sys.argv[1:]
+for seed in seeds:
+    flags = ["--job-dir", f"{base}/seed-{seed}", "--train-steps", steps, "--seed", seed]
+    assert task.main(flags) == 0, seed
+"""
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory) -> Path:
+    """Seeds 0-9 trained at the pull request's steps, in one process (one TF start-up)."""
+    base = tmp_path_factory.mktemp("seeds")
     result = subprocess.run(
-        [sys.executable, "-m", "trainer.task", "--job-dir", str(job_dir), "--train-steps", "500"],
+        [sys.executable, "-c", _SEEDED_RUNS, str(base), str(PR_TRAIN_STEPS), *map(str, SEEDS)],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
+        env=QUIET,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    return job_dir
+    return base
+
+
+def test_every_seed_predicts_the_pull_request_check_classes(seeded):
+    """What nox local_predict asserts holds whatever the seed: the verdict is not luck."""
+    instances = read_instances(ROOT / "data" / "test.json")
+    for seed in SEEDS:
+        rows = Predictor.load(seeded / f"seed-{seed}" / "model").predict(instances)
+        assert [r["class_ids"] for r in rows] == [0, 1, 2], f"seed {seed}"
+        assert json.loads((seeded / f"seed-{seed}" / "metrics.json").read_text())["seed"] == seed
+
+
+def test_same_seed_same_model_and_metrics_different_seed_different_weights(seeded, tmp_path):
+    # A fresh process against a run made after nine other seeds in one process: nothing
+    # but the seed decides the model.
+    train(tmp_path, "--train-steps", str(PR_TRAIN_STEPS), "--seed", "3")
+    first, again = seeded / "seed-3", tmp_path
+    assert (again / "metrics.json").read_bytes() == (first / "metrics.json").read_bytes()
+    a, b = weights(first / "model"), weights(again / "model")
+    assert a.keys() == b.keys() and len(a) >= 6
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    other = weights(seeded / "seed-4" / "model")
+    kernels = [k for k in a if a[k].ndim == 2]
+    assert len(kernels) == 3 and all(not np.array_equal(a[k], other[k]) for k in kernels)
+
+
+def test_default_seed_is_stated_and_recorded(job):
+    assert json.loads((job / "metrics.json").read_text())["seed"] == 42
+    assert "(default: 42)" in " ".join(task._parser().format_help().split())
 
 
 def test_training_writes_export_and_metrics(job):
@@ -42,6 +122,7 @@ def test_training_writes_export_and_metrics(job):
         set(metrics["precision"]) == set(metrics["recall"]) == {"setosa", "versicolor", "virginica"}
     )
     assert metrics["tensorflow_version"].startswith("2.")
+    assert metrics["classes"] == ["setosa", "versicolor", "virginica"]
     assert (job / "model" / "saved_model.pb").is_file()
 
 
@@ -67,12 +148,52 @@ def test_signature_lists_the_four_features_and_two_outputs(job):
     assert "outputs['class_ids']" in shown and "outputs['probabilities']" in shown
 
 
-def test_aip_model_dir_takes_precedence(tmp_path, monkeypatch):
+def scalars(log_dir: Path) -> dict[str, dict[int, float]]:
+    """Tag → {step: value} of the scalar summaries in the event files under ``log_dir``."""
+    found: dict[str, dict[int, float]] = {}
+    files = sorted(log_dir.glob("events.out.tfevents.*"))
+    assert files, f"no event file in {log_dir}"
+    for path in files:
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, {})[event.step] = float(tf.make_ndarray(value.tensor))
+    return found
+
+
+def test_training_curves_are_written_for_tensorboard(job):
+    train_curves, eval_curves = scalars(job / "logs" / "train"), scalars(job / "logs" / "eval")
+    assert sorted(train_curves["loss"]) == list(range(50, 501, 50))
+    assert all(0 <= a <= 1 for a in train_curves["accuracy"].values())
+    metrics = json.loads((job / "metrics.json").read_text())
+    assert eval_curves["accuracy"] == {500: pytest.approx(metrics["accuracy"])}
+    assert eval_curves["loss"] == {500: pytest.approx(metrics["loss"])}
+
+
+def test_vertex_locations_take_precedence_and_trials_report(tmp_path, monkeypatch):
+    """``AIP_MODEL_DIR`` and ``AIP_TENSORBOARD_LOG_DIR`` as Vertex sets them; as a tuning
+    trial (``CLOUD_ML_TRIAL_ID``) the accuracy goes to cloudml-hypertune's metric file."""
     monkeypatch.setenv("AIP_MODEL_DIR", str(tmp_path / "vertex-model"))
+    monkeypatch.setenv("AIP_TENSORBOARD_LOG_DIR", str(tmp_path / "vertex-logs"))
+    monkeypatch.setenv("CLOUD_ML_HP_METRIC_FILE", str(tmp_path / "hypertune" / "metrics"))
+    monkeypatch.setenv("CLOUD_ML_TRIAL_ID", "7")
     assert task.main(["--job-dir", str(tmp_path / "job"), "--train-steps", "2"]) == 0
     assert (tmp_path / "vertex-model" / "saved_model.pb").is_file()
     assert not (tmp_path / "job" / "model").exists()
+    assert "loss" in scalars(tmp_path / "vertex-logs" / "train")
+    assert not (tmp_path / "job" / "logs").exists()
+    metrics = json.loads((tmp_path / "job" / "metrics.json").read_text())
+    (line,) = (tmp_path / "hypertune" / "metrics").read_text().splitlines()
+    reported = json.loads(line)
+    assert reported["trial"] == "7" and reported["global_step"] == "2"
+    assert float(reported["accuracy"]) == metrics["accuracy"]
+
+
+def test_outside_a_tuning_trial_nothing_is_reported(tmp_path, monkeypatch):
+    monkeypatch.delenv("CLOUD_ML_TRIAL_ID", raising=False)
+    monkeypatch.setenv("CLOUD_ML_HP_METRIC_FILE", str(tmp_path / "hypertune" / "metrics"))
+    assert task.main(["--job-dir", str(tmp_path / "job"), "--train-steps", "2"]) == 0
     assert (tmp_path / "job" / "metrics.json").is_file()
+    assert not (tmp_path / "hypertune").exists()
 
 
 BAD_FILES = {
@@ -106,6 +227,36 @@ def test_bad_data_is_refused_with_file_line_and_value(case, which, tmp_path, cap
     assert not (tmp_path / "job").exists(), "no export or metrics may be written"
 
 
+BINARY = {
+    "invalid UTF-8": b"\x89PNG\r\n\xff\xfe\x00\x01\x02garbage",
+    "control bytes": b"\x00\x01\x02\x03,1,2,3,0",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BINARY))
+@pytest.mark.parametrize("which", ["--train-file", "--eval-file"])
+def test_binary_file_is_refused_with_file_and_line(case, which, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_bytes(HEADER.encode() + GOOD_ROW.encode() + BINARY[case] + b"\n" + GOOD_ROW.encode())
+    code = task.main(["--job-dir", str(tmp_path / "job"), "--train-steps", "3", which, str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert err == f"Error: {bad}:3: not UTF-8 text (is this a binary file?)", err
+    assert not (tmp_path / "job").exists()
+
+
+def test_a_loss_that_stops_being_finite_stops_training_without_export(tmp_path, capsys):
+    flags = ["--job-dir", str(tmp_path / "job"), "--train-steps", "50", "--learning-rate", "1e30"]
+    assert task.main(flags) == 1
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(
+        r"Error: the training loss became (nan|inf) at step \d+; no model was exported "
+        r"\(try a smaller --learning-rate than 1e\+30\)",
+        err,
+    ), err
+    assert not (tmp_path / "job").exists()
+
+
 def test_missing_file_is_named(tmp_path, capsys):
     missing = tmp_path / "nope.csv"
     assert task.main(["--job-dir", str(tmp_path / "job"), "--train-file", str(missing)]) == 1
@@ -123,6 +274,17 @@ def test_missing_file_is_named(tmp_path, capsys):
             "argument --hidden-units: expected positive integers like 10,10: '10,x'",
         ),
         (["--trian-steps", "5"], "unrecognized arguments: --trian-steps 5"),
+        (["--learning-rate", "nan"], "argument --learning-rate: must be a finite number: 'nan'"),
+        (["--learning-rate=-inf"], "argument --learning-rate: must be a finite number: '-inf'"),
+        (
+            ["--batch-size", "1000000000"],
+            "argument --batch-size: must be at most 1048576: '1000000000'",
+        ),
+        (
+            ["--hidden-units", "10,100000"],
+            "argument --hidden-units: a layer may have at most 16384 units: '10,100000'",
+        ),
+        (["--seed", "-1"], "argument --seed: must be between 0 and 2**32 - 1: '-1'"),
     ],
 )
 def test_bad_flags_get_one_line(flags, message, tmp_path):
@@ -135,3 +297,101 @@ def test_bad_flags_get_one_line(flags, message, tmp_path):
     )
     assert result.returncode == 2
     assert result.stderr.strip() == f"Error: {message}"
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> list[Path]:
+    """The training data as four shard files, each with the header line."""
+    folder = tmp_path_factory.mktemp("shards")
+    header, *rows = (ROOT / "data" / "iris_training.csv").read_text().splitlines(keepends=True)
+    paths = [folder / f"train-{i}.csv" for i in range(4)]
+    for i, path in enumerate(paths):
+        path.write_text(header + "".join(rows[i::4]))
+    return paths
+
+
+def train_two_workers(job_dir: Path, train_file: str) -> list[str]:
+    """Two local worker processes under MultiWorkerMirroredStrategy; their outputs."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    procs = []
+    for index in range(2):
+        config = {"cluster": cluster, "task": {"type": "worker", "index": index}}
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "trainer.task", "--job-dir", str(job_dir),
+                 "--train-file", train_file, "--train-steps", str(PR_TRAIN_STEPS)],
+                cwd=ROOT,
+                env={**QUIET, "TF_CONFIG": json.dumps(config)},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )  # fmt: skip
+    outputs = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        assert proc.returncode == 0, out[-2000:]
+        outputs.append(out)
+    return outputs
+
+
+def test_two_workers_read_disjoint_shards_and_repeat_exactly(shards, tmp_path):
+    runs = [train_two_workers(tmp_path / f"run-{n}", str(shards[0].parent / "train-*.csv"))
+            for n in range(2)]  # fmt: skip
+    read = []
+    for out in runs[0]:
+        (line,) = [x for x in out.splitlines() if " train file(s) (its own share): " in x]
+        read.append(line.split(": ", 1)[1].split(", "))
+    assert read == [[str(shards[0]), str(shards[2])], [str(shards[1]), str(shards[3])]]
+    # The same seed under the multi-worker strategy: the same model, byte for byte.
+    first, second = (tmp_path / f"run-{n}" for n in range(2))
+    assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
+    a, b = weights(first / "model"), weights(second / "model")
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    rows = Predictor.load(first / "model").predict(read_instances(ROOT / "data" / "test.json"))
+    assert [r["class_ids"] for r in rows] == [0, 1, 2]
+
+
+def test_fewer_files_than_workers_all_read_everything(tmp_path):
+    outputs = train_two_workers(tmp_path, "data/iris_training.csv")
+    for out in outputs:
+        assert "reads 1 train file(s): data/iris_training.csv" in out, out[-2000:]
+    assert (tmp_path / "model" / "saved_model.pb").is_file()
+
+
+def test_cloud_storage_shards_and_outputs(emulator, gcs, shards, tmp_path):
+    bucket = gcs.bucket(BUCKET)
+    for path in shards[:2]:
+        bucket.blob(f"trainer-shards/{path.name}").upload_from_filename(str(path))
+    bucket.blob("trainer-shards/eval.csv").upload_from_filename(str(ROOT / "data/iris_test.csv"))
+    job = f"gs://{BUCKET}/trainer-gcs-job"
+    result = subprocess.run(
+        [sys.executable, "-m", "trainer.task", "--job-dir", job, "--train-steps", "20",
+         "--train-file", f"gs://{BUCKET}/trainer-shards/train-*.csv",
+         "--eval-file", f"gs://{BUCKET}/trainer-shards/eval.csv"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, env={**QUIET, **emulator.env()},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = [f"gs://{BUCKET}/trainer-shards/train-{i}.csv" for i in range(2)]
+    assert f"reads 2 train file(s): {', '.join(names)}" in result.stdout
+    objects = {b.name for b in gcs.list_blobs(BUCKET, prefix="trainer-gcs-job/")}
+    assert {"trainer-gcs-job/metrics.json", "trainer-gcs-job/model/saved_model.pb"} <= objects
+    assert any(n.startswith("trainer-gcs-job/logs/train/events.out.tfevents.") for n in objects)
+    assert any(n.startswith("trainer-gcs-job/logs/eval/events.out.tfevents.") for n in objects)
+
+
+def test_a_glob_that_matches_nothing_is_named(tmp_path, capsys):
+    pattern = str(tmp_path / "none-*.csv")
+    assert task.main(["--job-dir", str(tmp_path / "job"), "--train-file", pattern]) == 1
+    assert capsys.readouterr().err.strip() == f"Error: {pattern}: no file matches"
+    assert not (tmp_path / "job").exists()

@@ -30,7 +30,29 @@ class Role:
 
     @property
     def replicas(self) -> int:
-        return sum(len(self.cluster.get(kind, [])) for kind in _TRAINING_TASKS)
+        return max(1, sum(len(self.cluster.get(kind, [])) for kind in _TRAINING_TASKS))
+
+    @property
+    def rank(self) -> int:
+        """Position among the training replicas: the chief first, then the workers."""
+        if self.task_type == "worker":
+            return len(self.cluster.get("chief", [])) + self.index
+        return 0
+
+
+def share(files: list[str], current: Role) -> tuple[list[str], bool]:
+    """The files this replica reads, and whether that is a disjoint share of them.
+
+    File-level sharding: with at least as many files as training replicas, replica ``r``
+    of ``n`` reads files ``r, r+n, r+2n…`` of the sorted list (disjoint, the same on every
+    run). With fewer files than replicas every replica reads them all and keeps its share
+    of the batches instead (``tf.data``'s DATA auto-sharding): correct, but each replica
+    then parses every row.
+    """
+    n = current.replicas
+    if n <= 1 or len(files) < n:
+        return list(files), False
+    return list(files[current.rank :: n]), True
 
 
 def role() -> Role:

@@ -13,6 +13,11 @@ TRAIN_STEPS = 1000
 BATCH_SIZE = 32
 LEARNING_RATE = 0.01
 HIDDEN_UNITS = (10, 10)
+# Seeds weights, shuffling and everything random: the same seed, the same model and metrics.
+SEED = 42
+# Beyond these a run would only exhaust memory or time: refused as bad usage up front.
+MAX_BATCH_SIZE = 1 << 20
+MAX_HIDDEN_UNITS = 1 << 14
 # Blocks the shuffle mixes across, on top of shuffling the rows within each block.
 SHUFFLE_BLOCKS = 8
 # Bytes read, split into lines and parsed per vectorised step (about 3,000 Iris rows):

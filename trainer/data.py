@@ -1,9 +1,10 @@
 """The input pipeline: CSV lines streamed with ``tf.data`` and parsed a block at a time.
 
-Rows are validated as they stream (column count, numbers, label range), so a bad file
-fails with its path, line and value instead of training on garbage. Reading, parsing and
-shuffling work on blocks of lines with vectorised ops: per-row dataset elements would
-cost far more than the arithmetic. Memory stays flat whatever the file's size.
+Rows are validated as they stream (text encoding, column count, numbers, label range), so
+a bad file fails with its path, line and value instead of training on garbage. Reading,
+parsing and shuffling work on blocks of lines with vectorised ops: per-row dataset
+elements would cost far more than the arithmetic. Several files (shards) are read
+interleaved, in parallel and in a fixed order. Memory stays flat whatever the size.
 """
 
 from __future__ import annotations
@@ -21,31 +22,44 @@ _END = ">>"
 _FLOAT = r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
 # A whole data row: the features, then a label 0, 1 or 2.
 _ROW = ",".join([_FLOAT] * len(C.FEATURES) + [rf"\s*[0-{len(C.CLASSES) - 1}]\s*"])
+# Files read at once when there are several; more only adds buffers, not speed, on few cores.
+_CYCLE = 4
+# The pipeline's functions use tf.cond, never Python control flow on tensors: AutoGraph's
+# source conversion would only add seconds of start-up to every run.
+_plain = tf.autograph.experimental.do_not_convert
 
 
 class DataError(ValueError):
     """A data file that cannot be used; the message names file, line and value."""
 
 
-def check_file(path: str) -> None:
-    """Fail early on a missing file, an empty one, or one with a header and no rows."""
+def check_file(path: str, name: str | None = None) -> None:
+    """Fail early on a missing file, an empty one, or one with a header and no rows.
+
+    ``name`` is what messages call the file (its URI when ``path`` is a downloaded copy).
+    """
+    name = name or path
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
             header = f.readline()
             first_row = f.readline()
     except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+        raise DataError(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise DataError(f"{path}: is a directory, not a CSV file") from None
+        raise DataError(f"{name}: is a directory, not a CSV file") from None
     if not header:
-        raise DataError(f"{path}: empty file (expected a header line, then data rows)")
+        raise DataError(f"{name}: empty file (expected a header line, then data rows)")
     if not first_row.strip():
-        raise DataError(f"{path}: no data rows after the header line")
+        raise DataError(f"{name}: no data rows after the header line")
 
 
 def bad_data_message(error: Exception) -> str | None:
     """The one-line message of a validation failure raised inside the pipeline, if it is one."""
-    match = re.search(re.escape(_MARK) + r"(.*?)" + re.escape(_END), str(error), re.S)
+    # TensorFlow's message may carry the raw bytes of a bad line: never fail on decoding it.
+    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "backslashreplace")
+    match = re.search(re.escape(_MARK) + r"(.*?)" + re.escape(_END), text, re.S)
     # The assertion's text comes back repr-escaped inside TensorFlow's message.
     return match.group(1).replace("\\'", "'") if match else None
 
@@ -62,11 +76,15 @@ def _require(ok, message_at):
     return tf.cond(tf.reduce_all(ok), lambda: tf.constant(True), fail)
 
 
-def _diagnose(path: str, number, line):
+def _diagnose(path, number, line):
     """Why one line is not a valid row: only ever computed for the first bad line."""
     fields = tf.strings.split(line, ",")
     where = tf.strings.join([path, ":", tf.strings.as_string(number), ": "])
     count = tf.size(fields)
+    # Replacing invalid UTF-8 changes the line: then it is binary, and is not quoted.
+    text = tf.equal(
+        tf.strings.unicode_transcode(line, "UTF-8", "UTF-8", errors="replace"), line
+    ) & ~tf.strings.regex_full_match(line, r".*[\x00-\x08\x0e-\x1f].*")
 
     def columns():
         return tf.strings.join(
@@ -86,14 +104,18 @@ def _diagnose(path: str, number, line):
             ),
         )
 
-    return tf.cond(tf.equal(count, C.NUM_COLUMNS), values, columns)
+    def binary():
+        return tf.strings.join([where, "not UTF-8 text (is this a binary file?)"])
+
+    return tf.cond(text, lambda: tf.cond(tf.equal(count, C.NUM_COLUMNS), values, columns), binary)
 
 
-def _parse_block(path: str, line_numbers, lines, shuffle: bool):
+def _parse_block(path, line_numbers, lines, seed=None):
     """``[n]`` lines → ``(features [n, 4] float32, labels [n] int32)``, validated.
 
     One regular expression per line checks columns, numbers and label together; only a
-    block with a bad line pays for working out what is wrong with it.
+    block with a bad line pays for working out what is wrong with it. With ``seed`` (a
+    ``[2]`` tensor) the rows are shuffled by a stateless op: the same seed, the same order.
     """
     valid = _require(
         tf.strings.regex_full_match(lines, _ROW),
@@ -103,26 +125,25 @@ def _parse_block(path: str, line_numbers, lines, shuffle: bool):
         values = tf.reshape(tf.strings.split(lines, ",").flat_values, [-1, C.NUM_COLUMNS])
     x = tf.strings.to_number(values[:, : len(C.FEATURES)], tf.float32)
     y = tf.strings.to_number(values[:, -1], tf.int32)
-    if shuffle:
-        order = tf.random.shuffle(tf.range(tf.shape(y)[0]))
+    if seed is not None:
+        order = tf.random.experimental.stateless_shuffle(tf.range(tf.shape(y)[0]), seed)
         x, y = tf.gather(x, order), tf.gather(y, order)
     return x, y
 
 
-def _lines(path: str):
-    """Blocks of ``(line numbers, lines)`` read ``READ_CHUNK`` bytes at a time.
+def _lines(path, size, name):
+    """Blocks of ``(name, line numbers, lines)`` read ``READ_CHUNK`` bytes at a time.
 
     Reading fixed-size chunks and splitting them with one vectorised op keeps per-element
     dataset overhead per chunk instead of per line; a ``scan`` carries the part of a line
-    cut by a chunk boundary into the next chunk.
+    cut by a chunk boundary into the next chunk. The arguments may be tensors.
     """
-    size = os.path.getsize(path)
     tail = size % C.READ_CHUNK
     chunks = tf.data.FixedLengthRecordDataset(path, C.READ_CHUNK, footer_bytes=tail)
-    if tail:
-        chunks = chunks.concatenate(
-            tf.data.FixedLengthRecordDataset(path, tail, header_bytes=size - tail)
-        )
+    # The last, shorter chunk; with no tail this reads nothing (an empty body after the header).
+    chunks = chunks.concatenate(
+        tf.data.FixedLengthRecordDataset(path, tf.maximum(tail, 1), header_bytes=size - tail)
+    )
     # A final newline flushes a last line that has none.
     chunks = chunks.concatenate(tf.data.Dataset.from_tensors(tf.constant("\n")))
 
@@ -137,24 +158,48 @@ def _lines(path: str):
     def data_rows(numbers, lines):
         # Skip the header (line 1) and blank lines; numbers still count them, as an editor would.
         keep = (numbers > 1) & (tf.strings.length(lines) > 0)
-        return tf.boolean_mask(numbers, keep), tf.boolean_mask(lines, keep)
+        return name, tf.boolean_mask(numbers, keep), tf.boolean_mask(lines, keep)
 
     start = (tf.constant(""), tf.constant(0, tf.int64))
-    return chunks.scan(start, split).map(data_rows).filter(lambda n, _: tf.size(n) > 0)
+    blocks = chunks.scan(start, _plain(split)).map(_plain(data_rows))
+    return blocks.filter(_plain(lambda _p, n, _l: tf.size(n) > 0))
 
 
-def dataset(path: str, batch_size: int, *, shuffle: bool = False, repeat: bool = False):
-    """Batches of ``(features [b, 4], labels [b])`` streamed from a local CSV file.
+def dataset(
+    files,
+    batch_size: int,
+    *,
+    seed: int | None = None,
+    repeat: bool = False,
+    names: list[str] | None = None,
+):
+    """Batches of ``(features [b, 4], labels [b])`` streamed from local CSV files.
 
-    With ``shuffle``, rows are shuffled within each block and blocks are shuffled too.
+    ``files`` is one path or a list, read interleaved block by block; ``names`` are what
+    messages call them (default: the paths). With ``seed``, rows are shuffled within each
+    block and blocks are shuffled too, the same way for the same seed (differently in
+    each epoch).
     """
-    check_file(path)
-    blocks = _lines(path).map(
-        lambda numbers, text: _parse_block(path, numbers, text, shuffle),
-        num_parallel_calls=tf.data.AUTOTUNE,
+    files = [files] if isinstance(files, str) else list(files)
+    names = list(names or files)
+    for path, name in zip(files, names, strict=True):
+        check_file(path, name)
+    sizes = tf.constant([os.path.getsize(path) for path in files], tf.int64)
+    blocks = tf.data.Dataset.from_tensor_slices((files, sizes, names))
+    parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
+    blocks = blocks.interleave(
+        _plain(_lines), cycle_length=min(len(files), _CYCLE), **(parallel if len(files) > 1 else {})
     )
-    if shuffle:
-        blocks = blocks.shuffle(C.SHUFFLE_BLOCKS)
+    if seed is not None:
+        blocks = blocks.shuffle(C.SHUFFLE_BLOCKS, seed=seed)
     if repeat:
         blocks = blocks.repeat()
-    return blocks.rebatch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if seed is None:
+        parsed = blocks.map(_plain(_parse_block), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        # The block's position in the stream (epochs included) varies the row shuffle.
+        parsed = blocks.enumerate().map(
+            _plain(lambda i, b: _parse_block(*b, seed=tf.stack([tf.constant(seed, tf.int64), i]))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+    return parsed.rebatch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -7,7 +7,10 @@ Storage by uploading ``saved_model.pb`` (what loaders look for) after everything
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -42,13 +45,53 @@ def join(root: str, *parts: str) -> str:
     return os.path.join(root, *parts)
 
 
+def _has_magic(path: str) -> bool:
+    return any(c in path for c in "*?[")
+
+
+def expand(spec: str) -> list[str]:
+    """The files ``spec`` names: one path or URI, a glob, or a comma-separated list of them.
+
+    Globs are expanded and sorted (Cloud Storage ones by listing the bucket under the part
+    before the first wildcard); a glob that matches nothing is an error. Plain paths are
+    returned as given, so a missing one is reported by whoever opens it.
+    """
+    found: list[str] = []
+    for part in (p.strip() for p in spec.split(",")):
+        if not part:
+            continue
+        if not _has_magic(part):
+            found.append(part)
+            continue
+        if is_gcs(part):
+            bucket, _, pattern = part[len("gs://") :].partition("/")
+            prefix = re.split(r"[*?[]", pattern, maxsplit=1)[0]
+            from google.api_core.exceptions import NotFound
+
+            try:
+                names = [b.name for b in _client().list_blobs(bucket, prefix=prefix)]
+            except NotFound:
+                raise FileNotFoundError(f"{part}: no such bucket") from None
+            matches = [f"gs://{bucket}/{n}" for n in names if fnmatch.fnmatchcase(n, pattern)]
+        else:
+            matches = [p for p in glob.glob(part) if os.path.isfile(p)]
+        if not matches:
+            raise FileNotFoundError(f"{part}: no file matches")
+        found += sorted(matches)
+    if not found:
+        raise FileNotFoundError(f"{spec!r}: names no file")
+    return found
+
+
 def localize(path: str, workdir: str) -> str:
     """A local copy of ``path`` (downloaded when it is on Cloud Storage)."""
     if not is_gcs(path):
         return path
     from google.api_core.exceptions import NotFound
 
-    local = os.path.join(workdir, path.rsplit("/", 1)[-1])
+    # Shards in different folders may share a base name: keep each download apart.
+    folder = tempfile.mkdtemp(prefix="download-", dir=workdir)
+    local = os.path.join(folder, path.rsplit("/", 1)[-1])
     try:
         _blob(path).download_to_filename(local)
     except NotFound:
@@ -78,6 +121,20 @@ def publish_dir(local_dir: str, dest: str) -> None:
         shutil.rmtree(old)
     else:
         os.replace(staging, dest)
+
+
+def upload_tree(local_dir: str, dest: str) -> None:
+    """Copy every file under ``local_dir`` to ``dest``, keeping what is already there."""
+    for path in sorted(Path(local_dir).rglob("*")):
+        if not path.is_file():
+            continue
+        relative = path.relative_to(local_dir).as_posix()
+        if is_gcs(dest):
+            _blob(join(dest, relative)).upload_from_filename(os.fspath(path))
+        else:
+            target = os.path.join(dest, relative)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(path, target)
 
 
 def publish_text(text: str, dest: str) -> None:

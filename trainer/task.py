@@ -6,6 +6,7 @@ Only parses flags and calls the training function; errors come out as one line.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -20,17 +21,31 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"Error: {message}\n")
 
 
-def _positive(kind):
+def _positive(kind, most=None):
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"not a {kind.__name__}: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number: {text!r}")
         if value <= 0:
             raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        if most is not None and value > most:
+            raise argparse.ArgumentTypeError(f"must be at most {most}: {text!r}")
         return value
 
     return parse
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an int: {text!r}") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 2**32 - 1: {text!r}")
+    return value
 
 
 def _units(text: str) -> tuple[int, ...]:
@@ -40,6 +55,10 @@ def _units(text: str) -> tuple[int, ...]:
         units = ()
     if not units or min(units) <= 0:
         raise argparse.ArgumentTypeError(f"expected positive integers like 10,10: {text!r}")
+    if max(units) > C.MAX_HIDDEN_UNITS:
+        raise argparse.ArgumentTypeError(
+            f"a layer may have at most {C.MAX_HIDDEN_UNITS} units: {text!r}"
+        )
     return units
 
 
@@ -65,12 +84,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--train-file",
         default="data/iris_training.csv",
-        help="training CSV, local or gs:// (default: %(default)s)",
+        help="training CSV, local or gs://; a glob or a comma-separated list reads shards, "
+        "split by file among workers (default: %(default)s)",
     )
     p.add_argument(
         "--eval-file",
         default="data/iris_test.csv",
-        help="evaluation CSV, local or gs:// (default: %(default)s)",
+        help="evaluation CSV, local or gs://; a glob or a comma-separated list reads "
+        "shards (default: %(default)s)",
     )
     p.add_argument(
         "--train-steps",
@@ -80,9 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--batch-size",
-        type=_positive(int),
+        type=_positive(int, C.MAX_BATCH_SIZE),
         default=C.BATCH_SIZE,
-        help="examples per step and replica (default: %(default)s)",
+        help=f"examples per step and replica, at most {C.MAX_BATCH_SIZE} (default: %(default)s)",
     )
     p.add_argument(
         "--learning-rate",
@@ -95,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
         type=_units,
         default=C.HIDDEN_UNITS,
         help="hidden layer sizes, comma-separated (default: 10,10)",
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        default=C.SEED,
+        help="seed of the initial weights and the shuffling; the same seed, data and flags "
+        "train the same model (default: %(default)s)",
     )
     return p
 
@@ -113,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         hidden_units=args.hidden_units,
+        seed=args.seed,
     )
     try:
         train.run(config)
-    except (data.DataError, FileNotFoundError, ValueError) as exc:
+    except (data.DataError, FileNotFoundError, ValueError, train.TrainingError) as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return 1
     except tf.errors.OpError as exc:

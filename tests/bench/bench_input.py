@@ -28,7 +28,7 @@ approach, path = sys.argv[1], sys.argv[2]
 start = time.perf_counter()
 if approach == "tf.data streaming (trainer)":
     from trainer import data
-    ds = data.dataset(path, {BATCH}, shuffle=True)
+    ds = data.dataset(path, {BATCH}, seed=0)
 elif approach.startswith("floor"):
     n = int(sys.argv[3]) // {BATCH}
     x, y = tf.zeros([n, {BATCH}, 4]), tf.zeros([n, {BATCH}], tf.int32)
