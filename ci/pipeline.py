@@ -12,7 +12,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci import flags, gate, gate_rules, outputs, plots, predict, promote, report, stage, tiers, train
+from ci import (
+    flags,
+    gate,
+    gate_rules,
+    outputs,
+    plots,
+    predict,
+    promote,
+    report,
+    stage,
+    tiers,
+    train,
+)
 from ci import package as packaging
 from ci.cloud import Cloud, connect
 from ci.errors import GateRejected, UsageError
