@@ -13,6 +13,7 @@ from ci.errors import CiError
 
 COMMANDS = {
     "emulator": ("ci.emulator.__main__", "run the local Vertex AI + Cloud Storage emulators"),
+    "local-train": ("ci.local_train", "train through the trainer's entry point on this machine"),
     "local-predict": ("ci.local_predict", "predict a JSON-lines file with a local export"),
     "package": ("ci.package", "build the trainer sdist; prints its path"),
     "stage": ("ci.stage", "upload the sdist and data, content-addressed"),
@@ -23,6 +24,7 @@ COMMANDS = {
     "rollback": ("ci.rollback", "move traffic and 'default' back to the previous version"),
     "versions": ("ci.versions", "list versions with aliases, traffic, labels, metrics"),
     "pipeline": ("ci.pipeline", "package → stage → train → gate → promote, the merge path"),
+    "workflow-plan": ("ci.workflow", "check train-and-deploy's inputs and decide how it runs"),
 }
 
 
