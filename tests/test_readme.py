@@ -14,7 +14,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from ci.tiers import TIER_NAMES
-from tests.test_workflows_lint import run, tool
+from tests.test_workflows_lint import actionlint, run, tool
 from tests.workflows_act import WORKFLOWS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_the_adoption_snippet_is_a_short_valid_caller(tmp_path):
     path.write_text(snippet)
     schema = run(tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path))
     assert schema.returncode == 0, schema.stdout + schema.stderr
-    lint = run(tool("actionlint"), "-no-color", f"-shellcheck={tool('shellcheck')}", str(path))
+    lint = actionlint(path)
     assert (lint.returncode, lint.stdout) == (0, ""), lint.stdout + lint.stderr
 
 
