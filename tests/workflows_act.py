@@ -132,6 +132,13 @@ class ActRun:
         job = rf"\[{re.escape(job_prefix)}[^\]]*\]"
         return re.search(rf"{job}\s+✅\s+Success - Main {re.escape(step)}", self.log) is not None
 
+    def summary_of(self, prefix: str) -> str:
+        """The job summary the steps of jobs starting with ``prefix`` wrote (act logs each
+        step's ``$GITHUB_STEP_SUMMARY`` as ``⚙  Summary - ...`` up to its next log line)."""
+        job = rf"^\[{re.escape(prefix)}[^\]]*\]"
+        found = re.findall(rf"{job}\s+⚙  Summary - (.*?)(?=^\[)", self.log, flags=re.M | re.S)
+        return "\n".join(found)
+
     def steps_run(self) -> set[str]:
         """Names of the steps that ran (skipped steps are not in act's log)."""
         return set(re.findall(r"⭐ Run Main (.+)$", self.log, flags=re.MULTILINE))
