@@ -67,7 +67,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--job-dir", type=Path, default=Path("build/local-job"), help="default build/local-job"
     )
-    parser.add_argument("--package-dir", type=Path, default=Path("."), help="default .")
     parser.add_argument(
         "--trainer-args",
         default="",
@@ -79,7 +78,8 @@ def main(argv: list[str]) -> int:
         trainer_args = shlex.split(args.trainer_args)
     except ValueError as exc:
         raise UsageError(f"--trainer-args {args.trainer_args!r}: {exc}") from None
-    metrics = local_train(resolve(args), args.package_dir, args.job_dir, trainer_args)
+    # The package is the working directory, as `python -m <module>` on a replica sees it.
+    metrics = local_train(resolve(args), Path("."), args.job_dir, trainer_args)
     outputs.write_outputs(args.outputs, {"job_dir": args.job_dir, "metrics": metrics})
     outputs.write_summary(args.summary, summary(args.job_dir, metrics))
     print(f"export: {args.job_dir / 'model'}; metrics: {args.job_dir / 'metrics.json'}")
