@@ -180,7 +180,7 @@ def test_a_gate_that_says_no_stops_before_promotion(pushed, sandbox, repo):
     inputs = {"train-steps": "1", "scale-tier": "BASIC"}
     run = sandbox.run(repo, "workflow_dispatch", {"inputs": inputs}, inputs=inputs)
     assert run.rc != 0
-    assert run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Stage and train")
+    assert run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Package, stage and train")
     assert not run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Gate the candidate")
     assert "exit status 3" in run.log  # the gate's "no", not a broken tool
     assert "### Evaluation gate: no" in run.output_of(f"deploy/train-and-deploy/{TRAIN}")

@@ -204,7 +204,7 @@ def test_each_job_reads_in_one_screen(path):
     for block in re.split(r"\n(?=  [\w-]+:\n)", "\n" + text):
         if block.strip():
             name = block.strip().split(":", 1)[0]
-            assert len(block.strip().splitlines()) <= 85, f"{path.name}/{name} is too long"
+            assert len(block.strip().splitlines()) <= 80, f"{path.name}/{name} is too long"
 
 
 def test_no_expression_is_expanded_inside_run_scripts():
