@@ -104,7 +104,7 @@ def test_pull_request_runs_validation_and_the_local_rehearsal(tmp_path):
     assert {p.name for p in report.glob("*.png")} >= {"confusion_matrix.png", "comparison.png"}
     # A fork's token cannot comment: the comment job never starts, the plan says why.
     assert not run.job_ran_like("deploy/train-and-deploy/comment")
-    assert "No pull request comment" in run.output_of("deploy/train-and-deploy/plan")
+    assert "read-only token" in run.summary_of("deploy/train-and-deploy/plan")
     # A fork's pull request: no cloud, and nothing of it reaches main's cache; the version
     # it promoted serves in the local cloud cached for the pull request's own ref.
     assert box.latest_cache("local-cloud-") is None
