@@ -13,6 +13,7 @@ from ci.errors import CiError
 
 COMMANDS = {
     "emulator": ("ci.emulator.__main__", "run the local Vertex AI + Cloud Storage emulators"),
+    "local-train": ("ci.local_train", "train through the trainer's entry point on this machine"),
     "local-predict": ("ci.local_predict", "predict a JSON-lines file with a local export"),
     "package": ("ci.package", "build the trainer sdist; prints its path"),
     "stage": ("ci.stage", "upload the sdist and data, content-addressed"),
@@ -25,6 +26,7 @@ COMMANDS = {
     "pipeline": ("ci.pipeline", "package → stage → train → gate → promote, the merge path"),
     "report": ("ci.report", "report.md, plots and index.html: a job against the champion"),
     "pr-comment": ("ci.pr_comment", "post or update the one report comment on a pull request"),
+    "workflow-plan": ("ci.workflow", "check train-and-deploy's inputs and decide how it runs"),
 }
 
 

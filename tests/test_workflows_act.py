@@ -12,6 +12,7 @@ import json
 import pytest
 
 from tests import workflows_second_repo as second
+from tests.github_stub import GitHubStub
 from tests.workflows_act import ROOT, SLUG, Sandbox, ci_json, job_records
 
 pytestmark = pytest.mark.act
@@ -19,7 +20,30 @@ pytestmark = pytest.mark.act
 # The validation's tests session inside act runs this file only: the whole suite already
 # runs outside, and the act tests must not run themselves recursively.
 NARROW_TESTS = {"PYTEST_ADDOPTS": '-m "not act" tests/test_workflows_lint.py'}
-DEPLOY_JOBS = ("train", "gate", "promote", "smoke test")
+DEPLOY_JOBS = ("plan", "train and gate", "promote")
+TRAIN = "train and gate"
+# A minimal caller of the reusable workflow alone, for the pull request comment runs.
+REHEARSE = """\
+on: pull_request
+permissions: {}
+jobs:
+  rehearsal:
+    uses: ./.github/workflows/train-and-deploy.yml
+    permissions: {contents: read, id-token: write, pull-requests: write}
+    with: {train-steps: "200"}
+"""
+
+
+def pull_request(sha: str, head_repo: str, number: int = 7) -> dict:
+    """A ``pull_request`` event payload from ``head_repo`` into this repository's main."""
+    return {
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"ref": "feature", "sha": sha, "repo": {"full_name": head_repo}},
+            "base": {"ref": "main", "repo": {"full_name": SLUG}},
+        },
+    }
 
 
 def jobs_succeeded(run, prefix: str) -> dict:
@@ -55,26 +79,68 @@ def test_pull_request_runs_validation_and_the_local_rehearsal(tmp_path):
     box = Sandbox(tmp_path)
     repo = box.create_repo(SLUG, source=ROOT)
     sha = box.commit(repo, "a change under review")
-    payload = {
-        "number": 7,
-        "pull_request": {
-            "number": 7,
-            "head": {"ref": "feature", "sha": sha, "repo": {"full_name": "someone/fork"}},
-            "base": {"ref": "main", "repo": {"full_name": SLUG}},
-        },
-    }
+    payload = pull_request(sha, "someone/fork")
     run = box.run(repo, "pull_request", payload, variables=NARROW_TESTS)
     assert run.rc == 0, run.log[-6000:]
     assert run.job_succeeded_like("validation/validation/lint, tests, local train and predict")
-    assert jobs_succeeded(run, "rehearsal") == dict.fromkeys(DEPLOY_JOBS, True)
-    assert not run.job_ran_like("deploy/")
+    # The plan makes every pull request a local rehearsal: no credentials anywhere.
+    assert jobs_succeeded(run, "deploy") == dict.fromkeys(DEPLOY_JOBS, True)
+    assert "platform: local" in run.output_of("deploy/train-and-deploy/plan")
+    assert "Authenticate to Google Cloud" not in run.steps_run()
     export = run.artifact("validation")
     assert (export / "local-job" / "model" / "saved_model.pb").is_file()
     assert json.loads((export / "local-job" / "metrics.json").read_text())["accuracy"] >= 0.9
     assert "<testsuite" in (export / "reports" / "junit.xml").read_text()
-    # A fork's pull request: no cloud, and nothing of it reaches main's cache.
+    # The report: the job summary shows the gate's table once and the training curve as an
+    # inline chart (or says the trainer left no event files); plots and page in the artifact.
+    summary = run.summary_of(f"deploy/train-and-deploy/{TRAIN}")
+    assert summary.count("| accuracy |") == 1, summary
+    report = run.artifact("report")
+    text = (report / "report.md").read_text()
+    assert "| accuracy |" in text
+    if "(no event files)" not in text:
+        assert "```mermaid" in summary and "xychart-beta" in summary, summary
+    assert (report / "index.html").is_file()
+    assert {p.name for p in report.glob("*.png")} >= {"confusion_matrix.png", "comparison.png"}
+    # A fork's token cannot comment: the comment job never starts, the plan says why.
+    assert not run.job_ran_like("deploy/train-and-deploy/comment")
+    assert "read-only token" in run.summary_of("deploy/train-and-deploy/plan")
+    # A fork's pull request: no cloud, and nothing of it reaches main's cache; the version
+    # it promoted serves in the local cloud cached for the pull request's own ref.
     assert box.latest_cache("local-cloud-") is None
-    assert serving(run.artifact("local-cloud-promoted"))[0]["aliases"] == ["default"]
+    (entry,) = [p for p in (box.cache_store / SLUG).rglob("local-cloud-*") if p.is_dir()]
+    assert serving(entry)[0]["aliases"] == ["default"]
+
+
+def test_a_pull_request_gets_one_comment_edited_on_every_run(tmp_path):
+    box = Sandbox(tmp_path)
+    repo = box.create_repo(SLUG, source=ROOT, files={".github/workflows/pr.yml": REHEARSE})
+    with GitHubStub() as github:
+        runs = []
+        for change in ("first push to the branch", "second push to the branch"):
+            sha = box.commit(repo, change)
+            runs.append(
+                box.run(
+                    repo,
+                    "pull_request",
+                    pull_request(sha, SLUG),
+                    workflow=".github/workflows/pr.yml",
+                    secrets={"GITHUB_TOKEN": "same-repo-token"},
+                    env={"GITHUB_API_URL": github.url},
+                )
+            )
+        for run in runs:
+            assert run.rc == 0, run.log[-6000:]
+            assert run.job_succeeded_like("rehearsal/train-and-deploy/comment")
+        writes = github.writes()
+    assert [w.method for w in writes] == ["POST", "PATCH"]
+    created, edited = writes
+    assert created.path == f"/repos/{SLUG}/issues/7/comments"
+    comment_id = github.comments[(SLUG, 7)][0]["id"]
+    assert edited.path == f"/repos/{SLUG}/issues/comments/{comment_id}"
+    assert len(github.comments[(SLUG, 7)]) == 1
+    assert "| accuracy |" in edited.body["body"]
+    assert {w.headers.get("Authorization") for w in writes} == {"Bearer same-repo-token"}
 
 
 def test_push_to_main_without_cloud_variables_deploys_locally(pushed, sandbox):
@@ -82,7 +148,7 @@ def test_push_to_main_without_cloud_variables_deploys_locally(pushed, sandbox):
     assert pushed.job_succeeded_like("validation/validation/")
     assert jobs_succeeded(pushed, "deploy") == dict.fromkeys(DEPLOY_JOBS, True)
     assert "Authenticate to Google Cloud" not in pushed.steps_run()
-    gate = pushed.output_of("deploy/train-and-deploy/gate")
+    gate = pushed.output_of(f"deploy/train-and-deploy/{TRAIN}")
     assert "### Evaluation gate: yes" in gate
     assert "| accuracy |" in gate  # the candidate-against-champion table
     state = sandbox.latest_cache("local-cloud-")
@@ -96,7 +162,7 @@ def test_dispatch_inputs_reach_the_training_job(pushed, sandbox, repo):
     assert pushed.rc == 0
     inputs = {"train-steps": "900", "scale-tier": "BASIC_GPU"}
     run = sandbox.run(repo, "workflow_dispatch", {"inputs": inputs}, inputs=inputs)
-    assert run.job_succeeded_like("deploy/train-and-deploy/train")
+    assert run.job_succeeded_like(f"deploy/train-and-deploy/{TRAIN}")
     assert not run.job_ran_like("validation/")
     job = job_records(run.artifact("local-cloud-trained"))[-1]
     (pool,) = job["jobSpec"]["workerPoolSpecs"]
@@ -114,10 +180,14 @@ def test_a_gate_that_says_no_stops_before_promotion(pushed, sandbox, repo):
     inputs = {"train-steps": "1", "scale-tier": "BASIC"}
     run = sandbox.run(repo, "workflow_dispatch", {"inputs": inputs}, inputs=inputs)
     assert run.rc != 0
-    assert run.job_succeeded_like("deploy/train-and-deploy/train")
+    assert run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Package, stage and train")
+    assert not run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Gate the candidate")
     assert "exit status 3" in run.log  # the gate's "no", not a broken tool
-    assert "### Evaluation gate: no" in run.output_of("deploy/train-and-deploy/gate")
+    assert "### Evaluation gate: no" in run.output_of(f"deploy/train-and-deploy/{TRAIN}")
     assert not run.job_ran_like("deploy/train-and-deploy/promote")
+    # A rejected candidate still gets its report.
+    assert run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Report")
+    assert (run.artifact("report") / "report.md").is_file()
     # The state this run worked on, and what the next run will see, keep the same champion.
     assert ci_json(run.artifact("local-cloud-trained"), "versions") == before
     assert sandbox.latest_cache("local-cloud-") == before_entry

@@ -49,11 +49,16 @@ def local_action(uses: str) -> dict | None:
 
 
 def authenticates(step: dict) -> bool:
-    """Whether a step is, or is a local composite action that runs, the Google auth."""
+    """Whether a step is, or is a local composite action that can run, the Google auth.
+
+    The setup action authenticates only for ``platform: vertex`` (its default is local), so
+    a step that passes no platform never requests a token.
+    """
     uses = step.get("uses", "")
     action = local_action(uses)
     if action is not None:
-        return any(authenticates(s) for s in action["runs"]["steps"])
+        inner = any(authenticates(s) for s in action["runs"]["steps"])
+        return inner and "platform" in step.get("with", {})
     return "google-github-actions/auth@" in uses
 
 
@@ -134,18 +139,22 @@ def test_cloud_jobs_skip_fork_pull_requests():
     jobs = load(WORKFLOWS / "train-and-deploy.yml")["jobs"]
     same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
     assert same_repo in jobs["train"]["if"]
+    assert "needs.plan.outputs.platform == 'local'" in jobs["train"]["if"]
 
     def upstream(name: str) -> set:
         needs = jobs[name].get("needs", [])
         needs = [needs] if isinstance(needs, str) else needs
         return set(needs).union(*(upstream(n) for n in needs))
 
+    credentialed = [n for n, job in jobs.items() if job["permissions"].get("id-token")]
+    assert set(credentialed) == {"train", "promote"}
     for name, job in jobs.items():
         for step in job["steps"]:
             assert "google-github-actions/auth@" not in step.get("uses", ""), f"{name}: {SETUP}"
-            if local_action(step.get("uses", "")) is not None:
-                assert step["with"]["platform"] == "${{ inputs.platform }}", name
-        assert name == "train" or "train" in upstream(name), f"{name} must wait for train's if"
+            if authenticates(step):  # the platform comes from the plan, never decided here
+                assert step["with"]["platform"] == "${{ needs.plan.outputs.platform }}", name
+        if name in credentialed:
+            assert name == "train" or "train" in upstream(name), f"{name} must wait for train's if"
     # The composite action authenticates for platform vertex only.
     (auth,) = [
         s
@@ -156,10 +165,46 @@ def test_cloud_jobs_skip_fork_pull_requests():
 
 
 def test_promotion_is_never_cancelled_and_one_at_a_time():
+    # The group names the project (or branch) and model: tests/test_workflow.py checks it.
     promote = load(WORKFLOWS / "train-and-deploy.yml")["jobs"]["promote"]
     assert promote["concurrency"]["cancel-in-progress"] is False
-    assert "inputs.model-name" in promote["concurrency"]["group"]
-    assert promote["environment"] == "${{ inputs.environment }}"
+    assert promote["concurrency"]["group"] == "${{ needs.plan.outputs.promote-group }}"
+    assert promote["environment"] == "${{ needs.plan.outputs.environment }}"
+    assert "plan" in promote["needs"] and "train" in promote["needs"]
+
+
+def test_decisions_are_the_plans_not_the_yamls():
+    # Platform, approval, concurrency and the comment are decided by `ci workflow-plan`.
+    text = (WORKFLOWS / "train-and-deploy.yml").read_text()
+    jobs_text = text.split("\njobs:\n", 1)[1]
+    for decided in ("inputs.platform", "inputs.environment", "inputs.project"):
+        assert decided not in jobs_text, f"{decided}: wire the plan's output instead"
+    plan = load(WORKFLOWS / "train-and-deploy.yml")["jobs"]["plan"]
+    (step,) = [s for s in plan["steps"] if "workflow-plan" in s.get("run", "")]
+    assert step["env"]["CI_WORKFLOW_INPUTS"] == "${{ toJSON(inputs) }}"
+
+
+def test_only_the_comment_job_writes_to_pull_requests():
+    writers = []
+    for path in FILES:
+        for name, job in load(path)["jobs"].items():
+            if "uses" not in job and job["permissions"].get("pull-requests") == "write":
+                writers.append(f"{path.name}/{name}")
+    assert writers == ["train-and-deploy.yml/comment"]
+    comment = load(WORKFLOWS / "train-and-deploy.yml")["jobs"]["comment"]
+    assert "needs.plan.outputs.pr-comment == 'true'" in comment["if"]
+    assert set(comment["permissions"]) == {"contents", "pull-requests"}
+    assert not any(authenticates(s) for s in comment["steps"])
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_each_job_reads_in_one_screen(path):
+    # Jobs are wiring: checkouts, one setup, a few `python -m ci` lines.
+    text = path.read_text().split("\njobs:\n", 1)[1]
+    for block in re.split(r"\n(?=  [\w-]+:\n)", "\n" + text):
+        if block.strip():
+            name = block.strip().split(":", 1)[0]
+            assert len(block.strip().splitlines()) <= 80, f"{path.name}/{name} is too long"
 
 
 def test_no_expression_is_expanded_inside_run_scripts():
@@ -172,18 +217,37 @@ def test_no_expression_is_expanded_inside_run_scripts():
             assert "${{" not in step.get("run", ""), f"{path.parent.name}: use env:"
 
 
-def test_tooling_comes_from_the_workflows_own_commit():
-    for name, job in load(WORKFLOWS / "train-and-deploy.yml")["jobs"].items():
-        checkout = [s for s in job["steps"] if s.get("with", {}).get("path") == ".ci-tooling"]
-        assert len(checkout) == 1, name
-        assert "job.workflow_sha" in checkout[0]["with"]["ref"]
-        assert "job.workflow_repository" in checkout[0]["with"]["repository"]
-        # The setup comes from that checkout, right after it, never from the caller's tree.
-        at = job["steps"].index(checkout[0])
-        assert job["steps"][at + 1]["uses"] == SETUP, name
-        assert [s.get("uses") for s in job["steps"]].count(SETUP) == 1, name
-        runs = [s["run"] for s in job["steps"] if "ci " in s.get("run", "")]
-        assert runs and all("python -P -m ci " in r for r in runs), name
+TOOLING_JOBS = [("train-and-deploy.yml", n) for n in ("plan", "train", "promote", "comment")]
+
+
+@pytest.mark.parametrize(
+    ("workflow", "name"), [*TOOLING_JOBS, ("validation.yml", "validate")], ids=str
+)
+def test_tooling_comes_from_the_workflows_own_commit(workflow, name):
+    jobs = load(WORKFLOWS / workflow)["jobs"]
+    assert workflow != "train-and-deploy.yml" or set(jobs) == {n for _, n in TOOLING_JOBS}
+    steps = jobs[name]["steps"]
+    checkout = [s for s in steps if s.get("with", {}).get("path") == ".ci-tooling"]
+    assert len(checkout) == 1, name
+    assert "job.workflow_sha" in checkout[0]["with"]["ref"]
+    assert "job.workflow_repository" in checkout[0]["with"]["repository"]
+    # The setup comes from that checkout, right after it, never from the caller's tree.
+    at = steps.index(checkout[0])
+    assert steps[at + 1]["uses"] == SETUP, name
+    assert [s.get("uses") for s in steps].count(SETUP) == 1, name
+    runs = [s["run"] for s in steps if "ci " in s.get("run", "")]
+    assert runs and all("python -P -m ci " in r for r in runs), name
+
+
+def test_validation_runs_the_callers_sessions_before_the_tooling_arrives():
+    steps = load(WORKFLOWS / "validation.yml")["jobs"]["validate"]["steps"]
+    runs = [s.get("run", "") for s in steps]
+    tooling = next(i for i, s in enumerate(steps) if s.get("with", {}).get("path") == ".ci-tooling")
+    # Only lint and tests come from the caller's noxfile, and its linters never see .ci-tooling.
+    assert [r for r in runs if r.startswith("nox ")] == ["nox -s lint", "nox -s tests"]
+    assert max(runs.index("nox -s lint"), runs.index("nox -s tests")) < tooling
+    assert any("python -P -m ci local-train" in r for r in runs[tooling:])
+    assert any("python -P -m ci local-predict" in r for r in runs[tooling:])
 
 
 def test_every_pinned_action_has_a_local_stand_in():

@@ -127,6 +127,18 @@ class ActRun:
         pattern = rf"^\[{re.escape(prefix)}[^\]]*\]   \| ?(.*)$"
         return "\n".join(re.findall(pattern, self.log, flags=re.MULTILINE))
 
+    def step_succeeded(self, job_prefix: str, step: str) -> bool:
+        """Whether the step named ``step`` of a job starting with ``job_prefix`` succeeded."""
+        job = rf"\[{re.escape(job_prefix)}[^\]]*\]"
+        return re.search(rf"{job}\s+✅\s+Success - Main {re.escape(step)}", self.log) is not None
+
+    def summary_of(self, prefix: str) -> str:
+        """The job summary the steps of jobs starting with ``prefix`` wrote (act logs each
+        step's ``$GITHUB_STEP_SUMMARY`` as ``⚙  Summary - ...`` up to its next log line)."""
+        job = rf"^\[{re.escape(prefix)}[^\]]*\]"
+        found = re.findall(rf"{job}\s+⚙  Summary - (.*?)(?=^\[)", self.log, flags=re.M | re.S)
+        return "\n".join(found)
+
     def steps_run(self) -> set[str]:
         """Names of the steps that ran (skipped steps are not in act's log)."""
         return set(re.findall(r"⭐ Run Main (.+)$", self.log, flags=re.MULTILINE))
@@ -179,10 +191,16 @@ class Sandbox:
         workflow: str = ".github/workflows/ci.yml",
         inputs: dict | None = None,
         variables: dict | None = None,
+        secrets: dict | None = None,
+        env: dict | None = None,
         reusable: dict[str, Path] | None = None,
         timeout: float = 1800,
     ) -> ActRun:
-        """Run ``event`` on ``repo`` with act; ``reusable`` maps ``owner/name@ref`` to a path."""
+        """Run ``event`` on ``repo`` with act; ``reusable`` maps ``owner/name@ref`` to a path.
+
+        ``env`` adds variables every step sees (``--env``), ``secrets`` act's secrets
+        (``github.token`` is the secret ``GITHUB_TOKEN``).
+        """
         run_id = next(self._run_ids)
         event_file = self.root / f"event-{run_id}.json"
         event_file.write_text(json.dumps(payload or {}))
@@ -220,6 +238,10 @@ class Sandbox:
             cmd += ["--input", f"{key}={value}"]
         for key, value in (variables or {}).items():
             cmd += ["--var", f"{key}={value}"]
+        for key, value in (secrets or {}).items():
+            cmd += ["--secret", f"{key}={value}"]
+        for key, value in (env or {}).items():
+            cmd += ["--env", f"{key}={value}"]
         env = {k: v for k, v in os.environ.items() if not _LEAKY.match(k)}
         env["ACT_DISABLE_VERSION_CHECK"] = "1"
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

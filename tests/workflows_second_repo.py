@@ -156,13 +156,14 @@ permissions: {{}}
 jobs:
   deploy:
     uses: {tooling}/.github/workflows/train-and-deploy.yml@{sha}
+    # GitHub checks these ceilings against every called job, the comment job's included.
     permissions:
       contents: read
       id-token: write
+      pull-requests: write
     with:
       platform: local
-      environment: ""
-      train-steps: 150
+      train-steps: "150"
       # act has no job.workflow_* context; GitHub fills these in itself.
       tooling-repository: {tooling}
       tooling-ref: {sha}

@@ -1,0 +1,86 @@
+"""``python -m ci local-train``: a real training run on this machine, through the entry point.
+
+It runs ``python -m <trainer_module> --job-dir DIR --train-file ... --eval-file ...`` exactly
+as a Vertex AI replica would (the package directory on ``PYTHONPATH``, the data files from
+the settings), then checks the contract's outputs: ``DIR/metrics.json`` and the export in
+``DIR/model``. A pull request runs it before anything reaches a cloud.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from ci import flags, outputs
+from ci.errors import CiError, UsageError
+from ci.settings import Settings, resolve
+
+
+def command(settings: Settings, job_dir: Path, trainer_args: list[str]) -> list[str]:
+    """The trainer's command line (pure)."""
+    cmd = [sys.executable, "-m", settings.trainer_module, "--job-dir", str(job_dir)]
+    for flag, name in (("--train-file", settings.train_file), ("--eval-file", settings.eval_file)):
+        if name:
+            cmd += [flag, settings.data_path(name)]
+    return cmd + trainer_args
+
+
+def local_train(
+    settings: Settings, package_dir: Path, job_dir: Path, trainer_args: list[str]
+) -> dict:
+    """Train in a child process and return the job's ``metrics.json``."""
+    if not package_dir.is_dir():
+        raise UsageError(f"package directory not found: {str(package_dir)!r}")
+    # The child gets its own environment: the package first on its path, as on a replica.
+    path = os.pathsep.join(filter(None, [str(package_dir.resolve()), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = command(settings, job_dir, trainer_args)
+    print("$ " + shlex.join(["python", *cmd[1:]]), flush=True)
+    code = subprocess.run(cmd, env=env, check=False).returncode
+    if code != 0:
+        raise CiError(f"the trainer {settings.trainer_module} exited with status {code}")
+    metrics = job_dir / "metrics.json"
+    if not metrics.is_file():
+        raise CiError(f"the trainer wrote no {metrics} (the contract's last output)")
+    if not (job_dir / "model" / "saved_model.pb").is_file():
+        raise CiError(f"the trainer wrote no SavedModel in {job_dir / 'model'}")
+    return json.loads(metrics.read_text())
+
+
+def summary(job_dir: Path, metrics: dict) -> str:
+    """Markdown: the top-level numeric metrics of the run."""
+    rows = "".join(
+        f"| {k} | {v:.4g} |\n"
+        for k, v in metrics.items()
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    )
+    table = f"| metric | value |\n| --- | --- |\n{rows}"
+    return f"### Local training\n\nExport: `{job_dir / 'model'}`\n\n{table}"
+
+
+def main(argv: list[str]) -> int:
+    parser = flags.parser("local-train", __doc__)
+    parser.add_argument(
+        "--job-dir", type=Path, default=Path("build/local-job"), help="default build/local-job"
+    )
+    parser.add_argument(
+        "--trainer-args",
+        default="",
+        metavar="ARGS",
+        help="more trainer flags, one string split like a shell would, e.g. '--train-steps 300'",
+    )
+    args = parser.parse_args(argv)
+    try:
+        trainer_args = shlex.split(args.trainer_args)
+    except ValueError as exc:
+        raise UsageError(f"--trainer-args {args.trainer_args!r}: {exc}") from None
+    # The package is the working directory, as `python -m <module>` on a replica sees it.
+    metrics = local_train(resolve(args), Path("."), args.job_dir, trainer_args)
+    outputs.write_outputs(args.outputs, {"job_dir": args.job_dir, "metrics": metrics})
+    outputs.write_summary(args.summary, summary(args.job_dir, metrics))
+    print(f"export: {args.job_dir / 'model'}; metrics: {args.job_dir / 'metrics.json'}")
+    return 0

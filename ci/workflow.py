@@ -1,0 +1,218 @@
+"""``python -m ci workflow-plan``: check train-and-deploy's inputs and decide how it runs.
+
+The reusable workflow hands its inputs over as one JSON object (``CI_WORKFLOW_INPUTS``,
+``toJSON(inputs)``) and GitHub's event through its usual variables. Every decision the jobs
+need (which platform, whether to authenticate, which GitHub environment gates promotion, the
+promotion's concurrency group, whether a pull request gets a comment) is made here, once,
+and written as step outputs; the YAML only wires them. Bad inputs fail here, before any job
+checks out, builds or authenticates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ci import flags, outputs
+from ci.errors import UsageError
+from ci.tiers import TIER_NAMES
+
+# Every input of .github/workflows/train-and-deploy.yml (tests/test_workflow.py keeps the
+# two in step): an unknown key means the workflow and the tooling disagree.
+INPUTS = (
+    "platform",
+    "project",
+    "region",
+    "bucket",
+    "model-name",
+    "scale-tier",
+    "train-steps",
+    "gate-config",
+    "environment",
+    "workload-identity-provider",
+    "service-account",
+    "package-dir",
+    "trainer-module",
+    "data-dir",
+    "train-file",
+    "eval-file",
+    "instances-file",
+    "python-version",
+    "pr-comment",
+    "tooling-repository",
+    "tooling-ref",
+)
+PLATFORMS = ("local", "vertex")
+# What platform vertex cannot run without (Workload Identity Federation, no keys).
+VERTEX_NEEDS = ("project", "bucket", "workload-identity-provider", "service-account")
+
+
+@dataclass(frozen=True)
+class Event:
+    """What the plan needs of the GitHub event that started the run."""
+
+    name: str
+    repository: str
+    ref: str = ""
+    head_repository: str | None = None  # a pull request's head repository
+
+    @property
+    def pull_request(self) -> bool:
+        return self.name in ("pull_request", "pull_request_target")
+
+    @property
+    def from_fork(self) -> bool:
+        """A pull request whose head lives in another repository (its token is read-only)."""
+        return self.pull_request and self.head_repository != self.repository
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Event:
+        """The event of a workflow run: ``GITHUB_EVENT_NAME``, ``GITHUB_EVENT_PATH``, ..."""
+        payload: dict = {}
+        path = env.get("GITHUB_EVENT_PATH")
+        if path and Path(path).is_file():
+            payload = json.loads(Path(path).read_text() or "{}")
+        head = ((payload.get("pull_request") or {}).get("head") or {}).get("repo") or {}
+        return cls(
+            name=env.get("GITHUB_EVENT_NAME", ""),
+            repository=env.get("GITHUB_REPOSITORY", ""),
+            ref=env.get("GITHUB_REF", ""),
+            head_repository=head.get("full_name"),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one run of train-and-deploy goes."""
+
+    platform: str
+    project: str
+    environment: str
+    promote_group: str
+    pr_comment: bool
+    notes: tuple[str, ...] = ()
+
+    def outputs(self) -> dict[str, str]:
+        """Step outputs (strings, as GitHub keeps them)."""
+        return {
+            "platform": self.platform,
+            "project": self.project,
+            "environment": self.environment,
+            "promote_group": self.promote_group,
+            "pr_comment": str(self.pr_comment).lower(),
+        }
+
+    def summary(self) -> str:
+        """A Markdown table for the job summary, then one line per note."""
+        rows = [
+            ("platform", self.platform),
+            ("project", self.project or "(embedded emulators)"),
+            ("approval environment", self.environment or "(none)"),
+            ("pull request comment", "yes" if self.pr_comment else "no"),
+        ]
+        table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+        notes = "".join(f"\n> {n}" for n in self.notes)
+        return f"### Plan\n\n| decision | value |\n| --- | --- |\n{table}\n{notes}"
+
+
+def _text(inputs: Mapping, name: str) -> str:
+    value = inputs.get(name)
+    if value is None:
+        return ""
+    if isinstance(value, bool):  # toJSON keeps a boolean input's type
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():  # and a number input's
+        value = int(value)
+    text = str(value).strip()
+    if "\n" in text:
+        raise UsageError(f"input {name!r} spans several lines")
+    return text
+
+
+def check(inputs: Mapping) -> None:
+    """Refuse inputs the tooling cannot run: unknown keys, bad names, missing cloud inputs."""
+    unknown = sorted(set(inputs) - set(INPUTS))
+    if unknown:
+        raise UsageError(f"unknown workflow input {unknown[0]!r}; known: {', '.join(INPUTS)}")
+    for name in inputs:  # each becomes a CI_<NAME> variable or an output: one line each
+        _text(inputs, name)
+    platform = _text(inputs, "platform")
+    if platform not in ("", *PLATFORMS):
+        raise UsageError(f"input 'platform': {platform!r} is not one of '', local, vertex")
+    tier = _text(inputs, "scale-tier")
+    if tier and tier not in TIER_NAMES:
+        raise UsageError(f"input 'scale-tier': {tier!r} is not one of {', '.join(TIER_NAMES)}")
+    steps = _text(inputs, "train-steps")
+    if steps:
+        try:
+            flags.positive_int(steps)
+        except argparse.ArgumentTypeError:
+            raise UsageError(f"input 'train-steps': {steps!r} is not a whole number >= 1") from None
+    if _text(inputs, "pr-comment") not in ("", "true", "false"):
+        raise UsageError("input 'pr-comment' must be true or false")
+
+
+def choose_platform(inputs: Mapping, event: Event) -> str:
+    """The platform: as given, else vertex when a project is named and this is no PR."""
+    given = _text(inputs, "platform")
+    if given:
+        return given
+    return "vertex" if _text(inputs, "project") and not event.pull_request else "local"
+
+
+def plan(inputs: Mapping, event: Event) -> Plan:
+    """Check ``inputs`` and decide the run (pure: everything comes in as arguments)."""
+    check(inputs)
+    platform = choose_platform(inputs, event)
+    notes = []
+    if platform == "vertex":
+        missing = [name for name in VERTEX_NEEDS if not _text(inputs, name)]
+        if missing:
+            raise UsageError(f"platform vertex needs the inputs {', '.join(missing)}")
+        if event.from_fork:
+            notes.append("A fork's pull request never reaches the cloud: the jobs are skipped.")
+        project = _text(inputs, "project")
+        # Nothing real is deployed locally, so only vertex waits for an approval.
+        environment = _text(inputs, "environment")
+        group = f"promote-{project}-{_text(inputs, 'model-name')}"
+    else:
+        project, environment = "", ""
+        # The local cloud lives in the Actions cache, which GitHub keeps per branch.
+        group = f"promote-local-{event.repository}-{event.ref}-{_text(inputs, 'model-name')}"
+    comment = event.pull_request and _text(inputs, "pr-comment") != "false"
+    if comment and event.from_fork:
+        comment = False
+        notes.append(
+            "No pull request comment: a fork's pull request gets a read-only token. "
+            "The report is in this run's artifacts."
+        )
+    return Plan(platform, project, environment, group, comment, tuple(notes))
+
+
+def main(argv: list[str]) -> int:
+    parser = flags.parser("workflow-plan", __doc__, with_settings=False)
+    parser.add_argument(
+        "--inputs-json",
+        metavar="JSON",
+        help="the workflow's inputs as a JSON object (default: $CI_WORKFLOW_INPUTS)",
+    )
+    args = parser.parse_args(argv)
+    text = args.inputs_json or os.environ.get("CI_WORKFLOW_INPUTS") or "{}"
+    try:
+        inputs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"workflow inputs are not JSON: {exc.msg} at {exc.pos}") from None
+    if not isinstance(inputs, dict):
+        raise UsageError("workflow inputs must be a JSON object")
+    decided = plan(inputs, Event.from_env(os.environ))
+    outputs.write_outputs(args.outputs, decided.outputs())
+    outputs.write_summary(args.summary, decided.summary())
+    for key, value in decided.outputs().items():
+        print(f"{key}: {value}")
+    for note in decided.notes:
+        print(f"::notice::{note}")
+    return 0

@@ -1,0 +1,72 @@
+"""``python -m ci local-train``: the trainer's entry point run here, its contract checked."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ci import cli, local_train
+from ci.errors import UsageError
+from ci.settings import resolve
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def in_repo(monkeypatch):
+    """Run from the repository root, where ci.toml names the example trainer and data."""
+    monkeypatch.chdir(ROOT)
+    for name in ("CI_TRAIN_FILE", "CI_EVAL_FILE", "CI_TRAINER_MODULE", "CI_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_the_command_is_the_cloud_entry_point_with_the_settings_data(in_repo, tmp_path):
+    cmd = local_train.command(resolve(env={}), tmp_path, ["--train-steps", "5"])
+    assert cmd[1:] == [
+        "-m",
+        "trainer.task",
+        "--job-dir",
+        str(tmp_path),
+        "--train-file",
+        "data/iris_training.csv",
+        "--eval-file",
+        "data/iris_test.csv",
+        "--train-steps",
+        "5",
+    ]
+
+
+def test_a_real_run_leaves_the_export_and_metrics(in_repo, tmp_path):
+    out, summary = tmp_path / "out", tmp_path / "summary.md"
+    argv = ["local-train", "--job-dir", str(tmp_path / "job"), "--trainer-args", "--train-steps 40"]
+    assert cli.main([*argv, "--outputs", str(out), "--summary", str(summary)]) == 0
+    assert (tmp_path / "job" / "model" / "saved_model.pb").is_file()
+    metrics = json.loads((tmp_path / "job" / "metrics.json").read_text())
+    assert metrics["train_steps"] == 40
+    written = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    assert json.loads(written["metrics"]) == metrics
+    assert "| accuracy |" in summary.read_text()
+
+
+def test_a_failing_trainer_is_one_error_line(in_repo, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("3,4,a,b,c\n1,abc,3,4,0\n")
+    argv = ["local-train", "--job-dir", str(tmp_path / "job"), "--train-file", str(bad)]
+    assert cli.main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("Error: the trainer trainer.task exited with status ")
+    assert not err.endswith(" 0")
+    assert not (tmp_path / "job" / "metrics.json").exists()
+
+
+def test_bad_trainer_args_exit_2_naming_the_value(in_repo, tmp_path, capsys):
+    argv = ["local-train", "--job-dir", str(tmp_path / "job"), "--trainer-args", "--steps '3"]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err.startswith('Error: --trainer-args "--steps \'3"')
+
+
+def test_a_missing_package_directory_is_named(in_repo, tmp_path):
+    with pytest.raises(UsageError, match="package directory not found: 'no/such/dir'"):
+        local_train.local_train(resolve(env={}), Path("no/such/dir"), tmp_path, [])
