@@ -7,7 +7,9 @@ lazily so that commands which never touch TensorFlow never pay for importing it.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 
 from ci.errors import CiError
 
@@ -42,6 +44,10 @@ def main(argv: list[str]) -> int:
         print(f"Error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
+    # SIGTERM (a cancelled workflow, `kill`) is handled like Ctrl-C: commands clean up
+    # what they started (a running job is cancelled) and exit 130.
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return module.main(rest)
     except CiError as exc:
@@ -50,3 +56,10 @@ def main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, saved)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

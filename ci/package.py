@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ci import flags, outputs
 from ci.errors import CiError, UsageError
+from ci.inputs import output_dir
 
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 
@@ -70,7 +71,9 @@ def build_sdist(package_dir: Path, dist_dir: Path) -> Path:
 def main(argv: list[str]) -> int:
     parser = flags.parser("package", __doc__, with_settings=False)
     parser.add_argument("--package-dir", default=".", help="the package to build (default .)")
-    parser.add_argument("--dist-dir", default="dist", help="where the sdist goes (default dist)")
+    parser.add_argument(
+        "--dist-dir", default="dist", type=output_dir, help="where the sdist goes (default dist)"
+    )
     args = parser.parse_args(argv)
     sdist = build_sdist(Path(args.package_dir), Path(args.dist_dir))
     print(sdist)

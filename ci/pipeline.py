@@ -14,6 +14,7 @@ from pathlib import Path
 from ci import flags, gate, gate_rules, outputs, predict, stage, train
 from ci.cloud import connect
 from ci.errors import UsageError
+from ci.inputs import output_dir
 from ci.package import build_sdist
 from ci.promote import promote
 from ci.settings import resolve
@@ -28,16 +29,16 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--timeout", type=flags.positive_float, help="training timeout, seconds")
     parser.add_argument("--package-dir", default=".", help="trainer package (default .)")
-    parser.add_argument("--dist-dir", default="dist", help="where the sdist goes (default dist)")
+    parser.add_argument(
+        "--dist-dir", default="dist", type=output_dir, help="where the sdist goes (default dist)"
+    )
     gate.add_arguments(parser, "--gate-config")
     parser.add_argument("--canary", type=flags.percent, help="promote with N%% of traffic")
     args = parser.parse_args(ours)
     settings = resolve(args)
     # Everything that can be checked offline is checked before anything is built or started.
     pools = train.pools_from(args)
-    thresholds = gate_rules.apply_overrides(
-        gate_rules.load_config(Path(args.gate_config)), args.threshold
-    )
+    thresholds = gate_rules.thresholds_from(Path(args.gate_config), args.threshold)
     instances_file = Path(settings.data_path(settings.instances_file))
     predict.read_instances(instances_file)
     if not settings.train_file or not settings.eval_file:
@@ -55,6 +56,12 @@ def main(argv: list[str]) -> int:
 def _run(cloud, sdist: Path, args, pools, thresholds, instances_file: Path, extra) -> None:
     """The steps, in order; outputs are appended as each finishes."""
     settings = cloud.settings
+    if not gate_rules.judges_alone(thresholds) and gate.find_champion(cloud) is None:
+        # Found now rather than after a training job whose gate would check nothing.
+        raise UsageError(
+            f"gate config {args.gate_config!r} has only change thresholds and there is no "
+            "champion yet; add a value threshold such as lower_bound"
+        )
     print(f"built {sdist}")
     outputs.write_outputs(args.outputs, {"sdist": sdist})
     files = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
@@ -68,7 +75,7 @@ def _run(cloud, sdist: Path, args, pools, thresholds, instances_file: Path, extr
         cloud, pools, package.uri, args.train_steps, args.timeout, tuple(extra), data=data
     )
     outputs.write_outputs(args.outputs, train.result_outputs(result))
-    decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", thresholds)
+    decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", thresholds, args.gate_config)
     gate.report(decision, args)  # raises GateRejected (exit 3) on "no"
     promotion = promote(cloud, result.job["name"], instances_file, args.canary)
     outputs.write_outputs(
