@@ -155,6 +155,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = resolve(args)
     thresholds = gate_rules.thresholds_from(Path(args.gate_config), args.threshold)
+    if args.candidate_metrics and not args.candidate_metrics.startswith("gs://"):
+        read_metrics(None, args.candidate_metrics)  # a bad local file fails before connecting
     with connect(settings) as cloud:
         location = candidate_location(cloud, args.candidate_metrics, args.job)
         result = gate(cloud, location, thresholds, args.gate_config)

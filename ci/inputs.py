@@ -53,7 +53,9 @@ def number(value: Any, name: str) -> float:
         out = float(value)
     except (TypeError, ValueError):
         raise UsageError(f"{name}: expected a number, not {value!r}") from None
-    return finite(out, name)
+    if not math.isfinite(out):
+        raise UsageError(f"{name}: {value!r} is not a finite number")
+    return out
 
 
 def whole(value: Any, name: str) -> int:
@@ -85,6 +87,7 @@ def output_dir(text: str) -> str:
     for part in (path, *path.parents):
         if part.exists():
             if not part.is_dir():
-                raise argparse.ArgumentTypeError(f"{str(part)!r} in {text!r} is not a directory")
+                where = "" if part == path else f" in {text!r}"
+                raise argparse.ArgumentTypeError(f"{str(part)!r}{where} is a file, not a directory")
             break
     return text
