@@ -194,6 +194,6 @@ def test_a_gate_that_skips_every_check_refuses():
     # Only a change threshold and no champion yet: nothing would be checked.
     change = {"accuracy": {"direction": "higher", "absolute_change": -0.1}}
     assert not gate_rules.judges_alone(change)
-    with pytest.raises(UsageError, match="gate config 'g.toml': every threshold was skipped"):
+    with pytest.raises(UsageError, match=r"gate config 'g\.toml': every threshold was skipped"):
         gate_rules.decide(change, {"accuracy": 0.9}, None, "gate config 'g.toml'")
     assert gate_rules.decide(change, {"accuracy": 0.9}, {"accuracy": 0.95}).passed
