@@ -129,12 +129,22 @@ def test_standard_1_trains_with_several_processes_and_serves(workdir):
         (["--scale-tier", "CUSTOM"], "needs --master-type"),
         (["--train-steps", "0"], "must be at least 1: '0'"),
         (["--threshold", "accuracy.floor=1"], "bad --threshold 'accuracy.floor=1'"),
+        # The gate config is parsed and type-checked before anything is built or trained.
+        (["--gate-config", "shape.toml"], "'shape.toml': 'metrics' must be tables"),
+        (["--gate-config", "empty.toml"], "'empty.toml' sets no thresholds"),
+        (["--gate-config", "nested.toml"], '[metrics."precision.setosa"]'),
+        (["--threshold", "accuracy.lower_bound=nan"], "nan is not a finite number"),
+        (["--timeout", "nan"], "positive finite number: 'nan'"),
+        (["--tf-version", "1.2"], "no prebuilt Vertex AI image for TensorFlow 1.2"),
     ],
 )
 def test_bad_input_fails_before_anything_starts(workdir, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(workdir)
     (workdir / "data").mkdir()
     (workdir / "data" / "bad.json").write_text("{oops\n")
+    (workdir / "shape.toml").write_text('metrics = "accuracy"\n')
+    (workdir / "empty.toml").write_text("")
+    (workdir / "nested.toml").write_text("[metrics.precision.setosa]\nlower_bound = 0.5\n")
     for name in ("iris_training.csv", "iris_test.csv", "test.json"):
         (workdir / "data" / name).write_text((ROOT / "data" / name).read_text())
     for key, value in _env(workdir).items():
