@@ -20,7 +20,7 @@ COMMANDS = {
     "stage": ("ci.stage", "upload the sdist and data, content-addressed"),
     "train": ("ci.train", "run a training job at a scale tier and wait for it"),
     "gate": ("ci.gate", "compare candidate metrics with thresholds and the champion"),
-    "promote": ("ci.promote", "upload, deploy, move 'default', smoke-test a trained job"),
+    "promote": ("ci.promote", "upload, smoke-test on staging, deploy, move 'default'"),
     "predict": ("ci.predict", "send JSON-lines instances to the model's endpoint"),
     "rollback": ("ci.rollback", "move traffic and 'default' back to the previous version"),
     "versions": ("ci.versions", "list versions with aliases, traffic, labels, metrics"),
