@@ -39,6 +39,11 @@ class Cloud:
         """A progress line, flushed at once (workflow logs show it live)."""
         print(message, flush=True)
 
+    def fresh_connections(self) -> None:
+        """Drop kept-alive connections: after Ctrl-C one may hold a half-sent request, and
+        the next request on it (the cleanup's) would wait for an answer that never comes."""
+        self.vertex.close()
+
 
 @contextlib.contextmanager
 def _environ(values: dict[str, str]) -> Iterator[None]:

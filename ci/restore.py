@@ -30,7 +30,10 @@ def restore(cloud: Cloud, before, run, cause: BaseException) -> None:
     """Undo ``run`` (a ``promote.Changes``) back to ``before``; raise RestoreFailed if stuck."""
     why = str(cause) or type(cause).__name__
     cloud.log(f"promotion failed ({why}); restoring the previous state")
-    wait = SETTLE_INTERRUPTED if isinstance(cause, KeyboardInterrupt) else SETTLE_SECONDS
+    wait = SETTLE_SECONDS
+    if isinstance(cause, KeyboardInterrupt):
+        wait = SETTLE_INTERRUPTED
+        cloud.fresh_connections()
     failed: list[str] = []
 
     def step(what: str, fn) -> None:

@@ -81,6 +81,7 @@ def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
         return _wait(cloud, job, timeout)
     except KeyboardInterrupt:
         cloud.log(f"interrupted: cancelling {job['name']}")
+        cloud.fresh_connections()
         try:
             state = _cancel(cloud, job, INTERRUPT_GRACE)
         except CiError as exc:

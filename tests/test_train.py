@@ -162,7 +162,12 @@ def test_interrupt_cancels_the_running_job(
 
         job = poll.until(running, timeout=120, what=f"the {command} job to run")
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        try:
+            out, err = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"still running after {sig.name}:\n{out}\n{err}") from None
     finally:
         if proc.poll() is None:
             proc.kill()
