@@ -156,3 +156,20 @@ def test_bad_input_fails_before_anything_starts(workdir, monkeypatch, capsys, ar
     assert message in err and err.count("\n") == 1
     assert not (workdir / "state").exists()  # no emulator was started
     assert not (workdir / "dist").exists()  # nothing was built
+
+
+def test_change_thresholds_without_a_champion_refuse_before_training(workdir):
+    # Only a change threshold and nothing to compare with: the gate would check nothing,
+    # so the pipeline refuses before it trains, not after.
+    (workdir / "gate.toml").write_text(
+        '[metrics.accuracy]\ndirection = "higher"\nabsolute_change = -0.1\n'
+    )
+    out = workdir / "out.txt"
+    argv = ["pipeline", "--package-dir", str(workdir), "--dist-dir", str(workdir / "dist")]
+    argv += ["--gate-config", str(workdir / "gate.toml"), "--outputs", str(out)]
+    result = run_ci(argv, _env(workdir), timeout=300)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: gate config '{workdir / 'gate.toml'}' has only change")
+    assert not out.exists()  # nothing staged or trained, so nothing to report
+    assert not list((workdir / "state" / "vertex").glob("jobs/*"))  # no job was created
