@@ -414,3 +414,38 @@ def test_a_failed_restore_says_what_is_left_and_how_to_repair(env, emulator, job
         assert model.endswith(f"/{model_id}")
         cloud.vertex.projects().locations().models().deleteVersion(name=f"{model}@2").execute()
     assert snapshot(env) == before
+
+
+def test_ctrl_c_during_the_staging_deploy_restores(env, emulator, jobs, vertex):
+    a, b = jobs
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+        staging = find_endpoint(cloud, staging_name(cloud))["name"]
+    before, served = snapshot(env), serving(env)
+    # The upload and the staging deploy stay running a while: Ctrl-C lands in between.
+    faults.delay_operations(emulator.vertex_url, 2, count=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ci", "promote", "--job", b],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        endpoints = vertex.projects().locations().endpoints()
+        Poll(vertex).until(
+            lambda: endpoints.get(name=staging).execute().get("deployedModels"),
+            timeout=90,
+            what="the staging deployment of version 2",
+        )
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert err.splitlines() == ["Error: interrupted"]
+    assert "restored: traffic and aliases are as they were" in out
+    assert snapshot(env) == before and serving(env) == served
