@@ -69,7 +69,12 @@ def whole(value: Any, name: str) -> int:
 
 
 def output_file(text: str) -> str:
-    """An argparse type: a file to write, whose directory exists (checked before the work)."""
+    """An argparse type: a file to write, whose directory exists (checked before the work).
+
+    An empty value means "no file", as an unset ``$GITHUB_STEP_SUMMARY`` expands to.
+    """
+    if not text:
+        return text
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")

@@ -197,3 +197,12 @@ def test_a_gate_that_skips_every_check_refuses():
     with pytest.raises(UsageError, match=r"gate config 'g\.toml': every threshold was skipped"):
         gate_rules.decide(change, {"accuracy": 0.9}, None, "gate config 'g.toml'")
     assert gate_rules.decide(change, {"accuracy": 0.9}, {"accuracy": 0.95}).passed
+
+
+def test_an_empty_output_path_means_none(workdir, capsys):
+    # "$GITHUB_STEP_SUMMARY" outside GitHub expands to "": no file, not an error.
+    before = tree(workdir)
+    argv = ["gate", "--config", "empty.toml", "--summary", "", "--outputs", ""]
+    assert cli.main(argv) == 2
+    assert "'empty.toml' sets no thresholds" in capsys.readouterr().err  # past the flags
+    assert tree(workdir) == before
