@@ -7,7 +7,9 @@ lazily so that commands which never touch TensorFlow never pay for importing it.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 
 from ci.errors import CiError
 
@@ -19,7 +21,7 @@ COMMANDS = {
     "stage": ("ci.stage", "upload the sdist and data, content-addressed"),
     "train": ("ci.train", "run a training job at a scale tier and wait for it"),
     "gate": ("ci.gate", "compare candidate metrics with thresholds and the champion"),
-    "promote": ("ci.promote", "upload, deploy, move 'default', smoke-test a trained job"),
+    "promote": ("ci.promote", "upload, smoke-test on staging, deploy, move 'default'"),
     "predict": ("ci.predict", "send JSON-lines instances to the model's endpoint"),
     "rollback": ("ci.rollback", "move traffic and 'default' back to the previous version"),
     "versions": ("ci.versions", "list versions with aliases, traffic, labels, metrics"),
@@ -48,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
+    # SIGTERM (a cancelled workflow, `kill`) is handled like Ctrl-C: commands clean up
+    # what they started (a running job is cancelled) and exit 130.
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
     try:
         return module.main(rest)
     except CiError as exc:
@@ -56,3 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, saved)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt

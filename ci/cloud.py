@@ -38,6 +38,11 @@ class Cloud:
         """A progress line, flushed at once (workflow logs show it live)."""
         print(message, flush=True)
 
+    def fresh_connections(self) -> None:
+        """Drop kept-alive connections: after Ctrl-C one may hold a half-sent request, and
+        the next request on it (the cleanup's) would wait for an answer that never comes."""
+        self.vertex.close()
+
 
 def _ensure_bucket(storage, name: str) -> None:
     # Only the embedded default creates its bucket: in a real project the bucket is

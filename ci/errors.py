@@ -19,6 +19,12 @@ class GateRejected(CiError):
     exit_code = 3
 
 
+class Interrupted(CiError):
+    """Ctrl-C or SIGTERM; the message says what was cleaned up (a cancelled job)."""
+
+    exit_code = 130
+
+
 class BadInstance(UsageError):
     """A prediction instance that does not fit the model's serving signature."""
 

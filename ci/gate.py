@@ -14,6 +14,7 @@ from pathlib import Path
 from ci import flags, gate_rules, outputs
 from ci.cloud import Cloud, connect
 from ci.errors import GateRejected, UsageError
+from ci.inputs import output_file
 from ci.settings import resolve
 from ci.vertex import (
     DEFAULT,
@@ -86,11 +87,17 @@ def find_champion(cloud: Cloud) -> Champion | None:
     return Champion(version["versionId"], model["name"], uri, read_metrics(cloud, uri))
 
 
-def gate(cloud: Cloud, candidate_uri: str, thresholds: dict) -> GateResult:
-    """Decide on the candidate at ``candidate_uri`` (a ``gs://`` URI or a local file)."""
+def gate(
+    cloud: Cloud, candidate_uri: str, thresholds: dict, source: str = "gate config"
+) -> GateResult:
+    """Decide on the candidate at ``candidate_uri`` (a ``gs://`` URI or a local file).
+
+    ``source`` names where the thresholds came from, for the error when none applies.
+    """
     candidate = read_metrics(cloud, candidate_uri)
     champion = find_champion(cloud)
-    decision = gate_rules.decide(thresholds, candidate, champion and champion.metrics)
+    metrics = champion and champion.metrics
+    decision = gate_rules.decide(thresholds, candidate, metrics, f"gate config {source!r}")
     return GateResult(decision, candidate_uri, candidate, champion)
 
 
@@ -140,8 +147,12 @@ def add_arguments(parser, config_flag: str = "--config") -> None:
         metavar="METRIC.KEY=VALUE",
         help="override a threshold, e.g. accuracy.lower_bound=0.95 (repeatable)",
     )
-    parser.add_argument("--decision-out", metavar="FILE", help="write the decision as JSON")
-    parser.add_argument("--markdown-out", metavar="FILE", help="write the Markdown table")
+    parser.add_argument(
+        "--decision-out", metavar="FILE", type=output_file, help="write the decision as JSON"
+    )
+    parser.add_argument(
+        "--markdown-out", metavar="FILE", type=output_file, help="write the Markdown table"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -151,11 +162,12 @@ def main(argv: list[str]) -> int:
     add_arguments(parser)
     args = parser.parse_args(argv)
     settings = resolve(args)
-    thresholds = gate_rules.load_config(Path(args.gate_config))
-    thresholds = gate_rules.apply_overrides(thresholds, args.threshold)
+    thresholds = gate_rules.thresholds_from(Path(args.gate_config), args.threshold)
+    if args.candidate_metrics and not args.candidate_metrics.startswith("gs://"):
+        read_metrics(None, args.candidate_metrics)  # a bad local file fails before connecting
     with connect(settings) as cloud:
         location = candidate_location(cloud, args.candidate_metrics, args.job)
-        result = gate(cloud, location, thresholds)
+        result = gate(cloud, location, thresholds, args.gate_config)
     report(result, args.decision_out, args.markdown_out)
     outputs.write_outputs(args.outputs, result.outputs())
     outputs.write_summary(args.summary, result.summary())

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ci.errors import CiError, UsageError
+from ci.inputs import finite, read_text
 
 KEYS = {"direction", "lower_bound", "upper_bound", "absolute_change", "relative_change"}
 NUMERIC = KEYS - {"direction"}
@@ -54,27 +55,56 @@ class Decision:
 def load_config(path: Path) -> dict[str, dict]:
     """``[metrics.NAME]`` tables from a gate config file, validated."""
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read gate config {str(path)!r}: {exc.strerror}") from None
+        data = tomllib.loads(read_text(path, "gate config"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"gate config {str(path)!r} is not valid TOML: {exc}") from None
     unknown = set(data) - {"metrics"}
     if unknown:
         raise UsageError(f"gate config {str(path)!r}: unknown table {sorted(unknown)[0]!r}")
-    return validate(data.get("metrics", {}), str(path))
+    metrics = data.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise UsageError(
+            f"gate config {str(path)!r}: 'metrics' must be tables ([metrics.NAME]), not {metrics!r}"
+        )
+    return validate(metrics, str(path))
+
+
+def thresholds_from(path: Path, overrides: list[str]) -> dict[str, dict]:
+    """The file's thresholds with ``--threshold`` overrides; none at all is an error.
+
+    TFX never blesses a model without thresholds, and neither does this gate.
+    """
+    merged = apply_overrides(load_config(path), overrides)
+    if not merged:
+        raise UsageError(
+            f"gate config {str(path)!r} sets no thresholds; add a [metrics.NAME] table "
+            "(the gate never says yes without one)"
+        )
+    return merged
+
+
+def judges_alone(thresholds: dict[str, dict]) -> bool:
+    """Whether some threshold applies without a champion (a value threshold)."""
+    return any({"lower_bound", "upper_bound"} & set(spec) for spec in thresholds.values())
 
 
 def validate(thresholds: dict, source: str) -> dict[str, dict]:
     """Check keys, types and that change thresholds say which direction is better."""
     for metric, spec in thresholds.items():
         if not isinstance(spec, dict):
-            raise UsageError(f"{source}: metrics.{metric} must be a table")
+            raise UsageError(f"{source}: metrics.{metric} must be a table, not {spec!r}")
         for key, value in spec.items():
+            if isinstance(value, dict):
+                raise UsageError(
+                    f"{source}: metrics.{metric}.{key} is a nested table; a dotted metric "
+                    f'name must be quoted: [metrics."{metric}.{key}"]'
+                )
             if key not in KEYS:
                 raise UsageError(f"{source}: unknown key {key!r} for metric {metric!r}")
             if key in NUMERIC and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise UsageError(f"{source}: {metric}.{key} must be a number, not {value!r}")
+            if key in NUMERIC:
+                finite(float(value), f"{source}: {metric}.{key}")
         if spec.get("direction", "higher") not in ("higher", "lower"):
             raise UsageError(f"{source}: {metric}.direction must be 'higher' or 'lower'")
         if ({"absolute_change", "relative_change"} & set(spec)) and "direction" not in spec:
@@ -100,6 +130,7 @@ def apply_overrides(thresholds: dict, overrides: list[str]) -> dict[str, dict]:
                 value = float(raw)
             except ValueError:
                 raise UsageError(f"bad --threshold {item!r}: {raw!r} is not a number") from None
+            finite(value, f"bad --threshold {item!r}")
         merged.setdefault(metric, {})[key] = value
     return validate(merged, "--threshold")
 
@@ -116,8 +147,14 @@ def lookup(metrics: dict, name: str) -> float | None:
     return float(value)
 
 
-def decide(thresholds: dict[str, dict], candidate: dict, champion: dict | None) -> Decision:
-    """Evaluate every threshold; the gate says yes only when every check passes."""
+def decide(
+    thresholds: dict[str, dict], candidate: dict, champion: dict | None, source: str = "gate"
+) -> Decision:
+    """Evaluate every threshold; the gate says yes only when every check passes.
+
+    No check at all (only change thresholds and no champion yet) is a UsageError naming
+    ``source``: a gate that checked nothing must not bless a candidate.
+    """
     checks: list[Check] = []
     for metric, spec in thresholds.items():
         value = lookup(candidate, metric)
@@ -138,6 +175,11 @@ def decide(thresholds: dict[str, dict], candidate: dict, champion: dict | None) 
             if base is None:
                 raise CiError(f"champion metrics have no numeric {metric!r} to compare with")
             checks.append(_change(metric, spec["direction"], key, spec[key], value, base))
+    if not checks:
+        raise UsageError(
+            f"{source}: every threshold was skipped (change thresholds need a champion); "
+            "add a value threshold such as lower_bound, so the first version is judged too"
+        )
     return Decision(all(c.passed for c in checks), checks)
 
 

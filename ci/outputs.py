@@ -11,15 +11,22 @@ import json
 from pathlib import Path
 
 from ci.errors import UsageError
+from ci.inputs import output_file
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The two flags every value-producing command accepts."""
     parser.add_argument(
-        "--outputs", metavar="FILE", help="append key=value lines (GitHub $GITHUB_OUTPUT format)"
+        "--outputs",
+        metavar="FILE",
+        type=output_file,
+        help="append key=value lines (GitHub $GITHUB_OUTPUT format)",
     )
     parser.add_argument(
-        "--summary", metavar="FILE", help="append a Markdown report ($GITHUB_STEP_SUMMARY)"
+        "--summary",
+        metavar="FILE",
+        type=output_file,
+        help="append a Markdown report ($GITHUB_STEP_SUMMARY)",
     )
 
 

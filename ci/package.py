@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ci import flags, local_dirs, outputs
 from ci.errors import CiError, UsageError
+from ci.inputs import output_dir
 
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 # PEP 518's default for a project without [build-system].requires.
@@ -150,7 +151,9 @@ def _runner(cmd, cwd=None, extra_environ=None) -> None:
 def add_arguments(parser) -> None:
     """Where the package is and where its sdist goes (shared by package, train, pipeline)."""
     parser.add_argument("--package-dir", default=".", help="the trainer package (default .)")
-    parser.add_argument("--dist-dir", default="dist", help="where the sdist goes (default dist)")
+    parser.add_argument(
+        "--dist-dir", default="dist", type=output_dir, help="where the sdist goes (default dist)"
+    )
 
 
 def main(argv: list[str]) -> int:

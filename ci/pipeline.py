@@ -42,6 +42,7 @@ class Plan:
     job_display_name: str | None = None
     extra_args: tuple[str, ...] = ()
     canary: int | None = None
+    gate_config: str = "gate.toml"  # named in errors
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,12 @@ class Reports:
 def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Promotion:
     """Stage, train, gate, promote; each step's outputs are appended as it finishes."""
     settings = cloud.settings
+    if not gate_rules.judges_alone(plan.thresholds) and gate.find_champion(cloud) is None:
+        # Found now rather than after a training job whose gate would check nothing.
+        raise UsageError(
+            f"gate config {plan.gate_config!r} has only change thresholds and there is no "
+            "champion yet; add a value threshold such as lower_bound"
+        )
     print(f"built {sdist}")
     outputs.write_outputs(reports.outputs, {"sdist": sdist})
     files = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
@@ -79,7 +86,7 @@ def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Prom
         data=staging.data,
     )
     reports.step(result)
-    decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", plan.thresholds)
+    decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", plan.thresholds, plan.gate_config)
     gate.report(decision, reports.decision_out, reports.markdown_out)
     reports.step(decision)
     job_report = (cloud, reports.report_dir, reports.summary, result.job["name"], decision)
@@ -110,12 +117,13 @@ def main(argv: list[str]) -> int:
     # Everything that can be checked offline is checked before anything is built or started.
     plan = Plan(
         train.pools_for(settings, args.parameter_server_count),
-        gate_rules.apply_overrides(gate_rules.load_config(Path(args.gate_config)), args.threshold),
+        gate_rules.thresholds_from(Path(args.gate_config), args.threshold),
         promote.instances_path(settings, args.instances),
         args.timeout,
         args.job_display_name,
         tuple(extra),
         args.canary,
+        args.gate_config,
     )
     predict.read_instances(plan.instances_file)
     if not settings.train_file or not settings.eval_file:

@@ -1,10 +1,18 @@
 """``python -m ci promote``: a trained job's export becomes the serving model version.
 
-Steps: upload as a new version (labelled git-sha, job-id, data-hash) → deploy on the
-endpoint (100% of traffic, or ``--canary N`` percent) → move ``default`` (the former
-champion gets ``previous``; a canary gets ``canary`` instead) → smoke-test through the
-endpoint → undeploy what no longer takes traffic. Any failure after the upload restores
-the traffic split and aliases as they were and deletes the version this run created.
+Steps: upload as a new version (labelled git-sha, job-id, data-hash, and the trainer's seed
+when its metrics record one) → deploy it alone on the staging endpoint
+(``<endpoint>-staging``) and smoke-test it there → undeploy it from staging → deploy it on
+the serving endpoint (100% of traffic, or ``--canary N`` percent) → move ``default`` (the
+former champion gets ``previous``; a canary gets ``canary`` instead) → check a prediction
+through the serving endpoint → undeploy what no longer takes traffic. So no production
+request is ever answered by a version whose smoke test has not passed (Vertex AI v1 cannot
+address one deployed model of an endpoint directly; see docs/promotion.md).
+
+Any failure (or Ctrl-C) after the upload restores traffic and aliases as they were and
+deletes the version this run created, including a deployment whose request was sent but
+whose operation could not be followed; a restore that fails says what is left and how to
+repair it.
 
 Idempotent: the version of a job is found by its ``job-id`` label, so a re-run neither
 uploads twice nor touches a serving version that is already where it should be, and a run
@@ -13,7 +21,8 @@ killed half-way continues from where it stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci import flags, outputs, tiers, vertex
@@ -24,6 +33,7 @@ from ci.settings import git_sha, resolve, tf_version
 from ci.train import SUCCEEDED
 
 CANARY = "canary"
+_LABEL_VALUE = re.compile(r"^[a-z0-9_-]{1,63}$")
 
 
 @dataclass
@@ -55,22 +65,35 @@ class Promotion:
         )
 
 
+def version_labels(cloud: Cloud, job: dict, metrics: dict) -> dict[str, str]:
+    """What a version is rebuilt from: job, commit, data and (when recorded) the seed."""
+    job_labels = job.get("labels", {})
+    labels = {
+        "job-id": job["name"].rsplit("/", 1)[-1],
+        "git-sha": job_labels.get("git-sha") or git_sha(cloud.settings),
+        "data-hash": job_labels.get("data-hash", "unknown"),
+    }
+    seed = metrics.get("seed")
+    # A label value is at most 63 lowercase letters, digits, '-' or '_'.
+    if not isinstance(seed, bool) and isinstance(seed, int | str):
+        value = str(seed).lower()
+        if _LABEL_VALUE.match(value):
+            labels["seed"] = value
+    return labels
+
+
 def upload(cloud: Cloud, job: dict, parent_model: str | None) -> tuple[str, str]:
     """Upload the job's export; return (model name, version id)."""
     s = cloud.settings
-    job_id = job["name"].rsplit("/", 1)[-1]
-    labels = {
-        "job-id": job_id,
-        "git-sha": job.get("labels", {}).get("git-sha") or git_sha(s),
-        "data-hash": job.get("labels", {}).get("data-hash", "unknown"),
-    }
+    directory = vertex.job_dir(job)
+    metrics = vertex.read_metrics(cloud, f"{directory}/metrics.json")
     model = {
         "displayName": s.model_name,
-        "artifactUri": f"{vertex.job_dir(job)}/model",
+        "artifactUri": f"{directory}/model",
         "containerSpec": {
             "imageUri": s.serving_image or tiers.serving_image(tf_version(s), s.region)
         },
-        "labels": labels,
+        "labels": version_labels(cloud, job, metrics),
         "versionDescription": f"trained by {job['name']}",
     }
     body = {"model": model, **({"parentModel": parent_model} if parent_model else {})}
@@ -86,7 +109,7 @@ def _smoke(cloud: Cloud, endpoint: dict, deployed_id: str, instances: list, only
     answered = response.get("deployedModelId")
     if only and answered and answered != deployed_id:
         raise CiError(f"smoke test answered by deployed model {answered}, not {deployed_id}")
-    cloud.log(f"smoke test passed: {len(instances)} predictions")
+    cloud.log(f"smoke test passed on {endpoint['displayName']}: {len(instances)} predictions")
     return response["predictions"]
 
 
@@ -104,6 +127,19 @@ class Before:
     def deployed_id(self, version_id: str | None) -> str | None:
         """The deployed model id serving ``version_id`` before this run, if any."""
         return next((i for i, v in self.deployed.items() if v == version_id), None)
+
+
+@dataclass
+class Changes:
+    """What this run has set in motion, recorded before each request is sent."""
+
+    model: str
+    version_id: str
+    created: bool
+    job: str
+    staging: dict | None = None
+    deploys: list[tuple[dict, dict]] = field(default_factory=list)  # (endpoint, operation)
+    aliases_moved: bool = False
 
 
 def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None = None):
@@ -135,30 +171,54 @@ def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None
     # A canary needs a serving champion beside it; a version already serving stays full.
     full = canary is None or champ_id is None or mine_id == champ_id
     share = 100 if full else canary
-    deployed_here = None
+    run = Changes(model_name, version_id, mine is None, job["name"])
     try:
         if mine_id is None:
+            # Only a version that passed its smoke test on staging reaches production.
+            _smoke_on_staging(cloud, run, instances)
             traffic = {"0": share, **{i: 0 for i in before.deployed}}
             if not full:
                 traffic[champ_id] = 100 - share
-            mine_id = deployed_here = vertex.deploy(
-                cloud, endpoint, model_name, version_id, traffic
+            mine_id = vertex.deploy(
+                cloud, endpoint, model_name, version_id, traffic, _sent(run, endpoint)
             )
             cloud.log(f"deployed version {version_id} as {mine_id} with {share}% of traffic")
+        run.aliases_moved = True
         _move_aliases(cloud, model_name, version_id, mine, before.champion, full)
         endpoint = vertex.get_endpoint(cloud, endpoint["name"])
         # Only a deployment made now with 100% must answer every request; a canary being
         # completed shares traffic until the others are undeployed below.
-        exclusive = full and deployed_here is not None
+        exclusive = full and bool(run.deploys)
         predictions = _smoke(cloud, endpoint, mine_id, instances, exclusive)
     except (CiError, KeyboardInterrupt) as exc:
-        _restore(cloud, before, model_name, version_id, mine is None, deployed_here, exc)
+        from ci.restore import restore
+
+        restore(cloud, before, run, exc)
         raise
     keep = {mine_id: share} if full else {mine_id: share, champ_id: 100 - share}
     _undeploy_others(cloud, endpoint, keep)
     return Promotion(
         model_name, version_id, endpoint["name"], mine_id, mine is None, predictions, share
     )
+
+
+def _sent(run: Changes, endpoint: dict):
+    return lambda operation: run.deploys.append((endpoint, operation))
+
+
+def _smoke_on_staging(cloud: Cloud, run: Changes, instances: list) -> None:
+    """Deploy the version alone on the staging endpoint, smoke-test it, undeploy it."""
+    staging = run.staging = vertex.ensure_endpoint(cloud, vertex.staging_name(cloud))
+    leftovers = [d["id"] for d in staging.get("deployedModels", [])]  # of a killed run
+    traffic = {"0": 100, **{i: 0 for i in leftovers}}
+    staged_id = vertex.deploy(
+        cloud, staging, run.model, run.version_id, traffic, _sent(run, staging)
+    )
+    cloud.log(f"deployed version {run.version_id} as {staged_id} on {staging['displayName']}")
+    _undeploy_others(cloud, staging, {staged_id: 100})
+    _smoke(cloud, vertex.get_endpoint(cloud, staging["name"]), staged_id, instances, True)
+    vertex.undeploy(cloud, staging, staged_id, {})
+    cloud.log(f"undeployed {staged_id} from {staging['displayName']}")
 
 
 def _move_aliases(cloud, model_name, version_id, mine, champion, full: bool) -> None:
@@ -178,48 +238,6 @@ def _undeploy_others(cloud: Cloud, endpoint: dict, keep: dict[str, int]) -> None
         if deployed["id"] not in keep:
             vertex.undeploy(cloud, endpoint, deployed["id"], keep)
             cloud.log(f"undeployed {deployed['id']} (version {vertex.deployed_version(deployed)})")
-
-
-def _restore(cloud, before: Before, model_name, version_id, created, deployed_here, cause):
-    """Best effort: traffic, aliases and the registry as before this run; say what failed."""
-    why = str(cause) or type(cause).__name__
-    cloud.log(f"promotion failed ({why}); restoring the previous state")
-    alias = vertex.set_alias
-    steps = []
-    if deployed_here:
-        live = {k: v for k, v in before.split.items() if k != deployed_here}
-        steps.append(
-            ("traffic", lambda: vertex.undeploy(cloud, before.endpoint, deployed_here, live))
-        )
-    old = before.champion and before.champion["versionId"]
-    if old and old != version_id:
-        steps.append(("default alias", lambda: alias(cloud, model_name, old, vertex.DEFAULT)))
-        if before.previous:
-            pv = before.previous["versionId"]
-            steps.append(("previous alias", lambda: alias(cloud, model_name, pv, vertex.PREVIOUS)))
-        else:
-            steps.append(("previous alias", lambda: alias(cloud, model_name, old, "-previous")))
-    if created:
-        steps.append(("version", lambda: _delete_version(cloud, model_name, version_id, old)))
-    failed = []
-    for what, step in steps:
-        try:
-            step()
-        except CiError as exc:
-            failed.append(f"{what}: {exc}")
-    if failed:
-        cloud.log("restore incomplete, re-run promote or rollback: " + "; ".join(failed))
-    else:
-        cloud.log("restored: traffic and aliases are as they were")
-
-
-def _delete_version(cloud: Cloud, model_name: str, version_id: str, champion: str | None):
-    models = cloud.vertex.projects().locations().models()
-    if champion is None:  # the model's only version: the model goes with it
-        request = models.delete(name=model_name)
-    else:
-        request = models.deleteVersion(name=f"{model_name}@{version_id}")
-    wait_operation(cloud, api(request, f"delete version {version_id}"), "delete version")
 
 
 def add_arguments(parser) -> None:

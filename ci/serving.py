@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ci.errors import BadData, BadInstance
+from ci.inputs import parse_json, read_text
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet start-up
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -21,25 +22,22 @@ _KINDS = {"float": (int, float), "int": (int,), "bool": (bool,), "string": (str,
 
 def read_instances(path: Path) -> list:
     """Instances from a JSON-lines file, or from a ``{"instances": [...]}`` request body file."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BadData(f"{path}: {exc.strerror}") from None
+    text = read_text(path, "instances file")
     stripped = text.strip()
     if stripped.startswith("{") and '"instances"' in stripped.split("\n", 1)[0][:200]:
         try:
-            body = json.loads(stripped)
+            body = parse_json(stripped, str(path))
             if isinstance(body, dict) and isinstance(body.get("instances"), list):
                 return body["instances"]
-        except ValueError:
-            pass
+        except BadData:
+            pass  # not one request body: read it as JSON lines, which names the bad line
     instances = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                instances.append(json.loads(line))
-            except ValueError as exc:
-                raise BadData(f"{path}:{number}: not JSON ({exc.msg}): {line[:80]!r}") from None
+                instances.append(parse_json(line, f"{path}:{number}"))
+            except BadData as exc:
+                raise BadData(f"{exc}: {line[:80]!r}") from None
     if not instances:
         raise BadData(f"{path}: no instances")
     return instances
@@ -64,7 +62,11 @@ class Predictor:
 
         if not (Path(export_dir) / "saved_model.pb").is_file():
             raise BadData(f"{export_dir}: no saved_model.pb (not a complete SavedModel export)")
-        loaded = tf.saved_model.load(os.fspath(export_dir))
+        try:
+            loaded = tf.saved_model.load(os.fspath(export_dir))
+        except Exception as exc:  # TensorFlow raises many kinds for a damaged export
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+            raise BadData(f"{export_dir}: cannot load the SavedModel: {first}") from None
         if "serving_default" not in loaded.signatures:
             raise BadData(f"{export_dir}: the SavedModel has no serving_default signature")
         predictor = cls(loaded.signatures["serving_default"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci.errors import UsageError
+from ci.inputs import number, read_text, whole
 
 SETTINGS_FILE = "ci.toml"
 # The embedded default's project id: a fixed name, so state in ``state_dir`` is found again.
@@ -137,19 +138,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _convert(name: str, value, source: str):
     kind = FIELDS[name].type
-    try:
-        if "float" in kind:
-            out = float(value)
-            if out < 0:
-                raise ValueError
-            return out
-        if "int" in kind:
-            out = int(value)
-            if out < 1:
-                raise ValueError
-            return out
-    except (TypeError, ValueError):
-        raise UsageError(f"setting {name!r} from {source}: bad value {value!r}") from None
+    what = f"setting {name!r} from {source}"
+    # One check per kind of value (ci.inputs): NaN, inf, booleans and 2.5-for-an-int fail.
+    if "float" in kind:
+        out = number(value, what)
+        if out < 0:
+            raise UsageError(f"{what}: bad value {value!r} (must not be negative)")
+        return out
+    if "int" in kind:
+        out = whole(value, what)
+        if out < 1:
+            raise UsageError(f"{what}: bad value {value!r} (must be at least 1)")
+        return out
     if not isinstance(value, str) or not value:
         raise UsageError(f"setting {name!r} from {source}: expected a non-empty string")
     return value
@@ -158,9 +158,7 @@ def _convert(name: str, value, source: str):
 def load_file(path: Path) -> dict:
     """The settings table of ``path``; unknown keys are errors so typos do not pass silently."""
     try:
-        data = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise UsageError(f"cannot read settings file {str(path)!r}: {exc.strerror}") from None
+        data = tomllib.loads(read_text(path, "settings file"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"settings file {str(path)!r} is not valid TOML: {exc}") from None
     unknown = sorted(set(data) - set(FIELDS))
@@ -191,7 +189,21 @@ def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> 
     # explicitly, so nothing depends on the process environment after this point.
     if "storage_endpoint" not in values and env.get(STORAGE_EMULATOR_HOST):
         values["storage_endpoint"] = env[STORAGE_EMULATOR_HOST]
-    return Settings(**values)
+    settings = Settings(**values)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    """Checks across settings, done here so they fail before anything is built or started."""
+    if settings.tf_version:
+        from ci import tiers
+
+        try:  # both images must exist for the version: training's and serving's
+            tiers.executor_image(settings.tf_version, settings.region)
+            tiers.serving_image(settings.tf_version, settings.region)
+        except UsageError as exc:
+            raise UsageError(f"setting 'tf_version': {exc}") from None
 
 
 def tf_version(settings: Settings) -> str:

@@ -17,6 +17,7 @@ import os
 import re
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -27,6 +28,7 @@ from ci.errors import BadData
 from ci.settings import resolve
 
 DIGEST_LEN = 16
+GZIP_MAGIC = b"\x1f\x8b"
 _STAGED = re.compile(rf"/staging/([0-9a-f]{{{DIGEST_LEN}}})/[^/]+$")
 
 
@@ -43,17 +45,25 @@ class Staged:
 def content_hash(path: Path) -> str:
     """Digest of the file's content (for ``.tar.gz``: its members, without timestamps)."""
     sha = hashlib.sha256()
-    if path.name.endswith((".tar.gz", ".tgz")):
-        with tarfile.open(path, "r:gz") as tar:
-            for member in sorted(tar.getmembers(), key=lambda m: m.name):
-                sha.update(f"{member.name}\0{member.type!r}\0{member.mode}\0".encode())
-                if member.isfile():
-                    sha.update(tar.extractfile(member).read())
+    if is_tarball(path):
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                for member in sorted(tar.getmembers(), key=lambda m: m.name):
+                    sha.update(f"{member.name}\0{member.type!r}\0{member.mode}\0".encode())
+                    if member.isfile():
+                        sha.update(tar.extractfile(member).read())
+        except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+            raise BadData(f"{str(path)!r} is not a readable .tar.gz ({exc})") from None
     else:
         with path.open("rb") as fh:
             for chunk in iter(lambda: fh.read(1 << 20), b""):
                 sha.update(chunk)
     return sha.hexdigest()[:DIGEST_LEN]
+
+
+def is_tarball(path: Path) -> bool:
+    """Whether ``path`` is named as a gzipped tar (an sdist)."""
+    return path.name.endswith((".tar.gz", ".tgz"))
 
 
 def _cache_file() -> Path:
@@ -157,6 +167,10 @@ def check_local(locations: list[str]) -> None:
             raise BadData(f"file to stage not found: {location!r}")
         if path.stat().st_size == 0:
             raise BadData(f"file to stage is empty: {location!r}")
+        if is_tarball(path):
+            with path.open("rb") as fh:
+                if fh.read(2) != GZIP_MAGIC:
+                    raise BadData(f"{location!r} is named .tar.gz but is not gzip data")
 
 
 def ensure_staged(cloud: Cloud, location: str, existing: set[str] | None = None) -> Staged:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ci import flags, outputs, tiers
 from ci import package as packaging
 from ci.cloud import Cloud, api, connect
-from ci.errors import CiError, UsageError
+from ci.errors import CiError, Interrupted, UsageError
 from ci.gate import scalars
 from ci.settings import Settings, git_sha, resolve, tf_version
 from ci.stage import Staged, check_local, data_hash, ensure_staged
@@ -23,8 +23,10 @@ from ci.vertex import job_dir, read_metrics
 
 SUCCEEDED = "JOB_STATE_SUCCEEDED"
 TERMINAL = {SUCCEEDED, "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
-# How long a cancelled job may take to stop before we give up waiting for it.
+# How long a cancelled job may take to stop before we give up waiting for it; after
+# Ctrl-C only briefly: the cancel is accepted at once, the user asked to stop.
 CANCEL_GRACE = 120.0
+INTERRUPT_GRACE = 20.0
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,25 @@ def job_body(
 
 
 def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
-    """Poll until the job ends; a line per state change, a heartbeat, cancel on timeout."""
+    """Poll until the job ends; a line per state change, a heartbeat, cancel on timeout.
+
+    Ctrl-C or SIGTERM cancels the job (on Vertex AI it would keep running and billing),
+    waits briefly for the cancel to take, and raises Interrupted (exit 130).
+    """
+    try:
+        return _wait(cloud, job, timeout)
+    except KeyboardInterrupt:
+        cloud.log(f"interrupted: cancelling {job['name']}")
+        cloud.fresh_connections()
+        try:
+            state = _cancel(cloud, job, INTERRUPT_GRACE)
+        except CiError as exc:
+            raise Interrupted(f"interrupted; cancelling job {job['name']} failed: {exc}") from None
+        done = "cancelled" if state in TERMINAL else f"cancel requested, still {state}"
+        raise Interrupted(f"interrupted; job {job['name']} {done} ({state})") from None
+
+
+def _wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
     s = cloud.settings
     jobs = cloud.vertex.projects().locations().customJobs()
     start = last_beat = time.monotonic()
@@ -117,11 +137,11 @@ def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
         job = api(jobs.get(name=job["name"]), "get job")
 
 
-def _cancel(cloud: Cloud, job: dict) -> str:
+def _cancel(cloud: Cloud, job: dict, grace: float = CANCEL_GRACE) -> str:
     jobs = cloud.vertex.projects().locations().customJobs()
     api(jobs.cancel(name=job["name"], body={}), "cancel job")
     cloud.log(f"cancelling {job['name']}")
-    deadline = time.monotonic() + CANCEL_GRACE
+    deadline = time.monotonic() + grace
     while job.get("state") not in TERMINAL and time.monotonic() < deadline:
         time.sleep(cloud.settings.poll_seconds)
         job = api(jobs.get(name=job["name"]), "get job")

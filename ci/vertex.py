@@ -8,12 +8,12 @@ where the trainer contract writes them (``<job-dir>/model`` and ``<job-dir>/metr
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ci import gcs
 from ci.cloud import Cloud, api, guard, wait_operation
-from ci.errors import CiError, UsageError
+from ci.errors import BadData, CiError, UsageError
+from ci.inputs import parse_json, read_text
 
 DEFAULT = "default"
 PREVIOUS = "previous"
@@ -71,20 +71,26 @@ def set_alias(cloud: Cloud, model_name: str, version_id: str, *aliases: str) -> 
     api(request, f"set aliases {', '.join(aliases)} on version {version_id}")
 
 
-def find_endpoint(cloud: Cloud) -> dict | None:
-    """The endpoint named ``settings.endpoint_display_name``, or None before first use."""
+def staging_name(cloud: Cloud) -> str:
+    """The display name of the endpoint where new versions are smoke-tested before serving."""
+    return f"{cloud.settings.endpoint_display_name}-staging"
+
+
+def find_endpoint(cloud: Cloud, display_name: str | None = None) -> dict | None:
+    """The endpoint named ``display_name`` (default: the serving endpoint), or None."""
     endpoints = _list_all(
         _locations(cloud).endpoints().list, "endpoints", "list endpoints", parent=cloud.parent
     )
-    return _by_display_name(endpoints, cloud.settings.endpoint_display_name, "endpoint")
+    wanted = display_name or cloud.settings.endpoint_display_name
+    return _by_display_name(endpoints, wanted, "endpoint")
 
 
-def ensure_endpoint(cloud: Cloud) -> dict:
-    """The model's endpoint, created on first use."""
-    endpoint = find_endpoint(cloud)
+def ensure_endpoint(cloud: Cloud, display_name: str | None = None) -> dict:
+    """The endpoint named ``display_name`` (default: the serving endpoint), created if new."""
+    endpoint = find_endpoint(cloud, display_name)
     if endpoint:
         return endpoint
-    body = {"displayName": cloud.settings.endpoint_display_name}
+    body = {"displayName": display_name or cloud.settings.endpoint_display_name}
     op = api(
         _locations(cloud).endpoints().create(parent=cloud.parent, body=body), "create endpoint"
     )
@@ -114,8 +120,14 @@ def traffic_by_version(endpoint: dict, model_name: str) -> dict[str, int]:
     return shares
 
 
-def deploy(cloud: Cloud, endpoint: dict, model_name: str, version_id: str, traffic: dict) -> str:
-    """Deploy a version with ``traffic`` (key "0" = this deployment); return its deployed id."""
+def deploy(
+    cloud: Cloud, endpoint: dict, model_name: str, version_id: str, traffic: dict, sent=None
+) -> str:
+    """Deploy a version with ``traffic`` (key "0" = this deployment); return its deployed id.
+
+    ``sent(operation)`` is called as soon as the request is accepted: from then on the
+    deployment may happen whatever the polls answer, and a caller undoing it must know.
+    """
     body = {
         "deployedModel": {
             "model": f"{model_name}@{version_id}",
@@ -130,7 +142,19 @@ def deploy(cloud: Cloud, endpoint: dict, model_name: str, version_id: str, traff
     }
     request = _locations(cloud).endpoints().deployModel(endpoint=endpoint["name"], body=body)
     what = f"deploy version {version_id}"
-    return wait_operation(cloud, api(request, what), what)["deployedModel"]["id"]
+    operation = api(request, what)
+    if sent is not None:
+        sent(operation)
+    return wait_operation(cloud, operation, what)["deployedModel"]["id"]
+
+
+def deployed_ids(endpoint: dict, model_name: str, version_id: str) -> list[str]:
+    """The deployed model ids on ``endpoint`` that serve ``model_name`` version ``version_id``."""
+    return [
+        d["id"]
+        for d in endpoint.get("deployedModels", [])
+        if d.get("model", "").split("@")[0] == model_name and deployed_version(d) == version_id
+    ]
 
 
 def undeploy(cloud: Cloud, endpoint: dict, deployed_id: str, traffic: dict) -> None:
@@ -165,16 +189,16 @@ def version_metrics_uri(version: dict) -> str:
 def read_metrics(cloud: Cloud, location: str) -> dict:
     """``metrics.json`` from a ``gs://`` URI or a local path."""
     if location.startswith("gs://"):
-        text = guard(lambda: gcs.read_text(cloud.storage, location), f"read {location}")
+        try:
+            text = guard(lambda: gcs.read_text(cloud.storage, location), f"read {location}")
+        except UnicodeDecodeError as exc:
+            raise BadData(f"metrics {location!r} are not UTF-8 text (byte {exc.start})") from None
     else:
         path = Path(location)
-        text = path.read_text() if path.is_file() else None
+        text = read_text(path, "metrics file") if path.is_file() else None
     if text is None:
         raise CiError(f"metrics not found: {location}")
-    try:
-        metrics = json.loads(text)
-    except ValueError:
-        raise CiError(f"metrics are not JSON: {location}") from None
+    metrics = parse_json(text, f"metrics {location}")
     if not isinstance(metrics, dict):
         raise CiError(f"metrics are not a JSON object: {location}")
     return metrics

@@ -129,12 +129,22 @@ def test_standard_1_trains_with_several_processes_and_serves(workdir):
         (["--scale-tier", "CUSTOM"], "needs --master-type"),
         (["--train-steps", "0"], "'train_steps' from --train-steps: bad value '0'"),
         (["--threshold", "accuracy.floor=1"], "bad --threshold 'accuracy.floor=1'"),
+        # The gate config is parsed and type-checked before anything is built or trained.
+        (["--gate-config", "shape.toml"], "'shape.toml': 'metrics' must be tables"),
+        (["--gate-config", "empty.toml"], "'empty.toml' sets no thresholds"),
+        (["--gate-config", "nested.toml"], '[metrics."precision.setosa"]'),
+        (["--threshold", "accuracy.lower_bound=nan"], "nan is not a finite number"),
+        (["--timeout", "nan"], "positive finite number: 'nan'"),
+        (["--tf-version", "1.2"], "no prebuilt Vertex AI image for TensorFlow 1.2"),
     ],
 )
 def test_bad_input_fails_before_anything_starts(workdir, monkeypatch, capsys, argv, message):
     monkeypatch.chdir(workdir)
     (workdir / "data").mkdir()
     (workdir / "data" / "bad.json").write_text("{oops\n")
+    (workdir / "shape.toml").write_text('metrics = "accuracy"\n')
+    (workdir / "empty.toml").write_text("")
+    (workdir / "nested.toml").write_text("[metrics.precision.setosa]\nlower_bound = 0.5\n")
     for name in ("iris_training.csv", "iris_test.csv", "test.json"):
         (workdir / "data" / name).write_text((ROOT / "data" / name).read_text())
     for key, value in _env(workdir).items():
@@ -146,3 +156,20 @@ def test_bad_input_fails_before_anything_starts(workdir, monkeypatch, capsys, ar
     assert message in err and err.count("\n") == 1
     assert not (workdir / "state").exists()  # no emulator was started
     assert not (workdir / "dist").exists()  # nothing was built
+
+
+def test_change_thresholds_without_a_champion_refuse_before_training(workdir):
+    # Only a change threshold and nothing to compare with: the gate would check nothing,
+    # so the pipeline refuses before it trains, not after.
+    (workdir / "gate.toml").write_text(
+        '[metrics.accuracy]\ndirection = "higher"\nabsolute_change = -0.1\n'
+    )
+    out = workdir / "out.txt"
+    argv = ["pipeline", "--package-dir", str(workdir), "--dist-dir", str(workdir / "dist")]
+    argv += ["--gate-config", str(workdir / "gate.toml"), "--outputs", str(out)]
+    result = run_ci(argv, _env(workdir), timeout=300)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"Error: gate config '{workdir / 'gate.toml'}' has only change")
+    assert not out.exists()  # nothing staged or trained, so nothing to report
+    assert not list((workdir / "state" / "vertex").glob("jobs/*"))  # no job was created

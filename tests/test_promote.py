@@ -7,19 +7,31 @@ model (its own display name), so tests do not depend on each other's registry st
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from ci import cli, tiers
+from ci.clients import NUM_RETRIES
 from ci.emulator import faults
 from ci.errors import BadInstance
-from ci.promote import promote
+from ci.promote import promote, version_labels
 from ci.train import train
-from ci.vertex import find_endpoint, find_model, list_versions, traffic_by_version
+from ci.vertex import (
+    find_endpoint,
+    find_model,
+    list_versions,
+    staging_name,
+    traffic_by_version,
+    undeploy,
+)
 from tests.conftest import Poll
+from tests.conftest import predict as raw_predict
 from tests.merge_path import ROOT, cloud_for, run_ci, settings_env
 
 INSTANCES = ROOT / "data" / "test.json"
@@ -254,3 +266,186 @@ def test_bad_input_changes_nothing(env, jobs, tmp_path, capsys):
     assert cli.main(["rollback", "--to-version", "7"]) == 2
     assert "no version '7'" in capsys.readouterr().err
     assert snapshot(env) == before
+
+
+def serving(env) -> dict:
+    """Each endpoint's deployed model ids and traffic split: production and staging."""
+    with cloud_for(env) as cloud:
+        found = {}
+        for name in (cloud.settings.endpoint_display_name, staging_name(cloud)):
+            endpoint = find_endpoint(cloud, name) or {}
+            ids = sorted(d["id"] for d in endpoint.get("deployedModels", []))
+            found[name] = (ids, endpoint.get("trafficSplit", {}))
+        return found
+
+
+def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, jobs, vertex):
+    a, b = jobs
+    url = emulator.vertex_url
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+        endpoint = find_endpoint(cloud)["name"]
+    before, served = snapshot(env), serving(env)
+    # Every operation of the run (upload, staging deploy and undeploy, production deploy)
+    # stays running for a while, so the production deployment is visible before its
+    # operation is done; then its polls answer 503 more often than the client retries.
+    faults.delay_operations(url, 1.5, count=4)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ci", "promote", "--job", b],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        endpoints = vertex.projects().locations().endpoints()
+        Poll(vertex).until(
+            lambda: len(endpoints.get(name=endpoint).execute().get("deployedModels", [])) == 2,
+            timeout=90,
+            what="the production deployment of version 2",
+        )
+        faults.inject(url, "operations.get", 503, count=NUM_RETRIES + 1)
+        out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, out + err
+    assert re.fullmatch(r"Error: deploy version 2 \(poll\) failed: HTTP 503: .*\n", err)
+    assert "restored: traffic and aliases are as they were" in out
+    assert faults.pending(url) == []  # the lost polls did happen
+    # Same deployed model serving all traffic, default/previous as before, version 2 gone.
+    assert snapshot(env) == before
+    assert serving(env) == served
+
+
+def test_no_prediction_comes_from_a_version_before_its_smoke_test(
+    env, jobs, vertex, tmp_path, capsys
+):
+    a, b = jobs
+    with cloud_for(env) as cloud:
+        first = promote(cloud, a, INSTANCES)
+        endpoint = find_endpoint(cloud)["name"]
+    before, served = snapshot(env), serving(env)
+    instances = [json.loads(line) for line in INSTANCES.read_text().splitlines()]
+    answered: list[str] = []
+    stop = threading.Event()
+
+    def predict_loop() -> None:  # production traffic during the whole promotion
+        while not stop.is_set():
+            answered.append(raw_predict(vertex, endpoint, instances)["deployedModelId"])
+
+    loop = threading.Thread(target=predict_loop)
+    loop.start()
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"petal_length": 1.0}\n')  # the smoke test of version 2 fails
+    try:
+        Poll(vertex).until(lambda: len(answered) > 2, what="predictions before the run")
+        code = cli.main(["promote", "--job", b, "--instances", str(bad)])
+        seen_during = len(answered)
+        Poll(vertex).until(lambda: len(answered) > seen_during + 2, what="predictions after")
+    finally:
+        stop.set()
+        loop.join()
+    captured = capsys.readouterr()
+    assert code == 2 and captured.err.startswith("Error: predict on ")
+    staged = re.search(r"deployed version 2 as (\S+) on \S+-staging", captured.out).group(1)
+    assert set(answered) == {first.deployed_id} and staged not in answered
+    assert snapshot(env) == before  # default/previous unchanged, version 2 deleted
+    assert serving(env) == served  # production as before, nothing left on staging
+
+
+def test_a_promoted_version_passed_staging_first(env, jobs, capsys):
+    a, _ = jobs
+    assert cli.main(["promote", "--job", a]) == 0
+    out = capsys.readouterr().out
+    # Smoke-tested on staging, undeployed there, and only then deployed for production.
+    lines = out.splitlines()
+
+    def at(predicate) -> int:
+        return next(i for i, line in enumerate(lines) if predicate(line))
+
+    smoke = at(lambda line: line.endswith("-staging: 3 predictions"))
+    undeployed = at(lambda line: line.startswith("undeployed") and line.endswith("-staging"))
+    assert smoke < undeployed < at(lambda line: line.endswith("with 100% of traffic"))
+    assert snapshot(env)["traffic"] == {"1": 100}
+    assert list(serving(env).values())[1] == ([], {})  # staging holds nothing afterwards
+
+
+def test_version_labels_record_the_seed():
+    job = {"name": "p/customJobs/7", "labels": {"git-sha": "abc", "data-hash": "d1"}}
+    base = {"job-id": "7", "git-sha": "abc", "data-hash": "d1"}
+    assert version_labels(None, job, {"seed": 42}) == {**base, "seed": "42"}
+    assert version_labels(None, job, {}) == base
+    assert version_labels(None, job, {"seed": True}) == base  # not a seed
+    assert version_labels(None, job, {"seed": "x" * 64}) == base  # too long for a label
+
+
+def test_a_failed_restore_says_what_is_left_and_how_to_repair(env, emulator, jobs, tmp_path):
+    a, b = jobs
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+        staging = staging_name(cloud)
+    before = snapshot(env)
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"petal_length": 1.0}\n')  # the smoke test fails on staging...
+    faults.inject(emulator.vertex_url, "undeployModel", 400)  # ...and so does its undo
+    result = run_ci(["promote", "--job", b, "--instances", str(bad)], env)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("Error: predict on ") and "; restore incomplete (undeploy from " in line
+    left = re.search(r"; left: (.*); repair: (.*)$", line)
+    deployed = re.search(r"version 2 of (\S+) deployed as (\d+) on (\S+) with 100% traffic", line)
+    assert deployed and f"version 2 of {deployed.group(1)} still exists" in left.group(1)
+    model_id, deployed_id, endpoint_id = (deployed.group(i).rsplit("/", 1)[-1] for i in (1, 2, 3))
+    assert left.group(2) == (
+        f"gcloud ai endpoints undeploy-model {endpoint_id} --deployed-model-id={deployed_id} "
+        f"--region=us-central1, then gcloud ai models delete-version {model_id}@2 "
+        "--region=us-central1"
+    )
+    assert snapshot(env)["traffic"] == before["traffic"]  # production was never touched
+    # The two repair steps, done through the API, leave exactly the state before the run.
+    with cloud_for(env) as cloud:
+        endpoint = find_endpoint(cloud, staging)
+        assert endpoint["name"].endswith(f"/{endpoint_id}")
+        undeploy(cloud, endpoint, deployed_id, {})
+        model = find_model(cloud)["name"]
+        assert model.endswith(f"/{model_id}")
+        cloud.vertex.projects().locations().models().deleteVersion(name=f"{model}@2").execute()
+    assert snapshot(env) == before
+
+
+def test_ctrl_c_during_the_staging_deploy_restores(env, emulator, jobs, vertex):
+    a, b = jobs
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+        staging = find_endpoint(cloud, staging_name(cloud))["name"]
+    before, served = snapshot(env), serving(env)
+    # The upload and the staging deploy stay running a while: Ctrl-C lands in between.
+    faults.delay_operations(emulator.vertex_url, 2, count=2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ci", "promote", "--job", b],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        endpoints = vertex.projects().locations().endpoints()
+        Poll(vertex).until(
+            lambda: endpoints.get(name=staging).execute().get("deployedModels"),
+            timeout=90,
+            what="the staging deployment of version 2",
+        )
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, out + err
+    assert err.splitlines() == ["Error: interrupted"]
+    assert "restored: traffic and aliases are as they were" in out
+    assert snapshot(env) == before and serving(env) == served

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -11,7 +15,7 @@ from ci import cli, tiers
 from ci.emulator import faults
 from ci.settings import Settings
 from ci.train import job_body
-from tests.merge_path import settings_env
+from tests.merge_path import ROOT, settings_env, trainer_copy
 
 
 @pytest.fixture
@@ -121,3 +125,62 @@ def test_bad_flags_are_one_line_usage_errors(argv, message, capsys):
     assert cli.main(full) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("command, sig", [("train", signal.SIGINT), ("pipeline", signal.SIGTERM)])
+def test_interrupt_cancels_the_running_job(
+    command, sig, emulator, gcs, trainer_sdist, vertex, poll, tmp_path
+):
+    # A real process and a real signal, against the already-running emulator: the job must
+    # not outlive the command (on Vertex AI it would keep running, and billing).
+    display = f"interrupt-{command}-{sig.name.lower()}"
+    env = settings_env(emulator, display)
+    argv = [command, "--train-steps", "10000000"]
+    if command == "train":
+        argv += ["--package", str(trainer_sdist), "--job-display-name", display]
+    else:
+        gate = tmp_path / "gate.toml"
+        gate.write_text("[metrics.accuracy]\nlower_bound = 0.5\n")
+        argv += ["--package-dir", str(trainer_copy(tmp_path)), "--dist-dir", str(tmp_path / "d")]
+        argv += ["--gate-config", str(gate)]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ci", *argv],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    jobs = vertex.projects().locations().customJobs()
+    parent = f"projects/{env['CI_PROJECT']}/locations/us-central1"
+    try:
+
+        def running() -> dict | None:
+            found = jobs.list(parent=parent).execute().get("customJobs", [])
+            mine = [j for j in found if j["labels"].get("git-sha") and _ours(j, display, command)]
+            return next((j for j in mine if j["state"] == "JOB_STATE_RUNNING"), None)
+
+        job = poll.until(running, timeout=120, what=f"the {command} job to run")
+        proc.send_signal(sig)
+        try:
+            out, err = proc.communicate(timeout=90)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            raise AssertionError(f"still running after {sig.name}:\n{out}\n{err}") from None
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert lines == [f"Error: interrupted; job {job['name']} cancelled (JOB_STATE_CANCELLED)"]
+    assert f"interrupted: cancelling {job['name']}" in out
+    assert poll.job(job["name"], timeout=5)["state"] == "JOB_STATE_CANCELLED"
+
+
+def _ours(job: dict, display: str, command: str) -> bool:
+    # train names the job itself; pipeline's job is MODEL-<timestamp> (MODEL = display).
+    if command == "train":
+        return job["displayName"] == display
+    return job["displayName"].startswith(display + "-")
