@@ -12,7 +12,7 @@ address one deployed model of an endpoint directly; see docs/promotion.md).
 Any failure (or Ctrl-C) after the upload restores traffic and aliases as they were and
 deletes the version this run created, including a deployment whose request was sent but
 whose operation could not be followed; a restore that fails says what is left and how to
-repair it.
+repair it. A failed upload deletes the version it may have made anyway.
 
 Idempotent: the version of a job is found by its ``job-id`` label, so a re-run neither
 uploads twice nor touches a serving version that is already where it should be, and a run
@@ -145,7 +145,13 @@ def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None
         {d["id"]: vertex.deployed_version(d) for d in endpoint.get("deployedModels", [])},
     )
     if mine is None:
-        model_name, version_id = upload(cloud, job, before.model)
+        try:
+            model_name, version_id = upload(cloud, job, before.model)
+        except (CiError, KeyboardInterrupt) as exc:
+            from ci.restore import drop_upload
+
+            drop_upload(cloud, before.model, job_id, exc)
+            raise
     else:
         model_name, version_id = before.model, mine["versionId"]
         cloud.log(f"job {job_id} is already version {version_id}; not uploading again")
