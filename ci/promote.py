@@ -29,6 +29,7 @@ from ci import flags, outputs, tiers, vertex
 from ci.cloud import Cloud, api, connect, wait_operation
 from ci.errors import CiError
 from ci.predict import predict, read_instances
+from ci.restore import drop_upload, restore
 from ci.settings import git_sha, resolve, tf_version
 from ci.train import SUCCEEDED
 
@@ -120,7 +121,6 @@ class Changes:
     version_id: str
     created: bool
     job: str
-    staging: dict | None = None
     deploys: list[tuple[dict, dict]] = field(default_factory=list)  # (endpoint, operation)
     aliases_moved: bool = False
 
@@ -148,8 +148,6 @@ def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None
         try:
             model_name, version_id = upload(cloud, job, before.model)
         except (CiError, KeyboardInterrupt) as exc:
-            from ci.restore import drop_upload
-
             drop_upload(cloud, before.model, job_id, exc)
             raise
     else:
@@ -180,8 +178,6 @@ def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None
         exclusive = full and bool(run.deploys)
         predictions = _smoke(cloud, endpoint, mine_id, instances, exclusive)
     except (CiError, KeyboardInterrupt) as exc:
-        from ci.restore import restore
-
         restore(cloud, before, run, exc)
         raise
     keep = {mine_id: share} if full else {mine_id: share, champ_id: 100 - share}
@@ -195,7 +191,7 @@ def _sent(run: Changes, endpoint: dict):
 
 def _smoke_on_staging(cloud: Cloud, run: Changes, instances: list) -> None:
     """Deploy the version alone on the staging endpoint, smoke-test it, undeploy it."""
-    staging = run.staging = vertex.ensure_endpoint(cloud, vertex.staging_name(cloud))
+    staging = vertex.ensure_endpoint(cloud, vertex.staging_name(cloud))
     leftovers = [d["id"] for d in staging.get("deployedModels", [])]  # of a killed run
     traffic = {"0": 100, **{i: 0 for i in leftovers}}
     staged_id = vertex.deploy(
