@@ -12,7 +12,7 @@ address one deployed model of an endpoint directly; see docs/promotion.md).
 Any failure (or Ctrl-C) after the upload restores traffic and aliases as they were and
 deletes the version this run created, including a deployment whose request was sent but
 whose operation could not be followed; a restore that fails says what is left and how to
-repair it.
+repair it. A failed upload deletes the version it may have made anyway.
 
 Idempotent: the version of a job is found by its ``job-id`` label, so a re-run neither
 uploads twice nor touches a serving version that is already where it should be, and a run
@@ -29,6 +29,7 @@ from ci import flags, outputs, tiers, vertex
 from ci.cloud import Cloud, api, connect, wait_operation
 from ci.errors import CiError
 from ci.predict import predict, read_instances
+from ci.restore import drop_upload, restore
 from ci.settings import git_sha, resolve, tf_version
 from ci.train import SUCCEEDED
 
@@ -137,7 +138,6 @@ class Changes:
     version_id: str
     created: bool
     job: str
-    staging: dict | None = None
     deploys: list[tuple[dict, dict]] = field(default_factory=list)  # (endpoint, operation)
     aliases_moved: bool = False
 
@@ -162,7 +162,11 @@ def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None
         {d["id"]: vertex.deployed_version(d) for d in endpoint.get("deployedModels", [])},
     )
     if mine is None:
-        model_name, version_id = upload(cloud, job, before.model)
+        try:
+            model_name, version_id = upload(cloud, job, before.model)
+        except (CiError, KeyboardInterrupt) as exc:
+            drop_upload(cloud, before.model, job_id, exc)
+            raise
     else:
         model_name, version_id = before.model, mine["versionId"]
         cloud.log(f"job {job_id} is already version {version_id}; not uploading again")
@@ -191,8 +195,6 @@ def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None
         exclusive = full and bool(run.deploys)
         predictions = _smoke(cloud, endpoint, mine_id, instances, exclusive)
     except (CiError, KeyboardInterrupt) as exc:
-        from ci.restore import restore
-
         restore(cloud, before, run, exc)
         raise
     keep = {mine_id: share} if full else {mine_id: share, champ_id: 100 - share}
@@ -208,7 +210,7 @@ def _sent(run: Changes, endpoint: dict):
 
 def _smoke_on_staging(cloud: Cloud, run: Changes, instances: list) -> None:
     """Deploy the version alone on the staging endpoint, smoke-test it, undeploy it."""
-    staging = run.staging = vertex.ensure_endpoint(cloud, vertex.staging_name(cloud))
+    staging = vertex.ensure_endpoint(cloud, vertex.staging_name(cloud))
     leftovers = [d["id"] for d in staging.get("deployedModels", [])]  # of a killed run
     traffic = {"0": 100, **{i: 0 for i in leftovers}}
     staged_id = vertex.deploy(

@@ -56,7 +56,11 @@ def restore(cloud: Cloud, before, run, cause: BaseException) -> None:
         else:
             step("previous alias", lambda: alias(cloud, run.model, old, "-" + vertex.PREVIOUS))
     if run.created:
-        step(f"delete version {run.version_id}", lambda: _delete_version(cloud, before, run))
+        first = before.model is None  # this run created the model: it goes with its version
+        step(
+            f"delete version {run.version_id}",
+            lambda: _delete_version(cloud, first, run.model, run.version_id),
+        )
     if unsettled:
         failed.append(f"deploy operation(s) {', '.join(unsettled)} still running")
     if not failed:
@@ -66,6 +70,27 @@ def restore(cloud: Cloud, before, run, cause: BaseException) -> None:
     raise RestoreFailed(
         f"{why}; restore incomplete ({'; '.join(failed)}); left: {left}; repair: {repair}"
     ) from None
+
+
+def drop_upload(cloud: Cloud, had_model: str | None, job_id: str, cause: BaseException) -> None:
+    """Best effort after a failed upload: delete a version it made anyway (found by label).
+
+    The request may have been carried out although its answer or its operation was lost.
+    A version not there yet does no harm: it serves nothing, and a re-run of ``promote``
+    takes it up instead of uploading again.
+    """
+    if isinstance(cause, KeyboardInterrupt):
+        cloud.fresh_connections()
+    try:
+        model = vertex.find_model(cloud)
+        versions = vertex.list_versions(cloud, model["name"]) if model else []
+        for version in versions:
+            if version.get("labels", {}).get("job-id") != job_id:
+                continue
+            _delete_version(cloud, had_model is None, model["name"], version["versionId"])
+            cloud.log(f"restore: deleted version {version['versionId']} of the failed upload")
+    except CiError as exc:
+        cloud.log(f"restore: cannot look for a version of the failed upload ({exc})")
 
 
 def _settle(cloud: Cloud, operation: dict, wait: float) -> bool:
@@ -100,13 +125,13 @@ def _undeploy_mine(cloud: Cloud, before, run, endpoint_name: str) -> None:
         endpoint = vertex.get_endpoint(cloud, endpoint_name)
 
 
-def _delete_version(cloud: Cloud, before, run) -> None:
+def _delete_version(cloud: Cloud, whole_model: bool, model: str, version_id: str) -> None:
     models = cloud.vertex.projects().locations().models()
-    if before.model is None:  # this run created the model: it goes with its only version
-        request = models.delete(name=run.model)
+    if whole_model:  # the model's only version: the model goes with it
+        request = models.delete(name=model)
     else:
-        request = models.deleteVersion(name=f"{run.model}@{run.version_id}")
-    what = f"delete version {run.version_id}"
+        request = models.deleteVersion(name=f"{model}@{version_id}")
+    what = f"delete version {version_id}"
     wait_operation(cloud, api(request, what), what)
 
 

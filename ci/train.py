@@ -106,7 +106,7 @@ def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
             state = _cancel(cloud, job, INTERRUPT_GRACE)
         except CiError as exc:
             raise Interrupted(f"interrupted; cancelling job {job['name']} failed: {exc}") from None
-        done = "cancelled" if state in TERMINAL else f"cancel requested, still {state}"
+        done = "cancelled" if state in TERMINAL else "cancel requested"
         raise Interrupted(f"interrupted; job {job['name']} {done} ({state})") from None
 
 

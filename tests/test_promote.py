@@ -449,3 +449,18 @@ def test_ctrl_c_during_the_staging_deploy_restores(env, emulator, jobs, vertex):
     assert err.splitlines() == ["Error: interrupted"]
     assert "restored: traffic and aliases are as they were" in out
     assert snapshot(env) == before and serving(env) == served
+
+
+def test_a_lost_upload_leaves_no_version(env, emulator, jobs):
+    a, b = jobs
+    with cloud_for(env) as cloud:
+        promote(cloud, a, INSTANCES)
+    before = snapshot(env)
+    # The upload is carried out, but its operation cannot be followed.
+    faults.delay_operations(emulator.vertex_url, 1, count=1)
+    faults.inject(emulator.vertex_url, "operations.get", 404)
+    result = run_ci(["promote", "--job", b], env)
+    assert result.returncode == 1
+    assert re.fullmatch(r"Error: upload model \(poll\) failed: HTTP 404: .*\n", result.stderr)
+    assert "restore: deleted version 2 of the failed upload" in result.stdout
+    assert snapshot(env) == before
