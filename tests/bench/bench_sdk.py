@@ -129,11 +129,15 @@ def _sdk_vs_tooling(work: Path) -> list[str]:
             tooling.append(_tooling(emu, vertex, artifact_uri, n))
             sdk.append(_sdk(vertex, artifact_uri, n))
     t, s = statistics.median(tooling), statistics.median(sdk)
+
+    def spread(samples: list[float]) -> str:
+        return f"{min(samples):.2f} – {max(samples):.2f}"
+
     return [
         "| Client | deploy + predict, median of 5 (s) | min – max (s) |",
         "|---|---|---|",
-        f"| tooling (google-api-python-client) | {t:.2f} | {min(tooling):.2f} – {max(tooling):.2f} |",
-        f"| SDK (google-cloud-aiplatform, REST) | {s:.2f} | {min(sdk):.2f} – {max(sdk):.2f} |",
+        f"| tooling (google-api-python-client) | {t:.2f} | {spread(tooling)} |",
+        f"| SDK (google-cloud-aiplatform, REST) | {s:.2f} | {spread(sdk)} |",
         f"| **ratio SDK / tooling** | **{s / t:.1f}×** | |",
     ]
 
