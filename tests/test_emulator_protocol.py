@@ -191,6 +191,19 @@ def test_patch_applies_the_mask_and_checks_the_etag(emulator, vertex, poll):
     assert call(url, "GET", f"/v1/{endpoint}")[1]["displayName"] == "renamed"
 
 
+def test_model_patch_by_bare_name_takes_any_versions_etag(emulator, vertex, poll, trained):
+    url = emulator.vertex_url
+    first = upload(vertex, poll, trained["artifact_uri"], model={"displayName": "etags"})
+    upload(vertex, poll, trained["artifact_uri"], parentModel=first["model"])
+    second = call(url, "GET", f"/v1/{first['model']}@2")[1]
+    body = {"labels": {"stage": "b"}, "etag": second["etag"]}
+    status, patched = call(url, "PATCH", f"/v1/{first['model']}", body, updateMask="labels")
+    assert (status, patched["versionId"], patched["labels"]) == (200, "1", {"stage": "b"})
+    assert call(url, "GET", f"/v1/{first['model']}@2")[1]["labels"] == {"stage": "b"}
+    status, error = call(url, "PATCH", f"/v1/{first['model']}@2", body, updateMask="labels")
+    assert (status, error["error"]["status"]) == (409, "ABORTED")  # version 2 changed since
+
+
 def test_training_pipelines_refuse_containers_and_cancel_and_delete(emulator, staged, poll):
     url = emulator.vertex_url
     inputs = {

@@ -103,7 +103,7 @@ class Endpoints:
         body = request.body
         with self.store.lock:
             endpoint = self._endpoint(request)
-            masks.check_etag(body, endpoint, endpoint["name"])
+            masks.check_etag(body, {endpoint.get("etag")}, endpoint["name"])
             if "trafficSplit" in names:
                 split = body.get("trafficSplit") or {}
                 _check_split(split, _ids(endpoint), endpoint["name"], allow_empty=True)

@@ -27,10 +27,10 @@ def fields(mask: str | None, allowed: tuple[str, ...]) -> list[str]:
     return names
 
 
-def check_etag(body: dict, current: dict, what: str) -> None:
-    """Refuse a stale etag (a missing one means "overwrite", as on Vertex)."""
+def check_etag(body: dict, current: set, what: str) -> None:
+    """Refuse an etag not in ``current`` (a missing one means "overwrite", as on Vertex)."""
     sent = body.get("etag")
-    if sent and sent != current.get("etag"):
+    if sent and sent not in current:
         raise ApiError(
             409,
             f"The etag of {what} does not match: it was changed since it was read; "

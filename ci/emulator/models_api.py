@@ -125,7 +125,10 @@ class Models:
         versioned = request.params.get("version") is not None
         with self.store.lock:
             record, version = self._find(request)
-            masks.check_etag(request.body, version, version["name"])
+            # A bare name addresses the model: the etag of any of its versions is current
+            # (a client holding version 2 sends version 2's).
+            held = [version] if versioned else record["versions"]
+            masks.check_etag(request.body, {v.get("etag") for v in held}, version["name"])
             if versioned:
                 targets = [version]
             else:
