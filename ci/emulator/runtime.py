@@ -91,56 +91,73 @@ def _build(home: Path, wanted: str) -> None:
             )
 
 
-class RemotePredictor:
-    """A ``ci.serving.Predictor`` living in a worker process of another interpreter."""
+class Worker:
+    """One process of a serving image's TensorFlow, holding every export loaded into it.
 
-    def __init__(self, python: Path, export_dir: Path, label: str):
+    One per TensorFlow version: TensorFlow is imported once, each deploy only loads.
+    Requests are one JSON line each way, one at a time.
+    """
+
+    def __init__(self, python: Path, log: Path):
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         # Only ci.serving and ci.errors are imported there: stdlib plus TensorFlow.
         env.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", TF_ENABLE_ONEDNN_OPTS="0")
         self._lock = threading.Lock()
-        # A file, not a pipe: TensorFlow's start-up chatter must never fill a pipe and block.
-        self._log = export_dir.parent / f"{export_dir.name}.runtime.log"
-        with open(self._log, "wb") as log:
+        self._log = log
+        # A file, not a pipe: TensorFlow's chatter must never fill a pipe and block.
+        with open(log, "ab") as out:
             self._proc = subprocess.Popen(
-                [str(python), "-m", "ci.emulator.runtime_worker", str(export_dir)],
+                [str(python), "-m", "ci.emulator.runtime_worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=log,
+                stderr=out,
                 env=env,
                 text=True,
             )
-        ready = self._read()
-        if "error" in ready:
-            self.close()
-            raise precondition(f"Model {label} cannot be served by its image: {ready['error']}")
-        self.tf_version = ready["tensorflow"]
 
-    def _read(self) -> dict:
-        line = self._proc.stdout.readline()
+    def ask(self, request: dict) -> dict:
+        """Send one request, return the worker's answer (``{"error": ...}`` if it died)."""
+        with self._lock:
+            try:
+                self._proc.stdin.write(json.dumps(request) + "\n")
+                self._proc.stdin.flush()
+                line = self._proc.stdout.readline()
+            except OSError:
+                line = ""
         if not line:
             self._proc.wait()
             err = self._log.read_text(errors="replace").strip().splitlines()[-3:]
             return {"error": "the serving runtime exited: " + " | ".join(err)}
         return json.loads(line)
 
+    @property
+    def alive(self) -> bool:
+        """False once the process ended (it is then replaced)."""
+        return self._proc.poll() is None
+
+
+class RemotePredictor:
+    """A ``ci.serving.Predictor`` for one export, living in a :class:`Worker`."""
+
+    def __init__(self, worker: Worker, export_dir: Path, label: str):
+        self.worker, self.key = worker, str(export_dir)
+        ready = worker.ask({"load": self.key})
+        if "error" in ready:
+            raise precondition(f"Model {label} cannot be served by its image: {ready['error']}")
+        self.tf_version = ready["tensorflow"]
+
     def predict(self, instances: list) -> list[dict]:
         """Predictions from the worker; BadInstance for what its Predictor refused."""
-        with self._lock:
-            self._proc.stdin.write(json.dumps({"instances": instances}) + "\n")
-            self._proc.stdin.flush()
-            answer = self._read()
+        answer = self.worker.ask({"predict": self.key, "instances": instances})
         if "bad_instance" in answer:
             raise BadInstance(answer["bad_instance"])
         if "error" in answer:
             raise ApiError(500, f"serving runtime error: {answer['error']}")
         return answer["predictions"]
 
-    def close(self) -> None:
-        """Stop the worker."""
-        if self._proc.poll() is None:
-            self._proc.kill()
-        self._proc.wait()
+
+_workers: dict[str, Worker] = {}
+_workers_lock = threading.Lock()
 
 
 def load(image_uri: str, export_dir: Path, label: str):
@@ -148,4 +165,9 @@ def load(image_uri: str, export_dir: Path, label: str):
     tf = image_tf(image_uri)
     if tf is None:
         return None
-    return RemotePredictor(environment(tf), export_dir, label)
+    python = environment(tf)
+    with _workers_lock:
+        worker = _workers.get(tf)
+        if worker is None or not worker.alive:
+            worker = _workers[tf] = Worker(python, export_dir.parent / f"runtime-tf-{tf}.log")
+    return RemotePredictor(worker, export_dir, label)

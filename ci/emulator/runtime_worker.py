@@ -1,8 +1,9 @@
-"""The serving runtime's worker: ``python -m ci.emulator.runtime_worker EXPORT_DIR``.
+"""The serving runtime's worker: ``python -m ci.emulator.runtime_worker``.
 
-Runs in the cached environment of a serving image's TensorFlow (see runtime.py). Loads
-the export, prints ``{"tensorflow": VERSION}`` (or ``{"error": ...}``) on one line, then
-answers each ``{"instances": [...]}`` line of stdin with one line of predictions.
+Runs in the cached environment of a serving image's TensorFlow (see runtime.py) and
+answers one JSON line per request line on stdin: ``{"load": DIR}`` loads an export
+(``{"tensorflow": VERSION}`` or ``{"error": ...}``), ``{"predict": DIR, "instances": [...]}``
+predicts with it (``{"predictions": [...]}``, ``{"bad_instance": ...}`` or ``{"error": ...}``).
 """
 
 from __future__ import annotations
@@ -11,30 +12,30 @@ import json
 import sys
 
 
-def main(export_dir: str) -> int:
-    """Load, then serve lines until stdin closes."""
-    try:
-        import tensorflow as tf
+def main() -> int:
+    """Serve request lines until stdin closes (the emulator exited)."""
+    import tensorflow as tf
 
-        from ci.serving import Predictor
-
-        predictor = Predictor.load(export_dir)
-    except Exception as exc:  # every load failure is the deploy's error message
-        print(json.dumps({"error": f"{type(exc).__name__}: {exc}"[:2000]}), flush=True)
-        return 1
-    print(json.dumps({"tensorflow": tf.__version__}), flush=True)
     from ci.errors import BadInstance
+    from ci.serving import Predictor
 
+    loaded = {}
     for line in sys.stdin:
+        request = json.loads(line)
         try:
-            answer = {"predictions": predictor.predict(json.loads(line)["instances"])}
+            if "load" in request:
+                loaded[request["load"]] = Predictor.load(request["load"])
+                answer = {"tensorflow": tf.__version__}
+            else:
+                predictor = loaded[request["predict"]]
+                answer = {"predictions": predictor.predict(request["instances"])}
         except BadInstance as exc:
             answer = {"bad_instance": str(exc)}
-        except Exception as exc:
+        except Exception as exc:  # the deploy's or the request's error message
             answer = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
         print(json.dumps(answer), flush=True)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())

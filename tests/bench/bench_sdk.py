@@ -8,7 +8,7 @@ every 0.25 s, its emulator default), alternating, in one emulator. Runtime parit
 emulator with ``--serving-runtime image`` and an empty cache (``XDG_CACHE_HOME`` and
 ``UV_CACHE_DIR`` in a temporary directory: a fresh machine) deploys the export under the
 tf2-cpu.2-15 image's TensorFlow: first use (build the environment, start the worker, load),
-then a second version (environment cached: start a worker, load), against the local runtime.
+then a second version (the worker is running: load), against the local runtime.
 """
 
 from __future__ import annotations
@@ -210,11 +210,12 @@ def run() -> str:
             "SDK's google-api-core backoff; the tooling's 0.25 s emulator interval).",
             "",
             "Runtime parity (`--serving-runtime image`, setting `emulator_serving_runtime`):",
-            "first deploy on an empty cache (downloads tensorflow-cpu 2.15.1 and builds the",
-            "environment), next deploy of another version (environment cached: a worker",
-            "process imports TensorFlow 2.15 and loads the export), predict through the",
-            "worker (200 sequential requests of 3 instances). Each deployed version gets its",
-            "own worker, so every deploy under this runtime pays the TensorFlow 2.15 import.",
+            "first deploy on an empty cache (downloads tensorflow-cpu 2.15.1, builds the",
+            "environment, starts the worker), next deploy of another version (the worker",
+            "only loads the export), predict through the",
+            "worker (200 sequential requests of 3 instances). One worker per TensorFlow",
+            "version serves every export deployed under it, so only the first deploy pays",
+            "for starting it and importing TensorFlow 2.15.",
             "",
             *parity_rows,
         ]
