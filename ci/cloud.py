@@ -63,7 +63,11 @@ def connect(settings: Settings) -> Iterator[Cloud]:
     from ci.emulator.process import start
 
     state = local_dirs.ensure(Path(settings.state_dir), "the local emulators' state")
-    emulators = start(state, max_local_replicas=settings.local_max_replicas)
+    emulators = start(
+        state,
+        max_local_replicas=settings.local_max_replicas,
+        serving_runtime=settings.emulator_serving_runtime,
+    )
     with emulators:
         vertex, storage = _clients(settings, emulators.vertex_url, emulators.storage_url)
         guard(lambda: _ensure_bucket(storage, settings.bucket_name), "create local bucket")

@@ -67,6 +67,9 @@ class Settings:
     worker_count: int | None = _s(None, "CUSTOM tier: number of workers (default none)")
     accelerator_type: str | None = _s(None, "CUSTOM tier: accelerator, e.g. NVIDIA_TESLA_T4")
     accelerator_count: int | None = _s(None, "CUSTOM tier: accelerators per replica")
+    emulator_serving_runtime: str | None = _s(
+        None, "embedded emulator serves with: local TensorFlow, or image (its TF, cached venv)"
+    )
 
     @property
     def embedded(self) -> bool:

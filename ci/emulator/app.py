@@ -13,21 +13,26 @@ from ci.emulator.jobs import JobRunner
 from ci.emulator.jobs_api import CustomJobs
 from ci.emulator.models_api import Models
 from ci.emulator.operations import Operations
+from ci.emulator.pipelines_api import TrainingPipelines
 from ci.emulator.predict import ModelCache
 from ci.emulator.store import Store
-
-# Every operations.get of the discovery document (models/…/operations/…, endpoints/…,
-# customJobs/…, or directly under the location) builds this same URL.
-OPERATION = r"/v1/(?P<name>projects/[^/]+/locations/[^/]+/(?:[^/]+/[^/]+/)?operations/[^/:]+)"
 
 
 class Emulator:
     """Both servers of ``python -m ci emulator``, started and stopped together."""
 
-    def __init__(self, state_dir: Path, vertex_port=0, storage_port=0, max_local_replicas=None):
+    def __init__(
+        self,
+        state_dir: Path,
+        vertex_port=0,
+        storage_port=0,
+        max_local_replicas=None,
+        serving_runtime="local",
+    ):
         self.state_dir = Path(state_dir).resolve()
         self.vertex_port, self.storage_port = vertex_port, storage_port
         self.max_local_replicas = max_local_replicas
+        self.serving_runtime = serving_runtime
         self.faults = FaultTable()
 
     def start(self) -> None:
@@ -78,24 +83,28 @@ class Emulator:
     def _router(self) -> Router:
         router = Router()
         models = Models(self.store, self.operations)
-        cache = ModelCache(self.store.cache_dir(), self.storage_url)
+        cache = ModelCache(self.store.cache_dir(), self.storage_url, self.serving_runtime)
+        jobs = CustomJobs(self.store, self.faults, self.runner)
+        pipelines = TrainingPipelines(self.store, jobs, models, self.operations)
+        pipelines.recover()
         resources = [
-            CustomJobs(self.store, self.faults, self.runner),
+            jobs,
             models,
             Endpoints(self.store, self.operations, models, cache),
+            pipelines,
         ]
         for resource in resources:
             for http_method, pattern, method_id, handler in resource.routes():
                 wanted = schema.request_schema(method_id) if method_id[0] != "_" else None
                 router.add(http_method, pattern, method_id, handler, wanted)
-        router.add(
-            "GET", OPERATION, "aiplatform.projects.locations.operations.get", self.operations.get
-        )
+        for http_method, pattern, method_id, handler in self.operations.routes():
+            router.add(http_method, pattern, method_id, handler)
         router.add("GET", "/_emulator/faults", "_emulator.faults.list", self._faults_list)
         router.add("POST", "/_emulator/faults", "_emulator.faults.add", self._faults_add)
         router.add("DELETE", "/_emulator/faults", "_emulator.faults.clear", self._faults_clear)
         router.add("GET", "/_emulator/health", "_emulator.health", lambda r: (200, {"ok": True}))
         router.before.append(self._before)
+        router.after.append(self._after)
         return router
 
     def _before(self, route: Route, request: Request) -> None:
@@ -103,7 +112,18 @@ class Emulator:
             # Injected faults come first: a real 429/503 arrives before any validation.
             self.faults.check_call(route.method_id)
             if route.request_schema:
-                request.body = schema.validate(route.request_schema, request.body)
+                partial = route.method_id.endswith(".patch")
+                request.body = schema.validate(route.request_schema, request.body, partial)
+
+    def _after(self, route: Route, request: Request, body):
+        # proto3 JSON clients may ask for enums as numbers ($alt=json;enum-encoding=int).
+        if "enum-encoding=int" in request.query.get("$alt", "") and route.method_id.startswith(
+            "aiplatform."
+        ):
+            wanted = schema.response_schema(route.method_id)
+            if wanted:
+                return schema.encode_enums(wanted, body)
+        return body
 
     def _faults_list(self, request: Request):
         return 200, {"faults": self.faults.listing()}
