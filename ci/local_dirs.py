@@ -3,12 +3,11 @@
 ``pipeline`` and friends write into the repository they run in (the embedded emulators'
 ``state_dir``, the sdist's ``dist/``). An adopting repository should not find untracked
 files it never asked for, so a directory made here gets its own ``.gitignore`` (as pytest
-and ruff do for their caches) and one line saying where it is and what it holds.
+and ruff do for their caches) and one line on stdout saying where it is and what it holds.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 IGNORE_ALL = "# created by tf-vertex-ci: nothing in here belongs in git\n*\n"
@@ -21,7 +20,6 @@ def ensure(path: Path, what: str) -> Path:
         return path
     path.mkdir(parents=True, exist_ok=True)
     (path / ".gitignore").write_text(IGNORE_ALL)
-    print(
-        f"note: created {path}/ for {what} (git-ignored; delete it to start over)", file=sys.stderr
-    )
+    # stdout: stderr is kept for the one `Error:` line a failing command prints.
+    print(f"note: created {path}/ for {what} (git-ignored; delete it to start over)", flush=True)
     return path
