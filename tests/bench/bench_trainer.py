@@ -31,9 +31,9 @@ job_dir, steps, deterministic = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "o
 config = train.Config(job_dir=job_dir, train_file="data/iris_training.csv",
                       eval_file="data/iris_test.csv", train_steps=steps, batch_size=32,
                       learning_rate=0.01, hidden_units=(10, 10), deterministic=deterministic)
-start = time.perf_counter()
+start, cpu = time.perf_counter(), time.process_time()
 train.run(config)
-print(json.dumps({"seconds": time.perf_counter() - start}))
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}))
 """
 
 
@@ -49,17 +49,19 @@ def _wall(cmd: list[str]) -> tuple[float, float]:
     return time.perf_counter() - start, _cpu() - cpu
 
 
-def _train_seconds(job_dir: str, deterministic: bool) -> float:
+def _train_seconds(job_dir: str, deterministic: bool) -> tuple[float, float]:
     out = subprocess.run(
         [sys.executable, "-c", _TIMED_RUN, job_dir, str(DETERMINISM_STEPS),
          "on" if deterministic else "off"],
         cwd=ROOT, env=ENV, check=True, capture_output=True, text=True,
     ).stdout  # fmt: skip
-    return json.loads(out.strip().splitlines()[-1])["seconds"]
+    timed = json.loads(out.strip().splitlines()[-1])
+    return timed["seconds"], timed["cpu"]
 
 
 def run() -> str:
     kinds = {"import": [], "trainer": [], "on": [], "off": []}
+    load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(REPEATS):
             kinds["import"].append(_wall([sys.executable, "-c", "import tensorflow"]))
@@ -70,16 +72,16 @@ def run() -> str:
             )  # fmt: skip
             for mode in ("on", "off"):
                 kinds[mode].append(_train_seconds(os.path.join(tmp, f"{mode}-{n}"), mode == "on"))
-    wall = {k: statistics.median(v[0] for v in kinds[k]) for k in ("import", "trainer")}
-    cpu = {k: statistics.median(v[1] for v in kinds[k]) for k in ("import", "trainer")}
-    med = {k: statistics.median(kinds[k]) for k in ("on", "off")}
+    wall = {k: statistics.median(v[0] for v in runs) for k, runs in kinds.items()}
+    cpu = {k: statistics.median(v[1] for v in runs) for k, runs in kinds.items()}
     return "\n".join(
         [
             "### Trainer: fixed cost (P6) and the cost of determinism (issues 12, 14)",
             "",
             "Command: `nox -s bench -- trainer`. Medians of "
             f"{REPEATS} interleaved runs, each in a fresh process. CPU is user + system time",
-            "of the process: on a shared machine it moves less than wall time.",
+            "of the process: on a shared machine it moves less than wall time (load average",
+            f"when this run started: {load:.1f} on {os.cpu_count()} cores).",
             "",
             "| measure | wall s | CPU s |",
             "| --- | ---: | ---: |",
@@ -89,11 +91,14 @@ def run() -> str:
             f"| P6 ratio (target ≤ 1.2×) | {wall['trainer'] / wall['import']:.2f}× "
             f"| {cpu['trainer'] / cpu['import']:.2f}× |",
             "",
-            "| `train.run`, seeded, after the import | seconds |",
-            "| --- | ---: |",
-            f"| {DETERMINISM_STEPS} steps, op determinism on (the default) | {med['on']:.2f} |",
-            f"| {DETERMINISM_STEPS} steps, op determinism off | {med['off']:.2f} |",
-            f"| cost of determinism | {(med['on'] / med['off'] - 1) * 100:+.0f}% |",
+            "| `train.run`, seeded, after the import | wall s | CPU s |",
+            "| --- | ---: | ---: |",
+            f"| {DETERMINISM_STEPS} steps, op determinism on (the default) "
+            f"| {wall['on']:.2f} | {cpu['on']:.2f} |",
+            f"| {DETERMINISM_STEPS} steps, op determinism off | {wall['off']:.2f} "
+            f"| {cpu['off']:.2f} |",
+            f"| cost of determinism | {(wall['on'] / wall['off'] - 1) * 100:+.0f}% "
+            f"| {(cpu['on'] / cpu['off'] - 1) * 100:+.0f}% |",
             "",
             "Both `train.run` rows seed everything and shuffle with stateless ops; the",
             "difference is `tf.config.experimental.enable_op_determinism()` alone. They",
