@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from ci.serving import Predictor, read_instances
 from tests.conftest import BUCKET
+from trainer import cluster as trainer_cluster
 from trainer import task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +61,7 @@ def job(tmp_path_factory) -> Path:
 
 _SEEDED_RUNS = """
 import sys
+from trainer import cluster as trainer_cluster
 from trainer import task
 base, steps, *seeds = sys.argv[1:]
 for seed in seeds:
@@ -362,11 +364,21 @@ def test_two_workers_read_disjoint_shards_and_repeat_exactly(shards, tmp_path):
     assert [r["class_ids"] for r in rows] == [0, 1, 2]
 
 
-def test_fewer_files_than_workers_all_read_everything(tmp_path):
-    outputs = train_two_workers(tmp_path, "data/iris_training.csv")
-    for out in outputs:
-        assert "reads 1 train file(s): data/iris_training.csv" in out, out[-2000:]
-    assert (tmp_path / "model" / "saved_model.pb").is_file()
+@pytest.mark.parametrize(
+    ("cluster", "task", "files", "expected"),
+    [
+        ({}, ("chief", 0), ["a", "b"], (["a", "b"], False)),
+        ({"chief": ["c"], "worker": ["w0", "w1"]}, ("chief", 0), list("abcde"), (["a", "d"], True)),
+        ({"chief": ["c"], "worker": ["w0", "w1"]}, ("worker", 1), list("abcde"), (["c"], True)),
+        ({"worker": ["w0", "w1"]}, ("worker", 1), list("abcd"), (["b", "d"], True)),
+        # Fewer files than replicas: all read everything, tf.data keeps each one's batches.
+        ({"worker": ["w0", "w1", "w2"]}, ("worker", 2), ["a", "b"], (["a", "b"], False)),
+        ({"worker": ["w0", "w1"], "ps": ["p"]}, ("worker", 0), ["a", "b"], (["a"], True)),
+    ],
+)
+def test_files_are_shared_out_by_replica(cluster, task, files, expected):
+    # (The fallback end to end: test_emulator_flow's two-worker job reads one file.)
+    assert trainer_cluster.share(files, trainer_cluster.Role(*task, cluster)) == expected
 
 
 def test_cloud_storage_shards_and_outputs(emulator, gcs, shards, tmp_path):
