@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 from ci.emulator import schema
+from ci.emulator.batch import BatchJobs
 from ci.emulator.endpoints_api import Endpoints
 from ci.emulator.faults import FaultTable
 from ci.emulator.httpd import ApiError, Request, Route, Router, Server
@@ -15,6 +16,7 @@ from ci.emulator.models_api import Models
 from ci.emulator.operations import Operations
 from ci.emulator.predict import ModelCache
 from ci.emulator.store import Store
+from ci.emulator.tuning import TuningJobs
 
 # Every operations.get of the discovery document (models/…/operations/…, endpoints/…,
 # customJobs/…, or directly under the location) builds this same URL.
@@ -72,6 +74,7 @@ class Emulator:
         """Stop serving, end running jobs (their processes are terminated), stop storage."""
         self.vertex.shutdown()
         self.vertex.server_close()
+        self.tuning.shutdown()  # before the runner: no trial may start once it stops
         self.runner.shutdown()
         self.storage.stop()
 
@@ -84,6 +87,8 @@ class Emulator:
             models,
             Endpoints(self.store, self.operations, models, cache),
         ]
+        self.tuning = TuningJobs(self.store, self.runner, self.operations)
+        resources += [self.tuning, BatchJobs(self.store, models, cache, self.storage_url)]
         for resource in resources:
             for http_method, pattern, method_id, handler in resource.routes():
                 wanted = schema.request_schema(method_id) if method_id[0] != "_" else None

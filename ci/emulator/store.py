@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 KINDS = ("customJobs", "models", "endpoints", "operations")
+KINDS += ("hyperparameterTuningJobs", "batchPredictionJobs")
 
 
 def now() -> str:
