@@ -1,0 +1,159 @@
+"""Batch prediction jobs: the emulator over HTTP, the official SDK and ``ci batch-predict``."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from googleapiclient.errors import HttpError
+
+from tests.conftest import BUCKET, PARENT, ROOT, upload
+
+FINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
+BAD = {"PetalLength": "long", "PetalWidth": 0.5, "SepalLength": 5.1, "SepalWidth": 3.3}
+BAD_AT = 1500  # the bad instance's line (0-based) in the input
+
+
+def batch_jobs(vertex):
+    return vertex.projects().locations().batchPredictionJobs()
+
+
+@pytest.fixture(scope="session")
+def batch_model(vertex, poll, trained) -> str:
+    """A model named ``iris-batch`` whose one version is the trained export."""
+    response = upload(vertex, poll, trained["artifact_uri"], model={"displayName": "iris-batch"})
+    return response["model"]
+
+
+def instances_lines(repeat: int = 1000) -> list[str]:
+    """``data/test.json`` ``repeat`` times, with one bad instance at ``BAD_AT``."""
+    lines = [line for line in (ROOT / "data/test.json").read_text().splitlines() if line]
+    out = lines * repeat
+    out.insert(BAD_AT, json.dumps(BAD))
+    return out
+
+
+@pytest.fixture(scope="session")
+def batch_input(gcs) -> str:
+    blob = gcs.bucket(BUCKET).blob("batch/in/test-x1000.jsonl")
+    blob.upload_from_string("\n".join(instances_lines()) + "\n")
+    return f"gs://{BUCKET}/batch/in/test-x1000.jsonl"
+
+
+def job_body(model: str, uri: str, out: str, batch_size: int = 64) -> dict:
+    return {
+        "displayName": "batch-test",
+        "model": model,
+        "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [uri]}},
+        "outputConfig": {
+            "predictionsFormat": "jsonl",
+            "gcsDestination": {"outputUriPrefix": out},
+        },
+        "dedicatedResources": {
+            "machineSpec": {"machineType": "n1-standard-2"},
+            "startingReplicaCount": 1,
+            "maxReplicaCount": 1,
+        },
+        "manualBatchTuningParameters": {"batchSize": batch_size},
+    }
+
+
+def run(vertex, poll, body: dict, states=FINAL, timeout=180) -> dict:
+    name = batch_jobs(vertex).create(parent=PARENT, body=body).execute()["name"]
+    return poll.until(
+        lambda: (j := batch_jobs(vertex).get(name=name).execute())["state"] in states and j,
+        timeout,
+        f"batch job {name} to reach {states}",
+    )
+
+
+def read_output(gcs, directory: str) -> dict[str, list[dict]]:
+    """Each output file's JSON lines, by file name."""
+    bucket, _, prefix = directory.removeprefix("gs://").partition("/")
+    return {
+        blob.name.rsplit("/", 1)[-1]: [json.loads(x) for x in blob.download_as_text().splitlines()]
+        for blob in gcs.list_blobs(bucket, prefix=prefix + "/")
+    }
+
+
+def check_results(files: dict[str, list[dict]]) -> None:
+    """3,000 predictions in input order (classes 0, 1, 2 repeating) and the one error."""
+    assert sorted(files) == [
+        "prediction.errors_stats-00000-of-00001",
+        "prediction.results-00000-of-00001",
+    ]
+    results = files["prediction.results-00000-of-00001"]
+    expected = [json.loads(x) for x in instances_lines()]
+    del expected[BAD_AT]
+    assert [r["instance"] for r in results] == expected
+    assert [r["prediction"]["class_ids"] for r in results] == [0, 1, 2] * 1000
+    (error,) = files["prediction.errors_stats-00000-of-00001"]
+    assert error["instance"] == BAD
+    assert error["error"]["status"] == "INVALID_ARGUMENT"
+    assert "'PetalLength' must be float" in error["error"]["message"]
+
+
+def test_batch_prediction_writes_vertex_layout_and_counts_the_bad_instance(
+    vertex, poll, gcs, batch_model, batch_input
+):
+    out = f"gs://{BUCKET}/batch/out-api"
+    job = run(vertex, poll, job_body(batch_model, batch_input, out))
+    assert job["state"] == "JOB_STATE_SUCCEEDED", job.get("error")
+    assert job["completionStats"] == {
+        "successfulCount": "3000",
+        "failedCount": "1",
+        "incompleteCount": "0",
+    }
+    directory = job["outputInfo"]["gcsOutputDirectory"]
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+    assert re.fullmatch(rf"{out}/prediction-iris-batch-{stamp}", directory), directory
+    assert directory.endswith(job["createTime"][:23] + "Z")
+    assert job["modelVersionId"] == "1"
+    check_results(read_output(gcs, directory))
+    listed = batch_jobs(vertex).list(parent=PARENT).execute()["batchPredictionJobs"]
+    assert job["name"] in [j["name"] for j in listed]
+    batch_jobs(vertex).delete(name=job["name"]).execute()
+    with pytest.raises(HttpError) as caught:
+        batch_jobs(vertex).get(name=job["name"]).execute()
+    assert caught.value.resp.status == 404
+
+
+def test_cancel_stops_a_running_batch(vertex, poll, gcs, batch_model):
+    blob = gcs.bucket(BUCKET).blob("batch/in/long.jsonl")
+    line = (ROOT / "data/test.json").read_text().splitlines()[0]
+    blob.upload_from_string((line + "\n") * 50_000)
+    body = job_body(batch_model, f"gs://{BUCKET}/batch/in/long.jsonl", f"gs://{BUCKET}/x", 1)
+    job = run(vertex, poll, body, states=("JOB_STATE_RUNNING",) + FINAL)
+    assert job["state"] == "JOB_STATE_RUNNING"
+    batch_jobs(vertex).cancel(name=job["name"], body={}).execute()
+    assert batch_jobs(vertex).get(name=job["name"]).execute()["state"] in (
+        "JOB_STATE_CANCELLING",
+        "JOB_STATE_CANCELLED",
+    )
+    job = poll.until(
+        lambda: (j := batch_jobs(vertex).get(name=job["name"]).execute())["state"] in FINAL and j,
+        60,
+        "the cancelled batch job to end",
+    )
+    assert job["state"] == "JOB_STATE_CANCELLED"
+    assert "outputInfo" not in job
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "message"),
+    [
+        ({"model": f"{PARENT}/models/999999"}, 404, "Model"),
+        ({"inputConfig": {"instancesFormat": "bigquery", "gcsSource": {"uris": ["gs://b/x"]}}},
+         400, "Unsupported instances_format 'bigquery'"),
+        ({"outputConfig": {"predictionsFormat": "jsonl",
+                           "gcsDestination": {"outputUriPrefix": "/tmp/out"}}},
+         400, "gs:// URI"),
+    ],
+)
+def test_bad_batch_jobs_are_refused(vertex, batch_model, change, status, message):
+    body = {**job_body(batch_model, "gs://b/in.jsonl", "gs://b/out"), **change}
+    with pytest.raises(HttpError) as caught:
+        batch_jobs(vertex).create(parent=PARENT, body=body).execute()
+    assert caught.value.resp.status == status
+    assert message in json.loads(caught.value.content)["error"]["message"]
