@@ -23,6 +23,8 @@ COMMANDS = {
     "rollback": ("ci.rollback", "move traffic and 'default' back to the previous version"),
     "versions": ("ci.versions", "list versions with aliases, traffic, labels, metrics"),
     "pipeline": ("ci.pipeline", "package → stage → train → gate → promote, the merge path"),
+    "tune": ("ci.tune", "run a hyperparameter tuning job from tuning.toml and wait for it"),
+    "batch-predict": ("ci.batch_predict", "batch prediction of a JSON-lines file to gs://"),
 }
 
 

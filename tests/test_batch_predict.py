@@ -124,7 +124,7 @@ def test_cancel_stops_a_running_batch(vertex, poll, gcs, batch_model):
     line = (ROOT / "data/test.json").read_text().splitlines()[0]
     blob.upload_from_string((line + "\n") * 50_000)
     body = job_body(batch_model, f"gs://{BUCKET}/batch/in/long.jsonl", f"gs://{BUCKET}/x", 1)
-    job = run(vertex, poll, body, states=("JOB_STATE_RUNNING",) + FINAL)
+    job = run(vertex, poll, body, states=("JOB_STATE_RUNNING", *FINAL))
     assert job["state"] == "JOB_STATE_RUNNING"
     batch_jobs(vertex).cancel(name=job["name"], body={}).execute()
     assert batch_jobs(vertex).get(name=job["name"]).execute()["state"] in (
@@ -144,11 +144,21 @@ def test_cancel_stops_a_running_batch(vertex, poll, gcs, batch_model):
     ("change", "status", "message"),
     [
         ({"model": f"{PARENT}/models/999999"}, 404, "Model"),
-        ({"inputConfig": {"instancesFormat": "bigquery", "gcsSource": {"uris": ["gs://b/x"]}}},
-         400, "Unsupported instances_format 'bigquery'"),
-        ({"outputConfig": {"predictionsFormat": "jsonl",
-                           "gcsDestination": {"outputUriPrefix": "/tmp/out"}}},
-         400, "gs:// URI"),
+        (
+            {"inputConfig": {"instancesFormat": "bigquery", "gcsSource": {"uris": ["gs://b/x"]}}},
+            400,
+            "Unsupported instances_format 'bigquery'",
+        ),
+        (
+            {
+                "outputConfig": {
+                    "predictionsFormat": "jsonl",
+                    "gcsDestination": {"outputUriPrefix": "/tmp/out"},
+                }
+            },
+            400,
+            "gs:// URI",
+        ),
     ],
 )
 def test_bad_batch_jobs_are_refused(vertex, batch_model, change, status, message):

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 
 import pytest
 
+from ci import cli
 from ci.emulator import study
 from tests.conftest import BUCKET, PARENT
+from tests.merge_path import settings_env
 
 # The trial: records when it ran and what it got, then reports ``score`` twice (the last
 # report is the final measurement). ``--mode=fail`` exits 3, ``--mode=silent`` reports
@@ -25,6 +28,8 @@ p.add_argument("--x", type=float, default=0.5)
 p.add_argument("--units", type=int, default=1)
 p.add_argument("--mode", default="ok")
 p.add_argument("--seconds", type=float, default=0.0)
+for flag in ("--train-steps", "--train-file", "--eval-file"):  # what ci tune passes
+    p.add_argument(flag)
 args = p.parse_args()
 trial = os.environ.get("CLOUD_ML_TRIAL_ID", "none")
 start = time.time()
@@ -110,8 +115,13 @@ def jobs(vertex):
     return vertex.projects().locations().hyperparameterTuningJobs()
 
 
-def wait(vertex, poll, name: str, states=("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED",
-                                          "JOB_STATE_CANCELLED"), timeout=180) -> dict:
+def wait(
+    vertex,
+    poll,
+    name: str,
+    states=("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED"),
+    timeout=180,
+) -> dict:
     return poll.until(
         lambda: (j := jobs(vertex).get(name=name).execute())["state"] in states and j,
         timeout,
@@ -161,8 +171,13 @@ def test_grid_search_enumerates_its_grid(vertex, poll, trial_package, tmp_path):
     mode = {"parameterId": "mode", "categoricalValueSpec": {"values": ["ok", "silent"]}}
     units = {"parameterId": "units", "discreteValueSpec": {"values": [1, 2, 5]}}
     body = tuning_job(
-        trial_package, tmp_path, [units, mode], algorithm="GRID_SEARCH",
-        maxTrialCount=10, parallelTrialCount=2, maxFailedTrialCount=0,
+        trial_package,
+        tmp_path,
+        [units, mode],
+        algorithm="GRID_SEARCH",
+        maxTrialCount=10,
+        parallelTrialCount=2,
+        maxFailedTrialCount=0,
     )
     job = wait(vertex, poll, jobs(vertex).create(parent=PARENT, body=body).execute()["name"])
     assert job["state"] == "JOB_STATE_SUCCEEDED", job.get("error")
@@ -178,8 +193,13 @@ def test_grid_search_enumerates_its_grid(vertex, poll, trial_package, tmp_path):
 def test_a_failing_trial_within_max_failed_trial_count(vertex, poll, trial_package, tmp_path):
     mode = {"parameterId": "mode", "categoricalValueSpec": {"values": ["fail", "ok"]}}
     body = tuning_job(
-        trial_package, tmp_path, [mode], algorithm="GRID_SEARCH", maxTrialCount=2,
-        parallelTrialCount=1, maxFailedTrialCount=2,
+        trial_package,
+        tmp_path,
+        [mode],
+        algorithm="GRID_SEARCH",
+        maxTrialCount=2,
+        parallelTrialCount=1,
+        maxFailedTrialCount=2,
     )
     job = wait(vertex, poll, jobs(vertex).create(parent=PARENT, body=body).execute()["name"])
     assert job["state"] == "JOB_STATE_SUCCEEDED", job.get("error")
@@ -191,8 +211,13 @@ def test_a_failing_trial_within_max_failed_trial_count(vertex, poll, trial_packa
 def test_too_many_failed_trials_fail_the_job(vertex, poll, trial_package, tmp_path):
     mode = {"parameterId": "mode", "categoricalValueSpec": {"values": ["fail", "ok"]}}
     body = tuning_job(
-        trial_package, tmp_path, [mode], algorithm="GRID_SEARCH", maxTrialCount=2,
-        parallelTrialCount=1, maxFailedTrialCount=1,
+        trial_package,
+        tmp_path,
+        [mode],
+        algorithm="GRID_SEARCH",
+        maxTrialCount=2,
+        parallelTrialCount=1,
+        maxFailedTrialCount=1,
     )
     job = wait(vertex, poll, jobs(vertex).create(parent=PARENT, body=body).execute()["name"])
     assert job["state"] == "JOB_STATE_FAILED"
@@ -227,7 +252,11 @@ def test_cancel_stops_running_trials(vertex, poll, trial_package, tmp_path):
     [
         ({"parameters": [{"parameterId": "x"}]}, "Exactly one of double_value_spec"),
         (
-            {"parameters": [{"parameterId": "x", "doubleValueSpec": {"minValue": 2, "maxValue": 1}}]},
+            {
+                "parameters": [
+                    {"parameterId": "x", "doubleValueSpec": {"minValue": 2, "maxValue": 1}}
+                ]
+            },
             "min_value (2) must not be greater than max_value (1)",
         ),
         (
@@ -257,8 +286,11 @@ def test_the_same_study_suggests_the_same_trials():
         "metrics": [{"metricId": "score", "goal": "MAXIMIZE"}],
         "parameters": [
             {**X, "scaleType": "UNIT_LINEAR_SCALE"},
-            {"parameterId": "lr", "doubleValueSpec": {"minValue": 1e-4, "maxValue": 1e-1},
-             "scaleType": "UNIT_LOG_SCALE"},
+            {
+                "parameterId": "lr",
+                "doubleValueSpec": {"minValue": 1e-4, "maxValue": 1e-1},
+                "scaleType": "UNIT_LOG_SCALE",
+            },
         ],
     }
 
@@ -276,3 +308,130 @@ def test_the_same_study_suggests_the_same_trials():
     # TPE learns: the later half of the trials is nearer the optimum than the first half.
     err = [abs(p["x"] - 0.3) for p in first]
     assert sum(err[6:]) < sum(err[:6])
+
+
+# --- python -m ci tune ----------------------------------------------------------------
+
+TOML = """
+metric = "score"
+goal = "MAXIMIZE"
+algorithm = "{algorithm}"
+max_trial_count = 4
+parallel_trial_count = 2
+max_failed_trial_count = {max_failed}
+train_steps = 5
+{params}
+"""
+X_TOML = '[parameters.x]\ntype = "DOUBLE"\nmin = 0.0\nmax = 1.0\n'
+UNITS_TOML = '[parameters.units]\ntype = "INTEGER"\nmin = 1\nmax = 3\n'
+
+
+@pytest.fixture
+def tune_env(emulator, gcs, monkeypatch):
+    values = settings_env(emulator, "tune-test", CI_TRAINER_MODULE="hptrial.task")
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+def ci_tune(tmp_path, trial_package, toml: str, *trainer_args: str, flags=()):
+    config = tmp_path / "tuning.toml"
+    config.write_text(toml)
+    out = tmp_path / "outputs.txt"
+    argv = ["tune", "--tuning-config", str(config), "--package", trial_package]
+    argv += ["--outputs", str(out), *flags, "--", f"--log-dir={tmp_path}", *trainer_args]
+    code = cli.main(argv)
+    values = dict(x.split("=", 1) for x in out.read_text().splitlines()) if out.exists() else {}
+    return code, values
+
+
+def test_ci_tune_four_trials_two_at_a_time(tune_env, vertex, trial_package, tmp_path, capsys):
+    toml = TOML.format(algorithm="ALGORITHM_UNSPECIFIED", max_failed=1, params=X_TOML + UNITS_TOML)
+    code, values = ci_tune(tmp_path, trial_package, toml, "--seconds=1")
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    lines = [x for x in printed.splitlines() if re.match(r"trial \d: ", x)]
+    assert len(lines) == 4 and all("best so far: trial" in x for x in lines)
+    job = jobs(vertex).get(name=values["job_name"]).execute()
+    best = max(job["trials"], key=lambda t: t["finalMeasurement"]["metrics"][0]["value"])
+    assert values["best_trial"] == best["id"]
+    assert json.loads(values["best_params"]) == {
+        p["parameterId"]: p["value"] for p in best["parameters"]
+    }
+    assert f"best_trial={best['id']}" in printed and f"job_name={job['name']}" in printed
+    assert values["best_trial_dir"].endswith(f"/{best['id']}")
+    runs = [json.loads(p.read_text()) for p in tmp_path.glob("trial-*.json")]
+    assert len(runs) == 4 and max_overlap(runs) == 2
+
+
+def test_ci_tune_grid_with_a_failing_trial(tune_env, trial_package, tmp_path, capsys):
+    params = '[parameters.mode]\ntype = "CATEGORICAL"\nvalues = ["fail", "ok"]\n'
+    params += '[parameters.units]\ntype = "DISCRETE"\nvalues = [1, 2]\n'
+    toml = TOML.format(algorithm="GRID_SEARCH", max_failed=3, params=params)
+    code, values = ci_tune(tmp_path, trial_package, toml)
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    lines = [x for x in printed.splitlines() if re.match(r"trial \d: ", x)]
+    assert [x.split(" ->")[0] for x in lines] == [
+        "trial 1: mode=fail units=1.0",
+        "trial 2: mode=fail units=2.0",
+        "trial 3: mode=ok units=1.0",
+        "trial 4: mode=ok units=2.0",
+    ]
+    assert "failed (" in lines[0] and "best so far: none yet" in lines[0]
+    assert values["best_trial"] == "4"
+    assert json.loads(values["best_params"]) == {"mode": "ok", "units": 2.0}
+
+
+def test_ci_tune_timeout_cancels_the_job(tune_env, vertex, trial_package, tmp_path, capsys):
+    toml = TOML.format(algorithm="RANDOM_SEARCH", max_failed=1, params=X_TOML)
+    code, _ = ci_tune(tmp_path, trial_package, toml, "--seconds=60", flags=["--timeout", "3"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "timed out after 3s (JOB_STATE_CANCELLED)" in captured.err
+    name = re.search(r"submitted (\S+/hyperparameterTuningJobs/\d+)", captured.out)[1]
+    job = jobs(vertex).get(name=name).execute()
+    assert job["state"] == "JOB_STATE_CANCELLED"
+    for trial in job["trials"]:
+        custom = vertex.projects().locations().customJobs().get(name=trial["customJob"])
+        assert custom.execute()["state"] == "JOB_STATE_CANCELLED"
+
+
+@pytest.mark.parametrize(
+    ("params", "extra", "message"),
+    [
+        (
+            '[parameters.x]\ntype = "FLOAT"\nmin = 0\nmax = 1\n',
+            "",
+            "parameters.x.type: unknown parameter type 'FLOAT'",
+        ),
+        (
+            '[parameters.x]\ntype = "DOUBLE"\nmin = 2.0\nmax = 1.0\n',
+            "",
+            "parameters.x: min_value (2.0) must not be greater than max_value (1.0)",
+        ),
+        (
+            '[parameters.m]\ntype = "CATEGORICAL"\nvalues = []\n',
+            "",
+            "parameters.m.values: CATEGORICAL needs a non-empty list",
+        ),
+        (
+            X_TOML,
+            "parallel_trial_count = 9\n",
+            "parallel_trial_count: parallel_trial_count (9) must not be greater than",
+        ),
+        (X_TOML, "colour = 1\n", "colour: unknown key"),
+    ],
+)
+def test_ci_tune_refuses_a_bad_study_before_submitting(
+    tune_env, vertex, tmp_path, capsys, params, extra, message
+):
+    toml = TOML.format(algorithm="RANDOM_SEARCH", max_failed=1, params=params)
+    toml = toml.replace("parallel_trial_count = 2\n", "") if "parallel" in extra else toml
+    before = jobs(vertex).list(parent="projects/test-project/locations/us-central1").execute()
+    code, _ = ci_tune(tmp_path, "gs://test-bucket/none.tar.gz", extra + toml)
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("Error: ") and message in err, err
+    after = jobs(vertex).list(parent="projects/test-project/locations/us-central1").execute()
+    assert after == before  # nothing was submitted

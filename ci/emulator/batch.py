@@ -60,21 +60,29 @@ class BatchJobs:
         body = request.body
         inputs, outputs = body["inputConfig"], body["outputConfig"]
         if inputs["instancesFormat"] != "jsonl":
-            raise ApiError(400, f"Unsupported instances_format {inputs['instancesFormat']!r}: "
-                           "the emulator reads 'jsonl'.")
+            raise ApiError(
+                400,
+                f"Unsupported instances_format {inputs['instancesFormat']!r}: "
+                "the emulator reads 'jsonl'.",
+            )
         uris = (inputs.get("gcsSource") or {}).get("uris") or []
         if not uris or not all(u.startswith("gs://") for u in uris):
             raise ApiError(400, "input_config.gcs_source.uris: gs:// URIs are required.")
         if outputs["predictionsFormat"] != "jsonl":
-            raise ApiError(400, f"Unsupported predictions_format {outputs['predictionsFormat']!r}:"
-                           " the emulator writes 'jsonl'.")
+            raise ApiError(
+                400,
+                f"Unsupported predictions_format {outputs['predictionsFormat']!r}:"
+                " the emulator writes 'jsonl'.",
+            )
         prefix = (outputs.get("gcsDestination") or {}).get("outputUriPrefix") or ""
         if not prefix.startswith("gs://"):
-            raise ApiError(400, "output_config.gcs_destination.output_uri_prefix: a gs:// URI "
-                           "is required.")
+            raise ApiError(
+                400, "output_config.gcs_destination.output_uri_prefix: a gs:// URI is required."
+            )
         if not body.get("model"):
-            raise ApiError(400, "Field: batch_prediction_job.model; Message: Required field is "
-                           "not set.")
+            raise ApiError(
+                400, "Field: batch_prediction_job.model; Message: Required field is not set."
+            )
         parent = f"projects/{request.params['project']}/locations/{request.params['location']}"
         with self.store.lock:
             record, version = self.models.find(body["model"])
@@ -285,8 +293,11 @@ def _batches(client, uris: list[str], size: int):
                             yield batch
                             batch = []
         except NotFound:
-            raise ApiError(400, f"Input gs://{blob.bucket.name}/{blob.name} does not exist.",
-                           "FAILED_PRECONDITION") from None
+            raise ApiError(
+                400,
+                f"Input gs://{blob.bucket.name}/{blob.name} does not exist.",
+                "FAILED_PRECONDITION",
+            ) from None
     if batch:
         yield batch
 

@@ -101,8 +101,9 @@ def _check_param(param: dict, where: str, algorithm: str) -> None:
         low, high = _bounds(param)
         if low > high:
             raise StudyError(
-                field, f"min_value ({param[key]['minValue']}) must not be greater than "
-                f"max_value ({param[key]['maxValue']})."
+                field,
+                f"min_value ({param[key]['minValue']}) must not be greater than "
+                f"max_value ({param[key]['maxValue']}).",
             )
         if scale in LOG_SCALES and low <= 0:
             raise StudyError(f"{where}.scale_type", f"{scale} needs min_value > 0.")

@@ -56,8 +56,11 @@ class TuningJobs:
             raise ApiError(400, str(exc)) from None
         specs = body["trialJobSpec"].get("workerPoolSpecs") or []
         if not specs or any(s and not s.get("pythonPackageSpec") for s in specs):
-            raise ApiError(400, "Every worker pool needs a pythonPackageSpec (the emulator runs "
-                           "Python packages; containerSpec trials are not supported).")
+            raise ApiError(
+                400,
+                "Every worker pool needs a pythonPackageSpec (the emulator runs "
+                "Python packages; containerSpec trials are not supported).",
+            )
         job_id = self.store.new_id()
         created = now()
         job = {
@@ -183,7 +186,9 @@ class TuningJobs:
                 self._stop_trials(running)
                 self._drain(job_id, running, spec)
                 return self._finish(
-                    job_id, "JOB_STATE_FAILED", 9,
+                    job_id,
+                    "JOB_STATE_FAILED",
+                    9,
                     f"{failed} trials failed, as many as maxFailedTrialCount ({max_failed}). "
                     f"The last: {self._last_reason(job_id)}",
                 )
@@ -195,7 +200,9 @@ class TuningJobs:
         trials = self.store.get(KIND, job_id).get("trials", [])
         if not any(t["state"] == "SUCCEEDED" for t in trials):
             return self._finish(
-                job_id, "JOB_STATE_FAILED", 9,
+                job_id,
+                "JOB_STATE_FAILED",
+                9,
                 f"All {len(trials)} trials failed. The last: {self._last_reason(job_id)}",
             )
         self._finish(job_id, "JOB_STATE_SUCCEEDED")
@@ -310,7 +317,10 @@ class TuningJobs:
     def _update(self, job_id: str, **fields) -> None:
         with self.store.lock:
             job = self.store.get(KIND, job_id)
-            if job["state"] == "JOB_STATE_CANCELLING" and fields.get("state") == "JOB_STATE_RUNNING":
+            if (
+                job["state"] == "JOB_STATE_CANCELLING"
+                and fields.get("state") == "JOB_STATE_RUNNING"
+            ):
                 fields["state"] = "JOB_STATE_CANCELLING"  # a cancel arrived first
             job.update(updateTime=now(), **fields)
             self.store.save(KIND, job_id, job)
