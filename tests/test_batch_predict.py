@@ -8,7 +8,9 @@ import re
 import pytest
 from googleapiclient.errors import HttpError
 
+from ci import cli
 from tests.conftest import BUCKET, PARENT, ROOT, upload
+from tests.merge_path import settings_env
 
 FINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
 BAD = {"PetalLength": "long", "PetalWidth": 0.5, "SepalLength": 5.1, "SepalWidth": 3.3}
@@ -167,3 +169,61 @@ def test_bad_batch_jobs_are_refused(vertex, batch_model, change, status, message
         batch_jobs(vertex).create(parent=PARENT, body=body).execute()
     assert caught.value.resp.status == status
     assert message in json.loads(caught.value.content)["error"]["message"]
+
+
+# --- python -m ci batch-predict -------------------------------------------------------
+
+CI_PARENT = "projects/test-project/locations/us-central1"
+
+
+@pytest.fixture
+def ci_env(emulator, gcs, vertex, poll, trained, monkeypatch):
+    """Settings for ``ci`` and a model ``batch-ci`` (alias default) in their project."""
+    values = settings_env(emulator, "batch-ci")
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    models = vertex.projects().locations().models()
+    found = models.list(parent=CI_PARENT, filter='display_name="batch-ci"').execute()
+    if not found.get("models"):
+        body = {
+            "model": {
+                "displayName": "batch-ci",
+                "artifactUri": trained["artifact_uri"],
+                "containerSpec": {"imageUri": "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu"},
+            }
+        }
+        poll.operation(models.upload(parent=CI_PARENT, body=body).execute())
+    return values
+
+
+def test_ci_batch_predict_local_file(ci_env, gcs, tmp_path, capsys):
+    instances = tmp_path / "instances.jsonl"
+    instances.write_text("\n".join(instances_lines()) + "\n")
+    out = tmp_path / "outputs.txt"
+    argv = ["batch-predict", "--instances", str(instances), "--output", "gs://test-bucket/bp"]
+    code = cli.main([*argv, "--outputs", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "3000 predictions, 1 failed instances" in printed
+    values = dict(x.split("=", 1) for x in out.read_text().splitlines())
+    assert values["successful_count"] == "3000" and values["failed_count"] == "1"
+    assert f"results: {values['output_directory']}" in printed
+    assert values["output_directory"].startswith("gs://test-bucket/bp/prediction-batch-ci-")
+    check_results(read_output(gcs, values["output_directory"]))
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["--output", "/tmp/out"], 2, "not a gs:// URI: '/tmp/out'"),
+        (["--output", "gs://test-bucket/bp", "--model-version", "77"], 1,
+         "has no version or alias '77'"),
+        (["--output", "gs://test-bucket/bp", "--instances", "missing.jsonl"], 2,
+         "file to stage not found: 'missing.jsonl'"),
+    ],
+)
+def test_ci_batch_predict_bad_input(ci_env, capsys, argv, code, message):
+    base = ["batch-predict", "--instances", str(ROOT / "data/test.json")]
+    assert cli.main(base + argv) == code
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and err.count("\n") == 1 and message in err, err
