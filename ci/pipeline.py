@@ -11,7 +11,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from ci import flags, gate, gate_rules, outputs, predict, stage, train
+from ci import flags, gate, gate_rules, outputs, predict, stage, train, tune, tuning_config
 from ci.cloud import connect
 from ci.errors import UsageError
 from ci.package import build_sdist
@@ -31,6 +31,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dist-dir", default="dist", help="where the sdist goes (default dist)")
     gate.add_arguments(parser, "--gate-config")
     parser.add_argument("--canary", type=flags.percent, help="promote with N%% of traffic")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune (--tuning-config) instead of train; gate and promote the best trial",
+    )
+    tune.add_arguments(parser)
     args = parser.parse_args(ours)
     settings = resolve(args)
     # Everything that can be checked offline is checked before anything is built or started.
@@ -40,6 +46,8 @@ def main(argv: list[str]) -> int:
     )
     instances_file = Path(settings.data_path(settings.instances_file))
     predict.read_instances(instances_file)
+    # --tune: the best trial's export is gated and promoted (docs/tuning.md).
+    args.tuning = tuning_config.load(Path(args.tuning_config)) if args.tune else None
     if not settings.train_file or not settings.eval_file:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
     stage.check_local([settings.data_path(f) for f in (settings.train_file, settings.eval_file)])
@@ -64,13 +72,19 @@ def _run(cloud, sdist: Path, args, pools, thresholds, instances_file: Path, extr
         args.outputs,
         {"package_uri": package.uri, "data_hash": stage.data_hash(data), "data_uris": staged},
     )
-    result = train.train(
-        cloud, pools, package.uri, args.train_steps, args.timeout, tuple(extra), data=data
-    )
-    outputs.write_outputs(args.outputs, train.result_outputs(result))
-    decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", thresholds)
+    if args.tuning:
+        tuned = tune.tune(cloud, args.tuning, pools, package.uri, data, args.timeout, tuple(extra))
+        outputs.write_outputs(args.outputs, tuned.outputs())
+        job_name, job_dir, labels = tuned.best["customJob"], tuned.trial_dir, tuned.labels()
+    else:
+        result = train.train(
+            cloud, pools, package.uri, args.train_steps, args.timeout, tuple(extra), data=data
+        )
+        outputs.write_outputs(args.outputs, train.result_outputs(result))
+        job_name, job_dir, labels = result.job["name"], result.job_dir, None
+    decision = gate.gate(cloud, f"{job_dir}/metrics.json", thresholds)
     gate.report(decision, args)  # raises GateRejected (exit 3) on "no"
-    promotion = promote(cloud, result.job["name"], instances_file, args.canary)
+    promotion = promote(cloud, job_name, instances_file, args.canary, labels)
     outputs.write_outputs(
         args.outputs,
         {

@@ -38,7 +38,9 @@ class Promotion:
     predictions: list
 
 
-def upload(cloud: Cloud, job: dict, parent_model: str | None) -> tuple[str, str]:
+def upload(
+    cloud: Cloud, job: dict, parent_model: str | None, extra_labels: dict | None = None
+) -> tuple[str, str]:
     """Upload the job's export; return (model name, version id)."""
     s = cloud.settings
     job_id = job["name"].rsplit("/", 1)[-1]
@@ -46,6 +48,7 @@ def upload(cloud: Cloud, job: dict, parent_model: str | None) -> tuple[str, str]
         "job-id": job_id,
         "git-sha": job.get("labels", {}).get("git-sha") or git_sha(s),
         "data-hash": job.get("labels", {}).get("data-hash", "unknown"),
+        **(extra_labels or {}),
     }
     model = {
         "displayName": s.model_name,
@@ -89,8 +92,14 @@ class Before:
         return next((i for i, v in self.deployed.items() if v == version_id), None)
 
 
-def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None = None):
-    """Make the job's export serve; return a :class:`Promotion`."""
+def promote(
+    cloud: Cloud,
+    job_ref: str,
+    instances_file: Path,
+    canary: int | None = None,
+    labels: dict[str, str] | None = None,
+):
+    """Make the job's export serve; return a :class:`Promotion` (``labels``: extra ones)."""
     instances = read_instances(instances_file)  # a bad file fails before anything changes
     job = vertex.get_job(cloud, job_ref)
     if job.get("state") != SUCCEEDED:
@@ -109,7 +118,7 @@ def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None
         {d["id"]: vertex.deployed_version(d) for d in endpoint.get("deployedModels", [])},
     )
     if mine is None:
-        model_name, version_id = upload(cloud, job, before.model)
+        model_name, version_id = upload(cloud, job, before.model, labels)
     else:
         model_name, version_id = before.model, mine["versionId"]
         cloud.log(f"job {job_id} is already version {version_id}; not uploading again")

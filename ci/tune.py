@@ -34,6 +34,10 @@ class TuneResult:
     value: float
     trial_dir: str
 
+    def labels(self) -> dict[str, str]:
+        """Labels naming the tuning job and trial, for the version promoted from it."""
+        return {"tuning-job": self.job["name"].rsplit("/", 1)[-1], "tuning-trial": self.best["id"]}
+
     def outputs(self) -> dict:
         """The ``--outputs`` values."""
         return {

@@ -216,10 +216,16 @@ def test_ci_batch_predict_local_file(ci_env, gcs, tmp_path, capsys):
     ("argv", "code", "message"),
     [
         (["--output", "/tmp/out"], 2, "not a gs:// URI: '/tmp/out'"),
-        (["--output", "gs://test-bucket/bp", "--model-version", "77"], 1,
-         "has no version or alias '77'"),
-        (["--output", "gs://test-bucket/bp", "--instances", "missing.jsonl"], 2,
-         "file to stage not found: 'missing.jsonl'"),
+        (
+            ["--output", "gs://test-bucket/bp", "--model-version", "77"],
+            1,
+            "has no version or alias '77'",
+        ),
+        (
+            ["--output", "gs://test-bucket/bp", "--instances", "missing.jsonl"],
+            2,
+            "file to stage not found: 'missing.jsonl'",
+        ),
     ],
 )
 def test_ci_batch_predict_bad_input(ci_env, capsys, argv, code, message):

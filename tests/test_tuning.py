@@ -13,8 +13,8 @@ import pytest
 
 from ci import cli
 from ci.emulator import study
-from tests.conftest import BUCKET, PARENT
-from tests.merge_path import settings_env
+from tests.conftest import BUCKET, PARENT, ROOT
+from tests.merge_path import run_ci, settings_env, trainer_copy
 
 # The trial: records when it ran and what it got, then reports ``score`` twice (the last
 # report is the final measurement). ``--mode=fail`` exits 3, ``--mode=silent`` reports
@@ -435,3 +435,75 @@ def test_ci_tune_refuses_a_bad_study_before_submitting(
     assert err.count("\n") == 1 and err.startswith("Error: ") and message in err, err
     after = jobs(vertex).list(parent="projects/test-project/locations/us-central1").execute()
     assert after == before  # nothing was submitted
+
+
+# --- python -m ci pipeline --tune -----------------------------------------------------
+
+# Until the example trainer reports its accuracy through cloudml-hypertune itself, trials
+# run it through this wrapper, which reports the accuracy the trainer wrote.
+REPORTER = """
+import json, os, sys
+import hypertune
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
+from trainer import task
+code = task.main(sys.argv[1:])
+if code:
+    sys.exit(code)
+job_dir = os.environ["AIP_MODEL_DIR"].rstrip("/").rsplit("/", 1)[0]
+bucket, _, name = job_dir.removeprefix("gs://").partition("/")
+client = storage.Client(project="local", credentials=AnonymousCredentials(),
+                        client_options={"api_endpoint": os.environ["STORAGE_EMULATOR_HOST"]})
+metrics = json.loads(client.bucket(bucket).blob(name + "/metrics.json").download_as_text())
+hypertune.HyperTune().report_hyperparameter_tuning_metric("accuracy", metrics["accuracy"])
+"""
+PIPELINE_TOML = """
+metric = "accuracy"
+algorithm = "GRID_SEARCH"
+max_trial_count = 2
+parallel_trial_count = 2
+train_steps = 200
+[parameters.learning-rate]
+type = "DISCRETE"
+values = [0.00001, 0.05]
+"""
+
+
+def test_pipeline_tune_promotes_the_best_trial(tmp_path):
+    trainer_copy(tmp_path)
+    module = "trainer.task"
+    sources = "".join(p.read_text() for p in (ROOT / "trainer").glob("*.py"))
+    if "hypertune" not in sources:
+        (tmp_path / "trainer" / "hp_report.py").write_text(REPORTER)
+        module = "trainer.hp_report"
+    (tmp_path / "gate.toml").write_text('[metrics.accuracy]\ndirection = "higher"\n'
+                                        "lower_bound = 0.8\n")  # fmt: skip
+    (tmp_path / "tuning.toml").write_text(PIPELINE_TOML)
+    out = tmp_path / "outputs.txt"
+    env = {
+        "CI_STATE_DIR": str(tmp_path / "state"),
+        "CI_POLL_INTERVAL": "0.2",
+        "STORAGE_EMULATOR_HOST": "",
+        "CI_PROJECT": "",
+        "CI_API_ENDPOINT": "",
+        "CI_TRAINER_MODULE": module,
+    }
+    argv = ["pipeline", "--tune", "--tuning-config", str(tmp_path / "tuning.toml")]
+    argv += ["--package-dir", str(tmp_path), "--dist-dir", str(tmp_path / "dist")]
+    argv += ["--gate-config", str(tmp_path / "gate.toml"), "--outputs", str(out)]
+    result = run_ci(argv, env, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    values = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    # learning rate 1e-5 learns nothing in 200 steps: trial 2 is the best and is promoted.
+    assert values["best_trial"] == "2", result.stdout
+    assert json.loads(values["best_params"]) == {"learning-rate": 0.05}
+    assert values["gate_decision"] == "yes" and values["model_version"] == "1"
+    versions = run_ci(["versions", "--json"], env, timeout=120)
+    (version,) = json.loads(versions.stdout)
+    tuning_id = values["job_name"].rsplit("/", 1)[-1]
+    assert version["labels"]["tuning-job"] == tuning_id
+    assert version["labels"]["tuning-trial"] == "2"
+    assert version["labels"]["job-id"] == values["best_trial_job"].rsplit("/", 1)[-1]
+    assert version["artifact_uri"] == values["best_trial_dir"] + "/model"
+    predictions = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert [p["class_ids"] for p in predictions[-3:]] == [0, 1, 2]
