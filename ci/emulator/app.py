@@ -14,13 +14,10 @@ from ci.emulator.jobs import JobRunner
 from ci.emulator.jobs_api import CustomJobs
 from ci.emulator.models_api import Models
 from ci.emulator.operations import Operations
+from ci.emulator.pipelines_api import TrainingPipelines
 from ci.emulator.predict import ModelCache
 from ci.emulator.store import Store
 from ci.emulator.tuning import TuningJobs
-
-# Every operations.get of the discovery document (models/…/operations/…, endpoints/…,
-# customJobs/…, or directly under the location) builds this same URL.
-OPERATION = r"/v1/(?P<name>projects/[^/]+/locations/[^/]+/(?:[^/]+/[^/]+/)?operations/[^/:]+)"
 
 
 class Emulator:
@@ -82,10 +79,14 @@ class Emulator:
         router = Router()
         models = Models(self.store, self.operations)
         cache = ModelCache(self.store.cache_dir(), self.storage_url)
+        jobs = CustomJobs(self.store, self.faults, self.runner)
+        pipelines = TrainingPipelines(self.store, jobs, models, self.operations)
+        pipelines.recover()
         resources = [
-            CustomJobs(self.store, self.faults, self.runner),
+            jobs,
             models,
             Endpoints(self.store, self.operations, models, cache),
+            pipelines,
         ]
         self.tuning = TuningJobs(self.store, self.runner, self.operations)
         resources += [self.tuning, BatchJobs(self.store, models, cache, self.storage_url)]
@@ -93,14 +94,14 @@ class Emulator:
             for http_method, pattern, method_id, handler in resource.routes():
                 wanted = schema.request_schema(method_id) if method_id[0] != "_" else None
                 router.add(http_method, pattern, method_id, handler, wanted)
-        router.add(
-            "GET", OPERATION, "aiplatform.projects.locations.operations.get", self.operations.get
-        )
+        for http_method, pattern, method_id, handler in self.operations.routes():
+            router.add(http_method, pattern, method_id, handler)
         router.add("GET", "/_emulator/faults", "_emulator.faults.list", self._faults_list)
         router.add("POST", "/_emulator/faults", "_emulator.faults.add", self._faults_add)
         router.add("DELETE", "/_emulator/faults", "_emulator.faults.clear", self._faults_clear)
         router.add("GET", "/_emulator/health", "_emulator.health", lambda r: (200, {"ok": True}))
         router.before.append(self._before)
+        router.after.append(self._after)
         return router
 
     def _before(self, route: Route, request: Request) -> None:
@@ -108,7 +109,18 @@ class Emulator:
             # Injected faults come first: a real 429/503 arrives before any validation.
             self.faults.check_call(route.method_id)
             if route.request_schema:
-                request.body = schema.validate(route.request_schema, request.body)
+                partial = route.method_id.endswith(".patch")
+                request.body = schema.validate(route.request_schema, request.body, partial)
+
+    def _after(self, route: Route, request: Request, body):
+        # proto3 JSON clients may ask for enums as numbers ($alt=json;enum-encoding=int).
+        if "enum-encoding=int" in request.query.get("$alt", "") and route.method_id.startswith(
+            "aiplatform."
+        ):
+            wanted = schema.response_schema(route.method_id)
+            if wanted:
+                return schema.encode_enums(wanted, body)
+        return body
 
     def _faults_list(self, request: Request):
         return 200, {"faults": self.faults.listing()}

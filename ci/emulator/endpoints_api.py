@@ -1,5 +1,5 @@
-"""``projects.locations.endpoints``: create, get, list, delete, deployModel, undeployModel,
-predict.
+"""``projects.locations.endpoints``: create, get, list, patch, delete, deployModel,
+undeployModel, predict.
 
 An endpoint record is a ``GoogleCloudAiplatformV1Endpoint`` plus ``_serving``: for each
 deployed model id, the model id, version id and artifactUri predict needs, so a predict
@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import re
 
+from ci.emulator import listing, masks
 from ci.emulator.httpd import ApiError, Request, not_found, precondition
 from ci.emulator.models_api import Models
 from ci.emulator.operations import Operations
@@ -23,6 +24,14 @@ ENDPOINT = LOC + r"/endpoints/(?P<endpoint>[^/:]+)"
 API = "aiplatform.projects.locations.endpoints."
 _ENDPOINT = "google.cloud.aiplatform.v1.Endpoint"
 _EMPTY = "google.protobuf.Empty"
+# What endpoints.patch may change (camelCase; masks accept snake_case too).
+UPDATABLE = (
+    "displayName",
+    "description",
+    "labels",
+    "trafficSplit",
+    "predictRequestResponseLoggingConfig",
+)
 
 
 class Endpoints:
@@ -37,6 +46,7 @@ class Endpoints:
             ("POST", LOC + "/endpoints", API + "create", self.create),
             ("GET", LOC + "/endpoints", API + "list", self.list),
             ("GET", ENDPOINT, API + "get", self.get),
+            ("PATCH", ENDPOINT, API + "patch", self.patch),
             ("DELETE", ENDPOINT, API + "delete", self.delete),
             ("POST", ENDPOINT + ":deployModel", API + "deployModel", self.deploy),
             ("POST", ENDPOINT + ":undeployModel", API + "undeployModel", self.undeploy),
@@ -66,7 +76,7 @@ class Endpoints:
                 "name": f"{parent}/endpoints/{endpoint_id}",
                 "createTime": stamp,
                 "updateTime": stamp,
-                "etag": stamp,
+                "etag": masks.new_etag(),
                 "_serving": {},
             }
             self.store.save("endpoints", endpoint_id, record)
@@ -80,19 +90,46 @@ class Endpoints:
             return 200, public(self._endpoint(request))
 
     def list(self, request: Request):
-        """``endpoints.list`` (one page)."""
+        """``endpoints.list`` with ``filter``, ``orderBy`` and pagination."""
         prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
         with self.store.lock:
             found = [public(e) for e in self.store.all("endpoints") if e["name"].startswith(prefix)]
-        return 200, ({"endpoints": found} if found else {})
+        fields = listing.ENDPOINT_FIELDS
+        return 200, listing.page("endpoints", found, request.query, fields, fields)
+
+    def patch(self, request: Request):
+        """``endpoints.patch``: the ``updateMask`` fields, etag-checked; a new etag."""
+        names = masks.fields(request.query.get("updateMask"), UPDATABLE)
+        body = request.body
+        with self.store.lock:
+            endpoint = self._endpoint(request)
+            masks.check_etag(body, endpoint, endpoint["name"])
+            if "trafficSplit" in names:
+                split = body.get("trafficSplit") or {}
+                _check_split(split, _ids(endpoint), endpoint["name"], allow_empty=True)
+                if not split and endpoint.get("deployedModels"):
+                    raise ApiError(400, "trafficSplit must add up to 100, not 0.")
+                body = {**body, "trafficSplit": {k: v for k, v in split.items() if v}}
+            masks.apply(endpoint, body, names)
+            self._touch(endpoint)
+            return 200, public(endpoint)
+
+    def _touch(self, endpoint: dict) -> None:
+        endpoint["updateTime"] = now()
+        endpoint["etag"] = masks.new_etag()
+        self.store.save("endpoints", endpoint["name"].rsplit("/", 1)[-1], endpoint)
 
     def delete(self, request: Request):
-        """``endpoints.delete``, refused while models are deployed."""
+        """``endpoints.delete``, refused while models are deployed or being deployed."""
         with self.store.lock:
             record = self._endpoint(request)
-            if record.get("deployedModels"):
+            if record.get("deployedModels") or self.operations.pending(
+                record["name"], "DeployModel"
+            ):
+                # Vertex refuses too, rather than deleting under a running deploy.
                 raise precondition(
-                    f"Endpoint {record['name']} has deployed models; undeploy them first."
+                    f"Endpoint {record['name']} has deployed or being-deployed "
+                    "DeployedModel(s); undeploy them (or wait for the deploy) first."
                 )
             self.store.delete("endpoints", record["name"].rsplit("/", 1)[-1])
         return 200, self.operations.run(record["name"], "Delete", dict, response=_EMPTY)
@@ -107,15 +144,27 @@ class Endpoints:
             if split is not None:
                 _check_split(split, {*_ids(endpoint), "0"}, endpoint["name"])
         model_id, version_id = version["name"].rsplit("/", 1)[-1], version["versionId"]
+        name, endpoint_id = endpoint["name"], endpoint["name"].rsplit("/", 1)[-1]
 
-        def work() -> dict:
+        def work():
             # Loading before the operation is done is what Vertex does too: once deployModel
             # finishes, the first predict is as fast as any other.
             self.cache.get(model_id, version_id, version.get("artifactUri", ""))
-            with self.store.lock:
-                return {"deployedModel": self._add(endpoint, wanted, version, split)}
 
-        return 200, self.operations.run(endpoint["name"], "DeployModel", work, background=True)
+            def commit() -> dict:
+                # The endpoint and the version as they are now: either may have changed
+                # (or gone) while the model loaded, and a deleted endpoint stays deleted.
+                current = self.store.get("endpoints", endpoint_id)
+                if current is None or current["name"] != name:
+                    raise not_found(f"Endpoint {name}")
+                _, now_version = self.models.find(f"{version['name']}@{version_id}")
+                if split is not None:
+                    _check_split(split, {*_ids(current), "0"}, name)
+                return {"deployedModel": self._add(current, wanted, now_version, split)}
+
+            return commit
+
+        return 200, self.operations.run(name, "DeployModel", work, background=True)
 
     def _add(self, endpoint: dict, wanted: dict, version: dict, split) -> dict:
         deployed_id = self.store.new_id()
@@ -140,8 +189,7 @@ class Endpoints:
             "model": version["name"],
             "display_name": version.get("displayName", ""),
         }
-        endpoint["updateTime"] = now()
-        self.store.save("endpoints", endpoint["name"].rsplit("/", 1)[-1], endpoint)
+        self._touch(endpoint)
         ref = {"endpoint": endpoint["name"], "deployedModelId": deployed_id}
         record, _ = self.models.find(version["name"])
         version.setdefault("deployedModels", []).append(ref)
@@ -170,8 +218,7 @@ class Endpoints:
             endpoint["trafficSplit"] = {k: v for k, v in split.items() if v and k != gone}
             endpoint["deployedModels"] = [d for d in endpoint["deployedModels"] if d["id"] != gone]
             serving = endpoint["_serving"].pop(gone)
-            endpoint["updateTime"] = now()
-            self.store.save("endpoints", endpoint["name"].rsplit("/", 1)[-1], endpoint)
+            self._touch(endpoint)
             self._drop_ref(serving["model"], endpoint["name"], gone)
         return 200, self.operations.run(endpoint["name"], "UndeployModel", dict)
 

@@ -83,6 +83,8 @@ class Router:
 
     routes: list[Route] = field(default_factory=list)
     before: list[Callable[[Route, Request], None]] = field(default_factory=list)
+    # Rewrite a successful answer's body (e.g. enums as numbers when the client asks).
+    after: list[Callable[[Route, Request, Any], Any]] = field(default_factory=list)
 
     def add(self, http_method, pattern, method_id, handler, request_schema=None) -> None:
         """Register ``pattern`` (a regex with named groups, matched on the whole path)."""
@@ -107,7 +109,10 @@ class Router:
                 request.body = _parse_body(raw_body, route)
                 for hook in self.before:
                     hook(route, request)
-                return route.handler(request)
+                status, body = route.handler(request)
+                for after in self.after:
+                    body = after(route, request, body)
+                return status, body
             except ApiError as exc:
                 return exc.code, exc.body()
             except Exception as exc:

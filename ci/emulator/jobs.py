@@ -48,6 +48,8 @@ class JobRunner:
         self.max_local_replicas = max_local_replicas
         self._live: dict[str, _Live] = {}
         self._threads: list[threading.Thread] = []
+        # Called as listener(job_id, job) once a job reached its final state (pipelines).
+        self.listeners: list = []
 
     def submit(self, job_id: str) -> None:
         """Run the (already stored, PENDING) job in the background."""
@@ -203,6 +205,8 @@ class JobRunner:
             if code:
                 job["error"] = {"code": code, "message": message}
             self.store.save("customJobs", job_id, job)
+        for listener in self.listeners:
+            listener(job_id, job)
 
 
 class _Stop(Exception):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ci.emulator import listing
 from ci.emulator.faults import FaultTable
 from ci.emulator.httpd import ApiError, Request, not_found, precondition
 from ci.emulator.jobs import ACTIVE, JobRunner
@@ -10,6 +11,22 @@ from ci.emulator.store import Store, now, public
 LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 JOB = LOC + r"/customJobs/(?P<job>[^/:]+)"
 API = "aiplatform.projects.locations.customJobs."
+
+
+def check_pools(job_spec: dict) -> None:
+    """400 for worker pools the emulator cannot run (containers) or Vertex refuses."""
+    specs = job_spec.get("workerPoolSpecs") or []
+    if not specs or any(s and not s.get("pythonPackageSpec") for s in specs):
+        raise ApiError(
+            400,
+            "Every worker pool needs a pythonPackageSpec: the emulator runs Python "
+            "packages, and containers (containerSpec, CustomContainerTrainingJob) are "
+            "not run locally.",
+        )
+    if len(specs) > 4:
+        raise ApiError(400, "At most 4 worker pools (chief, workers, ps, evaluators).")
+    if int(specs[0].get("replicaCount", 1)) != 1:
+        raise ApiError(400, "workerPoolSpecs[0].replicaCount must be 1 (the chief).")
 
 
 class CustomJobs:
@@ -30,24 +47,17 @@ class CustomJobs:
 
     def create(self, request: Request):
         """``customJobs.create``: store the job PENDING and hand it to the runner."""
-        body = request.body
-        specs = body["jobSpec"].get("workerPoolSpecs") or []
-        if not specs or any(s and not s.get("pythonPackageSpec") for s in specs):
-            raise ApiError(
-                400,
-                "Every worker pool needs a pythonPackageSpec: the emulator runs Python "
-                "packages (containerSpec jobs are not supported).",
-            )
-        if len(specs) > 4:
-            raise ApiError(400, "At most 4 worker pools (chief, workers, ps, evaluators).")
-        if int(specs[0].get("replicaCount", 1)) != 1:
-            raise ApiError(400, "workerPoolSpecs[0].replicaCount must be 1 (the chief).")
+        check_pools(request.body["jobSpec"])
+        parent = f"projects/{request.params['project']}/locations/{request.params['location']}"
+        return 200, public(self.start(parent, request.body))
+
+    def start(self, parent: str, body: dict) -> dict:
+        """Store a (checked) CustomJob PENDING under ``parent`` and hand it to the runner."""
         job_id = self.store.new_id()
         created = now()
         job = {
             **body,
-            "name": f"projects/{request.params['project']}/locations/"
-            f"{request.params['location']}/customJobs/{job_id}",
+            "name": f"{parent}/customJobs/{job_id}",
             "state": "JOB_STATE_PENDING",
             "createTime": created,
             "updateTime": created,
@@ -55,7 +65,7 @@ class CustomJobs:
         }
         self.store.save("customJobs", job_id, job)
         self.runner.submit(job_id)
-        return 200, public(job)
+        return job
 
     def _job(self, request: Request) -> dict:
         job = self.store.get("customJobs", request.params["job"])
@@ -69,11 +79,11 @@ class CustomJobs:
             return 200, public(self._job(request))
 
     def list(self, request: Request):
-        """``customJobs.list`` (one page)."""
+        """``customJobs.list`` with ``filter`` and pagination, oldest first."""
         prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
         with self.store.lock:
             jobs = [public(j) for j in self.store.all("customJobs") if j["name"].startswith(prefix)]
-        return 200, ({"customJobs": jobs} if jobs else {})
+        return 200, listing.page("customJobs", jobs, request.query, listing.JOB_FIELDS)
 
     def cancel(self, request: Request):
         """``customJobs.cancel``: CANCELLING now, CANCELLED once the processes are gone."""

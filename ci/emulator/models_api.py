@@ -1,5 +1,5 @@
 """``projects.locations.models``: upload (versions, aliases), get, list, listVersions,
-mergeVersionAliases, deleteVersion, delete.
+patch, mergeVersionAliases, deleteVersion, delete.
 
 A stored model is ``{"name", "createTime", "versions": [Model, ...]}``; each version is a
 complete ``GoogleCloudAiplatformV1Model`` as get returns it. ``name@3`` and ``name@alias``
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from ci.emulator import listing, masks
 from ci.emulator.httpd import ApiError, Request, not_found, precondition
 from ci.emulator.operations import Operations
 from ci.emulator.store import Store, now, public
@@ -18,8 +19,10 @@ LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 MODEL = LOC + r"/models/(?P<model>[^/:@]+)(?:@(?P<version>[^/:]+))?"
 API = "aiplatform.projects.locations.models."
 _EMPTY = "google.protobuf.Empty"
+# What models.patch may change: model-wide with a bare name, per version with name@v.
+MODEL_WIDE = ("displayName", "description", "labels")
+UPDATABLE = (*MODEL_WIDE, "versionDescription")
 ALIAS = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
-_FILTER = re.compile(r'^\s*(display_name|displayName|labels\.[\w-]+)\s*=\s*"([^"]*)"\s*$')
 
 
 class Models:
@@ -34,6 +37,7 @@ class Models:
             ("POST", LOC + r"/models:upload", API + "upload", self.upload),
             ("GET", LOC + r"/models", API + "list", self.list),
             ("GET", MODEL, API + "get", self.get),
+            ("PATCH", MODEL, API + "patch", self.patch),
             ("GET", MODEL + ":listVersions", API + "listVersions", self.list_versions),
             ("POST", MODEL + ":mergeVersionAliases", API + "mergeVersionAliases", self.merge),
             ("DELETE", MODEL + ":deleteVersion", API + "deleteVersion", self.delete_version),
@@ -59,7 +63,15 @@ class Models:
 
     def upload(self, request: Request):
         """``models.upload``: a new model, or with ``parentModel`` its next version."""
-        body = request.body
+        parent = f"projects/{request.params['project']}/locations/{request.params['location']}"
+        result = self.register(parent, request.body)
+        return 200, self.operations.run(result["model"], "UploadModel", lambda: result)
+
+    def register(self, parent: str, body: dict) -> dict:
+        """Store an UploadModelRequest's model under ``parent``; the UploadModelResponse.
+
+        Also what a training pipeline calls for its ``modelToUpload``.
+        """
         model = body["model"]
         aliases = model.get("versionAliases", [])
         for alias in aliases:
@@ -75,9 +87,6 @@ class Models:
                 model_id = body.get("modelId") or self.store.new_id()
                 if self.store.get("models", model_id) is not None:
                     raise ApiError(409, f"Model {model_id} already exists.")
-                parent = (
-                    f"projects/{request.params['project']}/locations/{request.params['location']}"
-                )
                 record = {
                     "name": f"{parent}/models/{model_id}",
                     "createTime": now(),
@@ -96,39 +105,62 @@ class Models:
                 "updateTime": stamp,
                 "versionCreateTime": stamp,
                 "versionUpdateTime": stamp,
-                "etag": f"v{number}-{stamp}",
+                "etag": masks.new_etag(),
                 "supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"],
             }
             record["versions"].append(version)
             _assign(record, version, aliases)
             self.store.save("models", _id(record), record)
-        result = {"model": record["name"], "modelVersionId": str(number)}
-        return 200, self.operations.run(record["name"], "UploadModel", lambda: result)
+        return {"model": record["name"], "modelVersionId": str(number)}
 
     def get(self, request: Request):
         """``models.get`` of ``name``, ``name@version`` or ``name@alias``."""
         with self.store.lock:
             return 200, public(self._find(request)[1])
 
+    def patch(self, request: Request):
+        """``models.patch``: the ``updateMask`` fields of a version (``name@v``) or, for a
+        bare name, the model-wide fields of every version; etag-checked, new etags."""
+        names = masks.fields(request.query.get("updateMask"), UPDATABLE)
+        versioned = request.params.get("version") is not None
+        with self.store.lock:
+            record, version = self._find(request)
+            masks.check_etag(request.body, version, version["name"])
+            if versioned:
+                targets = [version]
+            else:
+                for name in names:
+                    if name not in MODEL_WIDE:
+                        raise ApiError(
+                            400, f"{name} belongs to a version: patch {record['name']}@VERSION."
+                        )
+                targets = record["versions"]
+            stamp = now()
+            for target in targets:
+                masks.apply(target, request.body, names)
+                target.update(updateTime=stamp, versionUpdateTime=stamp, etag=masks.new_etag())
+            self.store.save("models", _id(record), record)
+            return 200, public(version)
+
     def list(self, request: Request):
-        """``models.list``: each model's default version."""
+        """``models.list``: each model's default version; filter, orderBy, pages."""
         prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
-        keep = _filter(request.query.get("filter", ""))
         with self.store.lock:
             models = [
                 public(_version(r, "default", r["name"]))
                 for r in self.store.all("models")
                 if r["name"].startswith(prefix)
             ]
-        models = [m for m in models if keep(m)]
-        return 200, ({"models": models} if models else {})
+        fields = listing.MODEL_FIELDS
+        return 200, listing.page("models", models, request.query, fields, fields)
 
     def list_versions(self, request: Request):
-        """``models.listVersions``, oldest first."""
+        """``models.listVersions``, oldest first; filter, orderBy, pages."""
         with self.store.lock:
             record, _ = self._find(request)
-            keep = _filter(request.query.get("filter", ""))
-            return 200, {"models": [public(v) for v in record["versions"] if keep(v)]}
+            versions = [public(v) for v in record["versions"]]
+        fields = listing.MODEL_FIELDS
+        return 200, listing.page("models", versions, request.query, fields, fields)
 
     def merge(self, request: Request):
         """``models.mergeVersionAliases``: add aliases (moved from other versions), ``-x`` drops."""
@@ -145,6 +177,7 @@ class Models:
             version["versionAliases"] = [a for a in version["versionAliases"] if a not in removals]
             _assign(record, version, [c for c in changes if not c.startswith("-")])
             version["versionUpdateTime"] = version["updateTime"] = now()
+            version["etag"] = masks.new_etag()
             self.store.save("models", _id(record), record)
             return 200, public(version)
 
@@ -198,22 +231,3 @@ def _assign(record: dict, version: dict, aliases: list[str]) -> None:
                 other["versionAliases"] = kept
                 other["versionUpdateTime"] = now()
     version["versionAliases"] += [a for a in aliases if a not in version["versionAliases"]]
-
-
-def _filter(text: str):
-    """A predicate for the list filters the tooling uses: ``display_name="x" AND labels.k="v"``."""
-    tests = []
-    for clause in filter(None, re.split(r"\s+AND\s+", text.strip())):
-        match = _FILTER.match(clause)
-        if not match:
-            raise ApiError(
-                400,
-                f"Unsupported filter {clause!r} (the emulator supports "
-                'display_name="..." and labels.KEY="..." joined by AND).',
-            )
-        field, value = match.groups()
-        if field.startswith("labels."):
-            tests.append(lambda m, k=field[7:], v=value: m.get("labels", {}).get(k) == v)
-        else:
-            tests.append(lambda m, v=value: m.get("displayName") == v)
-    return lambda m: all(t(m) for t in tests)

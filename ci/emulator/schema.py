@@ -13,6 +13,7 @@ import json
 import re
 from pathlib import Path
 
+from ci.emulator import enums
 from ci.emulator.httpd import ApiError
 
 _INT = re.compile(r"^-?\d+$")
@@ -47,17 +48,19 @@ def request_schema(method_id: str) -> str | None:
     return methods()[method_id].get("request", {}).get("$ref")
 
 
-def validate(schema_name: str, body) -> dict:
+def validate(schema_name: str, body, partial: bool = False) -> dict:
     """Check ``body`` against ``schema_name``; return it without output-only fields.
 
-    Raises ApiError 400 naming the first offending field, the way Vertex does.
+    ``partial``: a patch body, where only the update mask's fields matter, so required
+    fields may be missing. Raises ApiError 400 naming the first offending field, the way
+    Vertex does.
     """
     if not isinstance(body, dict):
         raise ApiError(400, f"Invalid JSON payload received. Expected an object, got {body!r}.")
-    return _object(document()["schemas"][schema_name], body, "")
+    return _object(document()["schemas"][schema_name], body, "", partial)
 
 
-def _object(schema: dict, value: dict, where: str) -> dict:
+def _object(schema: dict, value: dict, where: str, partial: bool = False) -> dict:
     props = schema.get("properties")
     if props is None:  # a free-form object (google.protobuf.Struct and friends)
         return value
@@ -71,9 +74,9 @@ def _object(schema: dict, value: dict, where: str) -> dict:
             )
         if prop.get("readOnly"):
             continue
-        cleaned[key] = _value(prop, item, _join(where, key))
+        cleaned[key] = _value(prop, item, _join(where, key), f"{schema.get('id')}.{key}")
     for key, prop in props.items():
-        if _required(prop) and cleaned.get(key) in (None, "", [], {}):
+        if not partial and _required(prop) and cleaned.get(key) in (None, "", [], {}):
             raise ApiError(400, f"Field: {_join(where, key)}; Message: Required field is not set.")
     return cleaned
 
@@ -82,7 +85,7 @@ def _required(prop: dict) -> bool:
     return (prop.get("description") or "").startswith("Required.")
 
 
-def _value(prop: dict, value, where: str):
+def _value(prop: dict, value, where: str, field: str = ""):
     if value is None:
         return None
     if "$ref" in prop:
@@ -91,12 +94,12 @@ def _value(prop: dict, value, where: str):
             if not isinstance(value, dict):
                 raise _bad(where, "an object", value)
             return _object(ref, value, where)
-        return _value(ref, value, where)
+        return _value(ref, value, where, field)
     kind = prop.get("type")
     if kind == "array":
         if not isinstance(value, list):
             raise _bad(where, "a list", value)
-        return [_value(prop["items"], v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_value(prop["items"], v, f"{where}[{i}]", field) for i, v in enumerate(value)]
     if kind == "object":
         if not isinstance(value, dict):
             raise _bad(where, "an object", value)
@@ -104,13 +107,21 @@ def _value(prop: dict, value, where: str):
         if extra is None:
             return _object(prop, value, where) if "properties" in prop else value
         return {k: _value(extra, v, f"{where}[{k!r}]") for k, v in value.items()}
-    return _scalar(prop, value, where)
+    return _scalar(prop, value, where, field)
 
 
-def _scalar(prop: dict, value, where: str):
+def _scalar(prop: dict, value, where: str, field: str = ""):
     kind, fmt = prop.get("type"), prop.get("format")
     if kind == "any":
         return value
+    enum = prop.get("enum")
+    if enum:
+        # proto3 JSON: an enum is its name or its number (the SDK's REST transport sends
+        # numbers); handlers always see the name.
+        name = enums.to_name(field, enum, value)
+        if name is None:
+            raise ApiError(400, f"Invalid value at '{where}', {value!r}: not one of {enum}.")
+        return name
     if kind == "boolean" and not isinstance(value, bool):
         raise _bad(where, "a boolean", value)
     if kind == "integer" and (isinstance(value, bool) or not _is_int(value)):
@@ -125,9 +136,61 @@ def _scalar(prop: dict, value, where: str):
             return str(value)
         if not isinstance(value, str):
             raise _bad(where, "a string", value)
-        enum = prop.get("enum")
-        if enum and value not in enum:
-            raise ApiError(400, f"Invalid value at '{where}', {value!r}: not one of {enum}.")
+    return value
+
+
+def response_schema(method_id: str) -> str | None:
+    """The name of the schema a method answers with."""
+    return methods()[method_id].get("response", {}).get("$ref")
+
+
+def encode_enums(schema_name: str, body):
+    """``body`` (an answer of ``schema_name``) with every enum name as its number.
+
+    What ``$alt=json;enum-encoding=int`` asks for. ``Any`` fields (an operation's
+    ``response`` and ``metadata``) are followed through their ``@type``.
+    """
+    if not isinstance(body, dict):
+        return body
+    return _encode(document()["schemas"][schema_name], body)
+
+
+def _encode(schema: dict, value: dict) -> dict:
+    props = schema.get("properties")
+    if props is None:
+        return _encode_any(value)
+    out = {}
+    for key, item in value.items():
+        prop = props.get(key)
+        out[key] = item if prop is None else _encode_value(prop, item, f"{schema.get('id')}.{key}")
+    return out
+
+
+def _encode_value(prop: dict, value, field: str):
+    if "$ref" in prop:
+        ref = document()["schemas"][prop["$ref"]]
+        if ref.get("type") == "object":
+            return _encode(ref, value) if isinstance(value, dict) else value
+        return _encode_value(ref, value, field)
+    if prop.get("type") == "array" and isinstance(value, list):
+        return [_encode_value(prop["items"], v, field) for v in value]
+    if prop.get("type") == "object" and isinstance(value, dict):
+        extra = prop.get("additionalProperties")
+        if extra is None or extra.get("type") == "any":  # google.protobuf.Any or Struct
+            return _encode_any(value)
+        return {k: _encode_value(extra, v, field) for k, v in value.items()}
+    if prop.get("enum"):
+        return enums.to_number(field, prop["enum"], value)
+    return value
+
+
+def _encode_any(value: dict) -> dict:
+    kind = value.get("@type", "") if isinstance(value, dict) else ""
+    name = "GoogleCloudAiplatformV1" + kind.rpartition("google.cloud.aiplatform.v1.")[2]
+    if kind.startswith("type.googleapis.com/google.cloud.aiplatform.v1.") and (
+        name in document()["schemas"]
+    ):
+        return _encode(document()["schemas"][name], value)
     return value
 
 

@@ -12,9 +12,12 @@ import copy
 import datetime as dt
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 
+# Kinds every emulator has; a new kind (a new API) needs no entry: its folder is made
+# on its first save and loaded on start like these.
 KINDS = ("customJobs", "models", "endpoints", "operations")
 KINDS += ("hyperparameterTuningJobs", "batchPredictionJobs")
 
@@ -41,13 +44,36 @@ class Store:
         self.lock = threading.RLock()
         self._data: dict[str, dict[str, dict]] = {kind: {} for kind in KINDS}
         self._next_id = 1000
+        self.damaged: list[Path] = []
         for kind in KINDS:
-            folder = self.root / "records" / kind
-            folder.mkdir(parents=True, exist_ok=True)
-            for path in sorted(folder.glob("*.json")):
-                self._data[kind][path.stem] = json.loads(path.read_text())
-                if path.stem.isdigit():
-                    self._next_id = max(self._next_id, int(path.stem) + 1)
+            (self.root / "records" / kind).mkdir(parents=True, exist_ok=True)
+        for folder in sorted((self.root / "records").iterdir()):
+            if folder.is_dir():
+                self._load(folder)
+
+    def _load(self, folder: Path) -> None:
+        records = self._data.setdefault(folder.name, {})
+        for path in sorted(folder.glob("*.json")):
+            try:
+                record = json.loads(path.read_text())
+                if not isinstance(record, dict) or "name" not in record:
+                    raise ValueError("not a resource record")
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                # One damaged file (a disk filled up, a hand edit) must not cost the other
+                # records: set it aside, say so once, keep starting.
+                aside = path.with_suffix(".json.damaged")
+                os.replace(path, aside)
+                self.damaged.append(aside)
+                print(
+                    f"emulator: warning: {path} is not a valid record ({exc}); "
+                    f"moved to {aside.name}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                continue
+            records[path.stem] = record
+            if path.stem.isdigit():
+                self._next_id = max(self._next_id, int(path.stem) + 1)
 
     def new_id(self) -> str:
         """A fresh numeric id, unique across kinds and restarts (Vertex ids are numeric)."""
@@ -57,17 +83,20 @@ class Store:
 
     def get(self, kind: str, rid: str) -> dict | None:
         """The live record (mutate it under ``lock``, then :meth:`save`)."""
-        return self._data[kind].get(rid)
+        return self._data.get(kind, {}).get(rid)
 
     def all(self, kind: str) -> list[dict]:
         """Records of ``kind`` in creation order."""
         with self.lock:
-            return sorted(self._data[kind].values(), key=lambda r: r.get("createTime", ""))
+            records = self._data.get(kind, {}).values()
+            return sorted(records, key=lambda r: r.get("createTime", ""))
 
     def save(self, kind: str, rid: str, record: dict) -> None:
         """Store ``record`` and write it to disk atomically (temp file + rename)."""
         with self.lock:
-            self._data[kind][rid] = record
+            if kind not in self._data:
+                (self.root / "records" / kind).mkdir(parents=True, exist_ok=True)
+            self._data.setdefault(kind, {})[rid] = record
             path = self.root / "records" / kind / f"{rid}.json"
             tmp = path.with_suffix(f".tmp{threading.get_ident()}")
             tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
@@ -76,7 +105,7 @@ class Store:
     def delete(self, kind: str, rid: str) -> None:
         """Forget a record and remove its file."""
         with self.lock:
-            self._data[kind].pop(rid, None)
+            self._data.get(kind, {}).pop(rid, None)
             (self.root / "records" / kind / f"{rid}.json").unlink(missing_ok=True)
 
     def job_dir(self, job_id: str) -> Path:

@@ -1,0 +1,61 @@
+"""``patch`` semantics shared by endpoints and models: update masks and etags.
+
+An update mask (``updateMask=display_name,labels``, snake_case or camelCase, as
+``google.protobuf.FieldMask`` allows) names the fields to replace; the rest of the body
+is ignored. An etag sent with the body must be the resource's current one, otherwise the
+update is refused with ABORTED (AIP-154), and every change gives the resource a new etag.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+
+from ci.emulator.httpd import ApiError
+
+
+def fields(mask: str | None, allowed: tuple[str, ...]) -> list[str]:
+    """The camelCase fields of ``mask``; 400 for an empty mask or a field not in ``allowed``."""
+    names = [_camel(p.strip()) for p in (mask or "").split(",") if p.strip()]
+    if not names:
+        raise ApiError(400, "Field: update_mask; Message: Required field is not set.")
+    for name in names:
+        if name not in allowed:
+            snake = ", ".join(_snake(a) for a in allowed)
+            raise ApiError(400, f"update_mask path {_snake(name)!r} cannot be updated ({snake}).")
+    return names
+
+
+def check_etag(body: dict, current: dict, what: str) -> None:
+    """Refuse a stale etag (a missing one means "overwrite", as on Vertex)."""
+    sent = body.get("etag")
+    if sent and sent != current.get("etag"):
+        raise ApiError(
+            409,
+            f"The etag of {what} does not match: it was changed since it was read; "
+            "read it again and retry.",
+            "ABORTED",
+        )
+
+
+def apply(record: dict, body: dict, names: list[str]) -> None:
+    """Copy each named field from ``body`` (absent there: cleared) into ``record``."""
+    for name in names:
+        if name in body and body[name] not in (None, "", {}, []):
+            record[name] = copy.deepcopy(body[name])
+        else:
+            record.pop(name, None)
+
+
+def new_etag() -> str:
+    """A fresh opaque etag."""
+    return uuid.uuid4().hex[:16]
+
+
+def _camel(name: str) -> str:
+    return re.sub(r"_([a-z0-9])", lambda m: m[1].upper(), name)
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), name)

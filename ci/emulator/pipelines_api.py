@@ -1,0 +1,193 @@
+"""``projects.locations.trainingPipelines`` for custom training: create, get, list, cancel,
+delete.
+
+A pipeline with the custom-task definition runs its ``trainingTaskInputs`` (a
+CustomJobSpec) as a backing CustomJob, then, when it has a ``modelToUpload``, uploads
+the model from ``<baseOutputDirectory>/model`` (the job's ``AIP_MODEL_DIR``) as Vertex
+does. Pipelines that need a dataset or other task definitions (AutoML) get a 400.
+"""
+
+from __future__ import annotations
+
+from ci.emulator import listing, schema
+from ci.emulator.httpd import ApiError, Request, not_found, precondition
+from ci.emulator.jobs_api import CustomJobs, check_pools
+from ci.emulator.models_api import Models
+from ci.emulator.operations import Operations
+from ci.emulator.store import Store, now, public
+
+LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
+PIPELINE = LOC + r"/trainingPipelines/(?P<pipeline>[^/:]+)"
+API = "aiplatform.projects.locations.trainingPipelines."
+CUSTOM_TASK = "gs://google-cloud-aiplatform/schema/trainingjob/definition/custom_task_1.0.0.yaml"
+ACTIVE = ("PIPELINE_STATE_QUEUED", "PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING")
+ACTIVE_ALL = (*ACTIVE, "PIPELINE_STATE_CANCELLING")
+# A backing job's final state → the pipeline's.
+FINAL = {
+    "JOB_STATE_SUCCEEDED": "PIPELINE_STATE_SUCCEEDED",
+    "JOB_STATE_FAILED": "PIPELINE_STATE_FAILED",
+    "JOB_STATE_CANCELLED": "PIPELINE_STATE_CANCELLED",
+}
+
+
+class TrainingPipelines:
+    """Pipeline handlers; the backing job runs through :class:`CustomJobs`."""
+
+    def __init__(self, store: Store, jobs: CustomJobs, models: Models, operations: Operations):
+        self.store, self.jobs, self.models, self.operations = store, jobs, models, operations
+        jobs.runner.listeners.append(self._job_finished)
+
+    def routes(self):
+        """(HTTP method, path regex, discovery method id, handler) for each method served."""
+        return [
+            ("POST", LOC + "/trainingPipelines", API + "create", self.create),
+            ("GET", LOC + "/trainingPipelines", API + "list", self.list),
+            ("GET", PIPELINE, API + "get", self.get),
+            ("POST", PIPELINE + ":cancel", API + "cancel", self.cancel),
+            ("DELETE", PIPELINE, API + "delete", self.delete),
+        ]
+
+    def create(self, request: Request):
+        """``trainingPipelines.create``: checked now, its CustomJob started at once."""
+        body = request.body
+        if body["trainingTaskDefinition"] != CUSTOM_TASK:
+            raise ApiError(
+                400,
+                f"trainingTaskDefinition {body['trainingTaskDefinition']!r} is not emulated; "
+                f"only custom training ({CUSTOM_TASK}) is.",
+            )
+        if body.get("inputDataConfig"):
+            raise ApiError(400, "inputDataConfig (managed datasets) is not emulated.")
+        inputs = body.get("trainingTaskInputs")
+        if not isinstance(inputs, dict):
+            raise ApiError(400, "trainingTaskInputs must be a CustomJobSpec object.")
+        # The inputs are a free-form Struct in the request: check them as the CustomJobSpec
+        # they must be (names or numbers for enums, unknown fields refused).
+        spec = schema.validate("GoogleCloudAiplatformV1CustomJobSpec", inputs)
+        check_pools(spec)
+        if body.get("modelToUpload") and not (
+            body["modelToUpload"].get("artifactUri") or spec.get("baseOutputDirectory")
+        ):
+            raise ApiError(
+                400, "modelToUpload needs artifactUri or trainingTaskInputs.baseOutputDirectory."
+            )
+        parent = f"projects/{request.params['project']}/locations/{request.params['location']}"
+        pipeline_id = self.store.new_id()
+        stamp = now()
+        pipeline = {
+            **body,
+            "trainingTaskInputs": inputs,
+            "name": f"{parent}/trainingPipelines/{pipeline_id}",
+            "state": "PIPELINE_STATE_PENDING",
+            "createTime": stamp,
+            "updateTime": stamp,
+        }
+        with self.store.lock:
+            self.store.save("trainingPipelines", pipeline_id, pipeline)
+            job_body = {"displayName": f"{body['displayName']}-custom-job", "jobSpec": spec}
+            if body.get("labels"):
+                job_body["labels"] = body["labels"]
+            job = self.jobs.start(parent, job_body)
+            pipeline["_job"] = job["name"].rsplit("/", 1)[-1]
+            pipeline["trainingTaskMetadata"] = {"backingCustomJob": job["name"]}
+            pipeline.update(state="PIPELINE_STATE_RUNNING", startTime=now())
+            self.store.save("trainingPipelines", pipeline_id, pipeline)
+            return 200, public(pipeline)
+
+    def _job_finished(self, job_id: str, job: dict) -> None:
+        with self.store.lock:
+            pipeline = next(
+                (p for p in self.store.all("trainingPipelines") if p.get("_job") == job_id), None
+            )
+            if pipeline is None or pipeline["state"] not in ACTIVE_ALL:
+                return
+            state = FINAL[job["state"]]
+            if state == "PIPELINE_STATE_SUCCEEDED" and pipeline.get("modelToUpload"):
+                try:
+                    pipeline["modelToUpload"] = self._upload(pipeline)
+                except ApiError as exc:
+                    state, job = (
+                        "PIPELINE_STATE_FAILED",
+                        {"error": {"code": 3, "message": exc.message}},
+                    )
+            if job.get("error"):
+                pipeline["error"] = job["error"]
+            pipeline.update(state=state, updateTime=now(), endTime=now())
+            self.store.save("trainingPipelines", pipeline["name"].rsplit("/", 1)[-1], pipeline)
+
+    def _upload(self, pipeline: dict) -> dict:
+        model = dict(pipeline["modelToUpload"])
+        if not model.get("artifactUri"):
+            base = pipeline["trainingTaskInputs"]["baseOutputDirectory"]["outputUriPrefix"]
+            model["artifactUri"] = base.rstrip("/") + "/model"
+        body = {"model": model}
+        for key in ("modelId", "parentModel"):
+            if pipeline.get(key):
+                body[key] = pipeline[key]
+        parent = pipeline["name"].split("/trainingPipelines/")[0]
+        uploaded = self.models.register(parent, body)
+        _, version = self.models.find(f"{uploaded['model']}@{uploaded['modelVersionId']}")
+        return public(version)
+
+    def recover(self) -> None:
+        """Pipelines whose backing job ended while the emulator was down end the same way."""
+        for pipeline in self.store.all("trainingPipelines"):
+            job = self.store.get("customJobs", pipeline.get("_job", ""))
+            if pipeline["state"] in ACTIVE_ALL and job and job["state"] in FINAL:
+                self._job_finished(pipeline["_job"], job)
+
+    def _pipeline(self, request: Request) -> dict:
+        record = self.store.get("trainingPipelines", request.params["pipeline"])
+        if record is None or not record["name"].startswith(
+            f"projects/{request.params['project']}/"
+        ):
+            raise not_found(f"TrainingPipeline {request.raw_path.removeprefix('/v1/')}")
+        return record
+
+    def get(self, request: Request):
+        """``trainingPipelines.get``."""
+        with self.store.lock:
+            return 200, public(self._pipeline(request))
+
+    def list(self, request: Request):
+        """``trainingPipelines.list`` with ``filter`` and pagination, oldest first."""
+        prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
+        with self.store.lock:
+            found = [
+                public(p)
+                for p in self.store.all("trainingPipelines")
+                if p["name"].startswith(prefix)
+            ]
+        return 200, listing.page("trainingPipelines", found, request.query, listing.JOB_FIELDS)
+
+    def cancel(self, request: Request):
+        """``trainingPipelines.cancel``: CANCELLING, CANCELLED once its job is."""
+        with self.store.lock:
+            pipeline = self._pipeline(request)
+            if pipeline["state"] not in ACTIVE:
+                raise precondition(
+                    f"Cannot cancel TrainingPipeline {pipeline['name']} in state "
+                    f"{pipeline['state']}."
+                )
+            pipeline.update(state="PIPELINE_STATE_CANCELLING", updateTime=now())
+            self.store.save("trainingPipelines", pipeline["name"].rsplit("/", 1)[-1], pipeline)
+            job = self.store.get("customJobs", pipeline["_job"])
+            if job["state"] not in ("JOB_STATE_CANCELLING", *FINAL):
+                job.update(state="JOB_STATE_CANCELLING", updateTime=now())
+                self.store.save("customJobs", pipeline["_job"], job)
+        self.jobs.runner.cancel(pipeline["_job"])
+        return 200, {}
+
+    def delete(self, request: Request):
+        """``trainingPipelines.delete``, refused while it runs (cancel it first)."""
+        with self.store.lock:
+            pipeline = self._pipeline(request)
+            if pipeline["state"] in ACTIVE_ALL:
+                raise precondition(
+                    f"TrainingPipeline {pipeline['name']} is {pipeline['state']}; cancel it first."
+                )
+            self.store.delete("trainingPipelines", pipeline["name"].rsplit("/", 1)[-1])
+        return 200, self.operations.run(pipeline["name"], "Delete", dict, response=_EMPTY)
+
+
+_EMPTY = "google.protobuf.Empty"
