@@ -11,6 +11,7 @@ from googleapiclient.errors import HttpError
 from ci import cli
 from tests.conftest import BUCKET, PARENT, ROOT, upload
 from tests.merge_path import settings_env
+from tests.test_sdk import sdk  # noqa: F401 (the SDK's fixture, aiplatform.init)
 
 FINAL = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCELLED")
 BAD = {"PetalLength": "long", "PetalWidth": 0.5, "SepalLength": 5.1, "SepalWidth": 3.3}
@@ -233,3 +234,35 @@ def test_ci_batch_predict_bad_input(ci_env, capsys, argv, code, message):
     assert cli.main(base + argv) == code
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and err.count("\n") == 1 and message in err, err
+
+
+# --- the official SDK: Model.batch_predict -------------------------------------------
+
+
+def test_sdk_batch_predict(sdk, gcs, trained, batch_input):
+    from google.cloud import aiplatform
+
+    model = aiplatform.Model.upload(
+        display_name="iris-sdk-batch",
+        artifact_uri=trained["artifact_uri"],
+        serving_container_image_uri="us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest",
+    )
+    job = model.batch_predict(
+        job_display_name="sdk-batch",
+        gcs_source=batch_input,
+        gcs_destination_prefix=f"gs://{BUCKET}/sdk-batch",
+        instances_format="jsonl",
+        predictions_format="jsonl",
+        machine_type="n1-standard-2",
+        batch_size=64,
+        sync=True,  # returns once the job succeeded, despite the bad instance
+    )
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    assert job.completion_stats.successful_count == 3000
+    assert job.completion_stats.failed_count == 1
+    directory = job.output_info.gcs_output_directory
+    assert directory.startswith(f"gs://{BUCKET}/sdk-batch/prediction-iris-sdk-batch-")
+    check_results(read_output(gcs, directory))
+    assert job.resource_name in [j.resource_name for j in aiplatform.BatchPredictionJob.list()]
+    job.delete()
+    assert job.resource_name not in [j.resource_name for j in aiplatform.BatchPredictionJob.list()]

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import tarfile
+import time
 
 import pytest
 
@@ -15,6 +16,7 @@ from ci import cli
 from ci.emulator import study
 from tests.conftest import BUCKET, PARENT, ROOT
 from tests.merge_path import run_ci, settings_env, trainer_copy
+from tests.test_sdk import sdk  # noqa: F401 (the SDK's fixture, aiplatform.init)
 
 # The trial: records when it ran and what it got, then reports ``score`` twice (the last
 # report is the final measurement). ``--mode=fail`` exits 3, ``--mode=silent`` reports
@@ -507,3 +509,97 @@ def test_pipeline_tune_promotes_the_best_trial(tmp_path):
     assert version["artifact_uri"] == values["best_trial_dir"] + "/model"
     predictions = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
     assert [p["class_ids"] for p in predictions[-3:]] == [0, 1, 2]
+
+
+# --- the official SDK: aiplatform.HyperparameterTuningJob ----------------------------
+
+
+def sdk_custom_job(trial_package: str, tmp_path, *args: str):
+    from google.cloud import aiplatform
+
+    pool = {
+        "machine_spec": {"machine_type": "n1-standard-4"},
+        "replica_count": 1,
+        "python_package_spec": {
+            "executor_image_uri": "us-docker.pkg.dev/vertex-ai/training/tf-cpu.2-15.py310:latest",
+            "package_uris": [trial_package],
+            "python_module": "hptrial.task",
+            "args": [f"--log-dir={tmp_path}", *args],
+        },
+    }
+    return aiplatform.CustomJob(
+        display_name="sdk-trial",
+        worker_pool_specs=[pool],
+        base_output_dir=f"gs://{BUCKET}/sdk-hp/{tmp_path.name}",
+    )
+
+
+def test_sdk_four_trials_two_at_a_time(sdk, trial_package, tmp_path):
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import hyperparameter_tuning as hpt
+
+    job = aiplatform.HyperparameterTuningJob(
+        display_name="sdk-hp",
+        custom_job=sdk_custom_job(trial_package, tmp_path, "--seconds=1"),
+        metric_spec={"score": "maximize"},
+        parameter_spec={
+            "x": hpt.DoubleParameterSpec(min=0, max=1, scale="linear"),
+            "units": hpt.IntegerParameterSpec(min=1, max=3, scale="linear"),
+        },
+        max_trial_count=4,
+        parallel_trial_count=2,
+    )
+    job.run(sync=True)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    trials = job.trials
+    assert [t.id for t in trials] == ["1", "2", "3", "4"]
+    assert all(t.state.name == "SUCCEEDED" for t in trials)
+    for trial in trials:
+        params = {p.parameter_id: p.value for p in trial.parameters}
+        expected = params["units"] - (params["x"] - 0.3) ** 2
+        assert trial.final_measurement.metrics[0].value == pytest.approx(expected)
+    runs = [json.loads(p.read_text()) for p in tmp_path.glob("trial-*.json")]
+    assert len(runs) == 4 and max_overlap(runs) == 2
+    assert runs[0]["model_dir"].startswith(f"gs://{BUCKET}/sdk-hp/{tmp_path.name}/")
+
+
+def test_sdk_grid_search_with_failing_trials_then_cancel(sdk, trial_package, tmp_path):
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import hyperparameter_tuning as hpt
+
+    grid = aiplatform.HyperparameterTuningJob(
+        display_name="sdk-grid",
+        custom_job=sdk_custom_job(trial_package, tmp_path),
+        metric_spec={"score": "maximize"},
+        parameter_spec={
+            "mode": hpt.CategoricalParameterSpec(values=["fail", "ok"]),
+            "units": hpt.DiscreteParameterSpec(values=[1, 2], scale="linear"),
+        },
+        max_trial_count=4,
+        parallel_trial_count=2,
+        max_failed_trial_count=3,
+        search_algorithm="grid",
+    )
+    grid.run(sync=True)
+    assert grid.state.name == "JOB_STATE_SUCCEEDED"
+    seen = [{p.parameter_id: p.value for p in t.parameters} for t in grid.trials]
+    assert seen == [{"mode": m, "units": u} for m in ("fail", "ok") for u in (1, 2)]
+    assert [t.state.name for t in grid.trials] == ["INFEASIBLE"] * 2 + ["SUCCEEDED"] * 2
+
+    slow = aiplatform.HyperparameterTuningJob(
+        display_name="sdk-cancel",
+        custom_job=sdk_custom_job(trial_package, tmp_path / "slow", "--seconds=60"),
+        metric_spec={"score": "maximize"},
+        parameter_spec={"x": hpt.DoubleParameterSpec(min=0, max=1, scale="linear")},
+        max_trial_count=4,
+        parallel_trial_count=2,
+    )
+    (tmp_path / "slow").mkdir()
+    slow.run(sync=False)
+    slow.wait_for_resource_creation()
+    slow.cancel()
+    deadline = time.monotonic() + 60
+    while slow.state.name not in ("JOB_STATE_CANCELLED", "JOB_STATE_FAILED"):
+        assert time.monotonic() < deadline, slow.state
+        time.sleep(0.1)
+    assert slow.state.name == "JOB_STATE_CANCELLED"

@@ -89,7 +89,7 @@ class Emulator:
             pipelines,
         ]
         self.tuning = TuningJobs(self.store, self.runner, self.operations)
-        resources += [self.tuning, BatchJobs(self.store, models, cache, self.storage_url)]
+        resources += [self.tuning, BatchJobs(self.store, self.operations, models, cache)]
         for resource in resources:
             for http_method, pattern, method_id, handler in resource.routes():
                 wanted = schema.request_schema(method_id) if method_id[0] != "_" else None

@@ -19,9 +19,11 @@ import threading
 import time
 from pathlib import Path
 
+from ci.emulator import listing
 from ci.emulator.httpd import ApiError, Request, not_found, precondition
 from ci.emulator.jobs import ACTIVE
 from ci.emulator.models_api import Models
+from ci.emulator.operations import Operations
 from ci.emulator.predict import ModelCache
 from ci.emulator.store import Store, now, public
 
@@ -37,8 +39,9 @@ PROGRESS_SECONDS = 1.0
 class BatchJobs:
     """Handlers, and one thread per running job."""
 
-    def __init__(self, store: Store, models: Models, cache: ModelCache, storage_url: str):
-        self.store, self.models, self.cache, self.storage_url = store, models, cache, storage_url
+    def __init__(self, store: Store, operations: Operations, models: Models, cache: ModelCache):
+        self.store, self.operations, self.models, self.cache = store, operations, models, cache
+        self.storage_url = cache.storage_url
         self._stops: dict[str, threading.Event] = {}
         for job in self.store.all(KIND):
             if job["state"] in ACTIVE:
@@ -116,11 +119,11 @@ class BatchJobs:
             return 200, public(self._job(request))
 
     def list(self, request: Request):
-        """``batchPredictionJobs.list`` (one page)."""
+        """``batchPredictionJobs.list`` with ``filter`` and pagination, oldest first."""
         prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
         with self.store.lock:
             jobs = [public(j) for j in self.store.all(KIND) if j["name"].startswith(prefix)]
-        return 200, ({"batchPredictionJobs": jobs} if jobs else {})
+        return 200, listing.page(KIND, jobs, request.query, listing.JOB_FIELDS)
 
     def cancel(self, request: Request):
         """``batchPredictionJobs.cancel``: CANCELLING now, CANCELLED after the current batch."""
@@ -143,17 +146,13 @@ class BatchJobs:
                 raise precondition(
                     f"BatchPredictionJob {job['name']} is {job['state']}; cancel it first."
                 )
-            self.store.delete(KIND, request.params["job"])
-        # Deleting is quick here; the answer is an operation that is already done.
-        return 200, {
-            "name": f"{job['name']}/operations/{self.store.new_id()}",
-            "done": True,
-            "metadata": {
-                "@type": "type.googleapis.com/google.cloud.aiplatform.v1.DeleteOperationMetadata",
-                "genericMetadata": {"createTime": now(), "updateTime": now()},
-            },
-            "response": {"@type": "type.googleapis.com/google.protobuf.Empty"},
-        }
+
+            def work() -> dict:
+                self.store.delete(KIND, request.params["job"])
+                return {}
+
+            op = self.operations.run(job["name"], "Delete", work, response="google.protobuf.Empty")
+        return 200, op
 
     # --- the job thread ------------------------------------------------------------
 

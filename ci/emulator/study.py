@@ -102,8 +102,8 @@ def _check_param(param: dict, where: str, algorithm: str) -> None:
         if low > high:
             raise StudyError(
                 field,
-                f"min_value ({param[key]['minValue']}) must not be greater than "
-                f"max_value ({param[key]['maxValue']}).",
+                f"min_value ({param[key].get('minValue', 0)}) must not be greater than "
+                f"max_value ({param[key].get('maxValue', 0)}).",
             )
         if scale in LOG_SCALES and low <= 0:
             raise StudyError(f"{where}.scale_type", f"{scale} needs min_value > 0.")
@@ -127,9 +127,9 @@ def _check_param(param: dict, where: str, algorithm: str) -> None:
 def _bounds(param: dict) -> tuple[float, float]:
     if "doubleValueSpec" in param:
         spec = param["doubleValueSpec"]
-        return float(spec["minValue"]), float(spec["maxValue"])
+        return float(spec.get("minValue", 0)), float(spec.get("maxValue", 0))
     spec = param["integerValueSpec"]
-    return int(spec["minValue"]), int(spec["maxValue"])
+    return int(spec.get("minValue", 0)), int(spec.get("maxValue", 0))
 
 
 def grid(spec: dict) -> list[dict]:

@@ -14,6 +14,7 @@ import json
 import threading
 from pathlib import Path
 
+from ci.emulator import listing
 from ci.emulator import study as studies
 from ci.emulator.httpd import ApiError, Request, not_found, precondition
 from ci.emulator.jobs import ACTIVE, JobRunner
@@ -90,11 +91,11 @@ class TuningJobs:
             return 200, public(self._job(request))
 
     def list(self, request: Request):
-        """``hyperparameterTuningJobs.list`` (one page)."""
+        """``hyperparameterTuningJobs.list`` with ``filter`` and pagination, oldest first."""
         prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
         with self.store.lock:
             jobs = [public(j) for j in self.store.all(KIND) if j["name"].startswith(prefix)]
-        return 200, ({"hyperparameterTuningJobs": jobs} if jobs else {})
+        return 200, listing.page(KIND, jobs, request.query, listing.JOB_FIELDS)
 
     def cancel(self, request: Request):
         """``hyperparameterTuningJobs.cancel``: CANCELLING now, CANCELLED once trials stop."""
@@ -122,9 +123,7 @@ class TuningJobs:
                 self.store.delete(KIND, request.params["job"])
                 return {}
 
-            op = self.operations.run(
-                job["name"], "DeleteOperation", work, response="google.protobuf.Empty"
-            )
+            op = self.operations.run(job["name"], "Delete", work, response="google.protobuf.Empty")
         return 200, op
 
     def shutdown(self) -> None:
