@@ -239,7 +239,8 @@ def test_ci_batch_predict_bad_input(ci_env, capsys, argv, code, message):
 # --- the official SDK: Model.batch_predict -------------------------------------------
 
 
-def test_sdk_batch_predict(sdk, gcs, trained, batch_input):
+@pytest.mark.usefixtures("sdk")
+def test_sdk_batch_predict(gcs, trained, batch_input):
     from google.cloud import aiplatform
 
     model = aiplatform.Model.upload(

@@ -534,7 +534,8 @@ def sdk_custom_job(trial_package: str, tmp_path, *args: str):
     )
 
 
-def test_sdk_four_trials_two_at_a_time(sdk, trial_package, tmp_path):
+@pytest.mark.usefixtures("sdk")
+def test_sdk_four_trials_two_at_a_time(trial_package, tmp_path):
     from google.cloud import aiplatform
     from google.cloud.aiplatform import hyperparameter_tuning as hpt
 
@@ -563,7 +564,8 @@ def test_sdk_four_trials_two_at_a_time(sdk, trial_package, tmp_path):
     assert runs[0]["model_dir"].startswith(f"gs://{BUCKET}/sdk-hp/{tmp_path.name}/")
 
 
-def test_sdk_grid_search_with_failing_trials_then_cancel(sdk, trial_package, tmp_path):
+@pytest.mark.usefixtures("sdk")
+def test_sdk_grid_search_with_failing_trials_then_cancel(trial_package, tmp_path):
     from google.cloud import aiplatform
     from google.cloud.aiplatform import hyperparameter_tuning as hpt
 
