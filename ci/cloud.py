@@ -75,7 +75,11 @@ def connect(settings: Settings) -> Iterator[Cloud]:
 
     state = Path(settings.state_dir)
     state.mkdir(parents=True, exist_ok=True)
-    emulators = start(state, max_local_replicas=settings.local_max_replicas)
+    emulators = start(
+        state,
+        max_local_replicas=settings.local_max_replicas,
+        serving_runtime=settings.emulator_serving_runtime,
+    )
     # The storage client finds the emulator through STORAGE_EMULATOR_HOST, as in the tests.
     with emulators, _environ(dict(emulators.env())):
         vertex, storage = _clients(settings, emulators.vertex_url, anonymous=True)

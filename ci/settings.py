@@ -53,6 +53,9 @@ class Settings:
     serving_image: str | None = _s(None, "prediction image (default: from tf_version)")
     serving_machine_type: str = _s("n1-standard-2", "machine type of deployed models")
     git_sha: str | None = _s(None, "commit labelled on versions (default: GITHUB_SHA or git)")
+    emulator_serving_runtime: str | None = _s(
+        None, "embedded emulator serves with: local TensorFlow, or image (its TF, cached venv)"
+    )
 
     @property
     def embedded(self) -> bool:

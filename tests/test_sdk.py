@@ -18,7 +18,7 @@ from google.cloud import aiplatform
 from google.cloud.aiplatform_v1.types import machine_resources
 from google.protobuf import field_mask_pb2
 
-from ci.emulator import faults
+from ci.emulator import enums, faults
 from tests.conftest import BUCKET, ROOT
 
 PROJECT = "sdk-tests"
@@ -311,3 +311,9 @@ def test_container_training_gets_a_clear_400(sdk):
     )
     with pytest.raises(gexc.BadRequest, match="not run locally"):
         job.run(replica_count=1, base_output_dir=f"gs://{BUCKET}/sdk-container")
+
+
+def test_the_enum_number_table_matches_the_sdk_protos():
+    # Regenerate with `python -m ci.emulator.enums` when the discovery document or the
+    # SDK is upgraded.
+    assert enums.generate() == json.loads(enums.TABLE.read_text())

@@ -13,6 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ci.emulator.runtime import RUNTIMES
 from ci.errors import UsageError
 
 
@@ -21,17 +22,27 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"emulator: {message}")
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="python -m ci emulator", description=__doc__.split("\n")[0])
     p.add_argument(
         "--port",
-        type=int,
+        type=_port,
         default=0,
         help="Vertex AI port on 127.0.0.1; 0 picks a free one (default: 0)",
     )
     p.add_argument(
         "--storage-port",
-        type=int,
+        type=_port,
         default=0,
         help="Cloud Storage port on 127.0.0.1; 0 picks a free one (default: 0)",
     )
@@ -48,10 +59,19 @@ def _parser() -> argparse.ArgumentParser:
         help="cap on the processes one job may start; the job log says when it "
         "applies (default: no cap)",
     )
+    p.add_argument(
+        "--serving-runtime",
+        choices=RUNTIMES,
+        default="local",
+        help="TensorFlow that serves deployed models: this process's (local), or the "
+        "serving image's in a cached virtual environment (image) (default: local)",
+    )
     return p
 
 
-def serve(state_dir: Path, port=0, storage_port=0, max_local_replicas=None) -> int:
+def serve(
+    state_dir: Path, port=0, storage_port=0, max_local_replicas=None, serving_runtime="local"
+) -> int:
     """Run both emulators in the foreground until SIGINT or SIGTERM; then shut down cleanly."""
     from ci.emulator.app import Emulator
 
@@ -60,7 +80,7 @@ def serve(state_dir: Path, port=0, storage_port=0, max_local_replicas=None) -> i
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    emulator = Emulator(state_dir, port, storage_port, max_local_replicas)
+    emulator = Emulator(state_dir, port, storage_port, max_local_replicas, serving_runtime)
     try:
         emulator.start()
     except OSError as exc:
@@ -83,7 +103,9 @@ def _warm_up() -> None:
 def main(argv: list[str]) -> int:
     """Parse ``argv`` and :func:`serve`."""
     args = _parser().parse_args(argv)
-    code = serve(args.state_dir, args.port, args.storage_port, args.max_local_replicas)
+    code = serve(
+        args.state_dir, args.port, args.storage_port, args.max_local_replicas, args.serving_runtime
+    )
     # State is on disk and jobs are stopped: skip TensorFlow's slow interpreter teardown.
     sys.stdout.flush()
     sys.stderr.flush()

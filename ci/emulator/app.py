@@ -23,10 +23,18 @@ from ci.emulator.tuning import TuningJobs
 class Emulator:
     """Both servers of ``python -m ci emulator``, started and stopped together."""
 
-    def __init__(self, state_dir: Path, vertex_port=0, storage_port=0, max_local_replicas=None):
+    def __init__(
+        self,
+        state_dir: Path,
+        vertex_port=0,
+        storage_port=0,
+        max_local_replicas=None,
+        serving_runtime="local",
+    ):
         self.state_dir = Path(state_dir).resolve()
         self.vertex_port, self.storage_port = vertex_port, storage_port
         self.max_local_replicas = max_local_replicas
+        self.serving_runtime = serving_runtime
         self.faults = FaultTable()
 
     def start(self) -> None:
@@ -78,7 +86,7 @@ class Emulator:
     def _router(self) -> Router:
         router = Router()
         models = Models(self.store, self.operations)
-        cache = ModelCache(self.store.cache_dir(), self.storage_url)
+        cache = ModelCache(self.store.cache_dir(), self.storage_url, self.serving_runtime)
         jobs = CustomJobs(self.store, self.faults, self.runner)
         pipelines = TrainingPipelines(self.store, jobs, models, self.operations)
         pipelines.recover()

@@ -149,7 +149,7 @@ class Endpoints:
         def work():
             # Loading before the operation is done is what Vertex does too: once deployModel
             # finishes, the first predict is as fast as any other.
-            self.cache.get(model_id, version_id, version.get("artifactUri", ""))
+            self.cache.get(model_id, version_id, version.get("artifactUri", ""), _image(version))
 
             def commit() -> dict:
                 # The endpoint and the version as they are now: either may have changed
@@ -188,6 +188,7 @@ class Endpoints:
             "artifact_uri": version.get("artifactUri", ""),
             "model": version["name"],
             "display_name": version.get("displayName", ""),
+            "image_uri": _image(version),
         }
         self._touch(endpoint)
         ref = {"endpoint": endpoint["name"], "deployedModelId": deployed_id}
@@ -250,7 +251,10 @@ class Endpoints:
             deployed_id = random.choices(list(split), weights=list(split.values()))[0]
             serving = endpoint["_serving"][deployed_id]
         predictor = self.cache.get(
-            serving["model_id"], serving["version_id"], serving["artifact_uri"]
+            serving["model_id"],
+            serving["version_id"],
+            serving["artifact_uri"],
+            serving.get("image_uri", ""),
         )
         try:
             predictions = predictor.predict(request.body["instances"])
@@ -263,6 +267,10 @@ class Endpoints:
             "modelDisplayName": serving["display_name"],
             "modelVersionId": serving["version_id"],
         }
+
+
+def _image(version: dict) -> str:
+    return (version.get("containerSpec") or {}).get("imageUri", "")
 
 
 def _ids(endpoint: dict) -> set[str]:

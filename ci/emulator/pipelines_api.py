@@ -76,7 +76,7 @@ class TrainingPipelines:
         stamp = now()
         pipeline = {
             **body,
-            "trainingTaskInputs": inputs,
+            "trainingTaskInputs": spec,
             "name": f"{parent}/trainingPipelines/{pipeline_id}",
             "state": "PIPELINE_STATE_PENDING",
             "createTime": stamp,

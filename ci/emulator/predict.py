@@ -14,16 +14,21 @@ from ci.emulator.httpd import ApiError, precondition
 
 
 class ModelCache:
-    """``Predictor`` objects by (model id, version id); loads are serialised per key."""
+    """``Predictor`` objects by (model id, version id); loads are serialised per key.
 
-    def __init__(self, cache_dir: Path, storage_url: str):
+    ``runtime="image"`` loads each export under its serving image's TensorFlow
+    (:mod:`ci.emulator.runtime`) instead of this process's.
+    """
+
+    def __init__(self, cache_dir: Path, storage_url: str, runtime: str = "local"):
         self.cache_dir = cache_dir
         self.storage_url = storage_url
+        self.runtime = runtime
         self._loaded: dict[tuple[str, str], object] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def get(self, model_id: str, version_id: str, artifact_uri: str):
+    def get(self, model_id: str, version_id: str, artifact_uri: str, image_uri: str = ""):
         """The predictor for a model version, loading it on first use."""
         key = (model_id, version_id)
         predictor = self._loaded.get(key)  # the hot path: one dict lookup, no lock
@@ -33,15 +38,21 @@ class ModelCache:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             if key not in self._loaded:
-                self._loaded[key] = self._load(key, artifact_uri)
+                self._loaded[key] = self._load(key, artifact_uri, image_uri)
         return self._loaded[key]
 
-    def _load(self, key: tuple[str, str], artifact_uri: str):
+    def _load(self, key: tuple[str, str], artifact_uri: str, image_uri: str):
         from ci.errors import CiError
 
         local = self.cache_dir / f"{key[0]}-v{key[1]}"
         if not (local / ".complete").exists():
             self._download(artifact_uri, local)
+        if self.runtime == "image":
+            from ci.emulator import runtime
+
+            remote = runtime.load(image_uri, local, f"{key[0]}@{key[1]}")
+            if remote is not None:
+                return remote
         from ci.serving import Predictor
 
         try:

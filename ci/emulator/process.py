@@ -17,7 +17,8 @@ import sys
 import threading
 from pathlib import Path
 
-from ci.errors import CiError
+from ci.emulator.runtime import RUNTIMES
+from ci.errors import CiError, UsageError
 
 READY_TIMEOUT = 60
 
@@ -74,13 +75,20 @@ def start(
     vertex_port: int = 0,
     storage_port: int = 0,
     max_local_replicas: int | None = None,
+    serving_runtime: str | None = None,
     env: dict[str, str] | None = None,
 ) -> Emulators:
     """Launch the emulators and return once both print their URL (no sleeping).
 
     ``env`` is added to this process's environment for the child. The child's stderr
     goes to ``<state_dir>/emulator.log``; on a failed start its tail is in the error.
+    ``serving_runtime`` (``local`` or ``image``, see :mod:`ci.emulator.runtime`) is
+    checked here, so a bad setting is a usage error before anything starts.
     """
+    if serving_runtime is not None and serving_runtime not in RUNTIMES:
+        raise UsageError(
+            f"emulator_serving_runtime {serving_runtime!r}: choose one of {', '.join(RUNTIMES)}"
+        )
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     argv = [
@@ -98,6 +106,8 @@ def start(
     ]
     if max_local_replicas is not None:
         argv += ["--max-local-replicas", str(max_local_replicas)]
+    if serving_runtime is not None:
+        argv += ["--serving-runtime", serving_runtime]
     # The child must import this very ``ci`` package, whatever the caller's directory.
     root = str(Path(__file__).resolve().parents[2])
     child_env = {**os.environ, **(env or {})}

@@ -17,6 +17,7 @@ from ci.emulator import enums
 from ci.emulator.httpd import ApiError
 
 _INT = re.compile(r"^-?\d+$")
+_CAMEL = re.compile(r"_([a-z0-9])")
 
 
 @functools.cache
@@ -65,12 +66,15 @@ def _object(schema: dict, value: dict, where: str, partial: bool = False) -> dic
     if props is None:  # a free-form object (google.protobuf.Struct and friends)
         return value
     cleaned = {}
-    for key, item in value.items():
+    for sent, item in value.items():
+        # proto3 JSON parsers accept the proto field name (snake_case) as well as the
+        # JSON name; handlers see the JSON name.
+        key = sent if sent in props else _CAMEL.sub(lambda m: m[1].upper(), sent)
         prop = props.get(key)
         if prop is None:
             at = f" at '{where}'" if where else ""
             raise ApiError(
-                400, f'Invalid JSON payload received. Unknown name "{key}"{at}: Cannot find field.'
+                400, f'Invalid JSON payload received. Unknown name "{sent}"{at}: Cannot find field.'
             )
         if prop.get("readOnly"):
             continue
@@ -128,8 +132,11 @@ def _scalar(prop: dict, value, where: str, field: str = ""):
         return name
     if kind == "boolean" and not isinstance(value, bool):
         raise _bad(where, "a boolean", value)
-    if kind == "integer" and (isinstance(value, bool) or not _is_int(value)):
-        raise _bad(where, "an integer", value)
+    if kind == "integer":
+        if isinstance(value, bool) or not _is_int(value):
+            raise _bad(where, "an integer", value)
+        # A google.protobuf.Struct (trainingTaskInputs) carries every number as a double.
+        return int(value)
     if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
         raise _bad(where, "a number", value)
     if kind == "string":
@@ -137,7 +144,7 @@ def _scalar(prop: dict, value, where: str, field: str = ""):
         if fmt in ("int64", "uint64"):
             if isinstance(value, bool) or not _is_int(value):
                 raise _bad(where, "an integer", value)
-            return str(value)
+            return str(int(value)) if isinstance(value, float) else str(value)
         if not isinstance(value, str):
             raise _bad(where, "a string", value)
     return value

@@ -1,0 +1,151 @@
+"""Runtime parity: serve an export under the TensorFlow of its serving image.
+
+On Vertex AI a model is served by its container image (``.../prediction/tf2-cpu.2-15``
+runs TensorFlow 2.15), not by the TensorFlow that trained it. With
+``--serving-runtime image`` (setting ``emulator_serving_runtime = "image"``) the emulator
+loads each deployed export in a worker process whose interpreter has that TensorFlow,
+in a virtual environment built on first use from PyPI and cached under
+``~/.cache/ci-emulator/serving/`` (``$XDG_CACHE_HOME`` respected). An export that only a
+newer TensorFlow can load then fails the deploy, as it would on Vertex. Images whose
+TensorFlow cannot be read from the name (custom containers) are served by the local one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ci.emulator.httpd import ApiError, precondition
+from ci.errors import BadInstance
+
+RUNTIMES = ("local", "image")
+_IMAGE_TF = re.compile(r"/prediction/tf2-(?:cpu|gpu)\.(\d+)-(\d+)(?:[:@].*)?$")
+BUILD_TIMEOUT = 1800
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def image_tf(image_uri: str) -> str | None:
+    """``"2.15"`` for ``.../vertex-ai/prediction/tf2-cpu.2-15:latest``; None if not prebuilt."""
+    match = _IMAGE_TF.search(image_uri or "")
+    return f"{match[1]}.{match[2]}" if match else None
+
+
+def cache_root() -> Path:
+    """Where the per-version environments live."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ci-emulator" / "serving"
+
+
+def requirement(tf: str) -> str:
+    """The PyPI requirement for a serving image's TensorFlow (newest patch of the minor)."""
+    return f"tensorflow-cpu~={tf}.0"
+
+
+def environment(tf: str) -> Path:
+    """The interpreter of the cached environment for TensorFlow ``tf``, built if missing.
+
+    A file lock makes concurrent deploys (or emulators) build it once; ``.complete`` is
+    written last, so a build cut short is rebuilt rather than half-used.
+    """
+    home = cache_root() / f"tf-{tf}"
+    python = home / "bin" / "python"
+    if (home / ".complete").exists():
+        return python
+    home.parent.mkdir(parents=True, exist_ok=True)
+    with open(home.parent / f"tf-{tf}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (home / ".complete").exists():
+            shutil.rmtree(home, ignore_errors=True)
+            _build(home, requirement(tf))
+            (home / ".complete").write_text(requirement(tf) + "\n")
+    return python
+
+
+def _build(home: Path, wanted: str) -> None:
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    uv = shutil.which("uv")
+    if uv:
+        steps = [
+            [uv, "venv", "--quiet", "--python", sys.executable, str(home)],
+            [uv, "pip", "install", "--quiet", "--python", str(home / "bin/python"), wanted],
+        ]
+    else:
+        steps = [
+            [sys.executable, "-m", "venv", str(home)],
+            [str(home / "bin/python"), "-m", "pip", "install", "--quiet", wanted],
+        ]
+    for argv in steps:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise precondition(
+                f"Cannot build the serving runtime {wanted} for Python {version}: "
+                + " | ".join(tail)
+            )
+
+
+class RemotePredictor:
+    """A ``ci.serving.Predictor`` living in a worker process of another interpreter."""
+
+    def __init__(self, python: Path, export_dir: Path, label: str):
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        # Only ci.serving and ci.errors are imported there: stdlib plus TensorFlow.
+        env.update(PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2", TF_ENABLE_ONEDNN_OPTS="0")
+        self._lock = threading.Lock()
+        # A file, not a pipe: TensorFlow's start-up chatter must never fill a pipe and block.
+        self._log = export_dir.parent / f"{export_dir.name}.runtime.log"
+        with open(self._log, "wb") as log:
+            self._proc = subprocess.Popen(
+                [str(python), "-m", "ci.emulator.runtime_worker", str(export_dir)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                text=True,
+            )
+        ready = self._read()
+        if "error" in ready:
+            self.close()
+            raise precondition(f"Model {label} cannot be served by its image: {ready['error']}")
+        self.tf_version = ready["tensorflow"]
+
+    def _read(self) -> dict:
+        line = self._proc.stdout.readline()
+        if not line:
+            self._proc.wait()
+            err = self._log.read_text(errors="replace").strip().splitlines()[-3:]
+            return {"error": "the serving runtime exited: " + " | ".join(err)}
+        return json.loads(line)
+
+    def predict(self, instances: list) -> list[dict]:
+        """Predictions from the worker; BadInstance for what its Predictor refused."""
+        with self._lock:
+            self._proc.stdin.write(json.dumps({"instances": instances}) + "\n")
+            self._proc.stdin.flush()
+            answer = self._read()
+        if "bad_instance" in answer:
+            raise BadInstance(answer["bad_instance"])
+        if "error" in answer:
+            raise ApiError(500, f"serving runtime error: {answer['error']}")
+        return answer["predictions"]
+
+    def close(self) -> None:
+        """Stop the worker."""
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait()
+
+
+def load(image_uri: str, export_dir: Path, label: str):
+    """A predictor for ``export_dir`` under ``image_uri``'s TensorFlow, or None for "local"."""
+    tf = image_tf(image_uri)
+    if tf is None:
+        return None
+    return RemotePredictor(environment(tf), export_dir, label)
