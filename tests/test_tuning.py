@@ -9,11 +9,13 @@ import json
 import re
 import tarfile
 import time
+import tomllib
 
 import pytest
 
-from ci import cli
+from ci import cli, tuning_config
 from ci.emulator import study
+from ci.errors import UsageError
 from tests.conftest import BUCKET, PARENT, ROOT
 from tests.merge_path import run_ci, settings_env, trainer_copy
 from tests.test_sdk import sdk  # noqa: F401 (the SDK's fixture, aiplatform.init)
@@ -605,3 +607,48 @@ def test_sdk_grid_search_with_failing_trials_then_cancel(trial_package, tmp_path
         assert time.monotonic() < deadline, slow.state
         time.sleep(0.1)
     assert slow.state.name == "JOB_STATE_CANCELLED"
+
+
+# --- tuning.toml, parsed and checked offline ------------------------------------------
+
+
+def test_tuning_toml_becomes_the_study_spec():
+    config = tuning_config.load(ROOT / "tuning.toml")
+    assert config.metric == "accuracy" and config.goal == "MAXIMIZE"
+    assert config.job_fields()["maxTrialCount"] == 4
+    assert config.job_fields()["parallelTrialCount"] == 2
+    lr, units = config.study_spec["parameters"]
+    assert lr == {
+        "parameterId": "learning-rate",
+        "doubleValueSpec": {"minValue": 0.003, "maxValue": 0.3},
+        "scaleType": "UNIT_LOG_SCALE",
+    }
+    assert units == {
+        "parameterId": "hidden-units",
+        "categoricalValueSpec": {"values": ["10,10", "20,10", "32"]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        (
+            '[parameters.u]\ntype = "DISCRETE"\nvalues = [2, 1]\n',
+            "parameters.u: must be in strictly increasing order",
+        ),
+        (
+            '[parameters.x]\ntype = "DOUBLE"\nmin = 0.0\nmax = 1.0\nscale = "UNIT_LOG_SCALE"\n',
+            "parameters.x: UNIT_LOG_SCALE needs min_value > 0",
+        ),
+        ('algorithm = "GRID_SEARCH"\n' + X_TOML, "parameters.x: GRID_SEARCH needs INTEGER"),
+        ('goal = "BIGGER"\n' + X_TOML, "goal: goal must be one of MAXIMIZE, MINIMIZE"),
+        (
+            '[parameters.n]\ntype = "INTEGER"\nmin = 1.5\nmax = 3\n',
+            "parameters.n.min: INTEGER needs a number, got 1.5",
+        ),
+    ],
+)
+def test_bad_tuning_toml_names_the_key(toml, message):
+    with pytest.raises(UsageError) as caught:
+        tuning_config.parse(tomllib.loads('metric = "score"\n' + toml), "t.toml")
+    assert str(caught.value).startswith("t.toml: ") and message in str(caught.value)

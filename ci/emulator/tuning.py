@@ -9,12 +9,9 @@ final measurement. At most ``parallelTrialCount`` trials run at once.
 
 from __future__ import annotations
 
-import copy
-import json
 import threading
-from pathlib import Path
 
-from ci.emulator import listing
+from ci.emulator import listing, trials
 from ci.emulator import study as studies
 from ci.emulator.httpd import ApiError, Request, not_found, precondition
 from ci.emulator.jobs import ACTIVE, JobRunner
@@ -196,36 +193,20 @@ class TuningJobs:
                 message = "The emulator was shut down while this job was running."
                 return self._finish(job_id, "JOB_STATE_FAILED", 13, message)
             return self._finish(job_id, "JOB_STATE_CANCELLED", 1, "Job was cancelled.")
-        trials = self.store.get(KIND, job_id).get("trials", [])
-        if not any(t["state"] == "SUCCEEDED" for t in trials):
+        ended = self.store.get(KIND, job_id).get("trials", [])
+        if not any(t["state"] == "SUCCEEDED" for t in ended):
             return self._finish(
                 job_id,
                 "JOB_STATE_FAILED",
                 9,
-                f"All {len(trials)} trials failed. The last: {self._last_reason(job_id)}",
+                f"All {len(ended)} trials failed. The last: {self._last_reason(job_id)}",
             )
         self._finish(job_id, "JOB_STATE_SUCCEEDED")
 
     def _start_trial(self, job_id: str, job: dict, trial_id: str, params: dict) -> str:
         custom_id = self.store.new_id()
-        job_spec = copy.deepcopy(job["trialJobSpec"])
-        base = (job_spec.get("baseOutputDirectory") or {}).get("outputUriPrefix")
-        if base:
-            job_spec["baseOutputDirectory"] = {"outputUriPrefix": f"{base.rstrip('/')}/{trial_id}"}
         metrics_dir = self.store.job_dir(custom_id) / "hypertune"
-        args = [f"--{pid}={studies.arg_value(v)}" for pid, v in params.items()]
-        for pool, pool_spec in enumerate(job_spec["workerPoolSpecs"]):
-            if not pool_spec:
-                continue
-            package = pool_spec["pythonPackageSpec"]
-            package["args"] = [*package.get("args", []), *args]
-            # Only the chief's report counts; other pools write beside it, never over it.
-            metric_file = metrics_dir / ("output.metrics" if pool == 0 else f"pool{pool}.metrics")
-            package["env"] = [
-                *package.get("env", []),
-                {"name": "CLOUD_ML_TRIAL_ID", "value": trial_id},
-                {"name": "CLOUD_ML_HP_METRIC_FILE", "value": str(metric_file)},
-            ]
+        job_spec = trials.job_spec(job["trialJobSpec"], trial_id, params, metrics_dir)
         name = job["name"].rsplit("/hyperparameterTuningJobs/", 1)[0] + f"/customJobs/{custom_id}"
         created = now()
         custom = {
@@ -273,35 +254,10 @@ class TuningJobs:
 
     def _end_trial(self, job_id: str, trial_id: str, custom: dict, spec: dict) -> float | None:
         """Record a finished trial; its objective value, or None if it failed."""
-        metric = spec["metrics"][0]
-        reports = _reports(
-            self.store.job_dir(custom["name"].rsplit("/", 1)[-1]) / "hypertune/output.metrics",
-            metric["metricId"],
-        )
-        update: dict = {"endTime": now()}
-        value = None
-        if custom["state"] != "JOB_STATE_SUCCEEDED":
-            reason = (custom.get("error") or {}).get("message") or custom["state"]
-            update.update(state="INFEASIBLE", infeasibleReason=reason)
-        elif not reports:
-            update.update(
-                state="INFEASIBLE",
-                infeasibleReason=f"The trial reported no value for the metric "
-                f"{metric['metricId']!r} (cloudml-hypertune, CLOUD_ML_HP_METRIC_FILE).",
-            )
-        else:
-            best = max if metric["goal"] == "MAXIMIZE" else min
-            final = (
-                best(reports, key=lambda r: r[1])
-                if spec.get("measurementSelectionType") == "BEST_MEASUREMENT"
-                else reports[-1]
-            )
-            value = final[1]
-            update.update(
-                state="SUCCEEDED",
-                finalMeasurement=_measurement(metric["metricId"], *final),
-                measurements=[_measurement(metric["metricId"], *r) for r in reports],
-            )
+        metric_file = self.store.job_dir(custom["name"].rsplit("/", 1)[-1]) / "hypertune"
+        found = trials.reports(metric_file / trials.METRIC_FILE, spec["metrics"][0]["metricId"])
+        update, value = trials.outcome(custom, found, spec)
+        update["endTime"] = now()
         with self.store.lock:
             record = self.store.get(KIND, job_id)
             next(t for t in record["trials"] if t["id"] == trial_id).update(update)
@@ -309,8 +265,8 @@ class TuningJobs:
         return value
 
     def _last_reason(self, job_id: str) -> str:
-        trials = self.store.get(KIND, job_id).get("trials", [])
-        failed = [t for t in trials if t["state"] == "INFEASIBLE"]
+        ended = self.store.get(KIND, job_id).get("trials", [])
+        failed = [t for t in ended if t["state"] == "INFEASIBLE"]
         return failed[-1].get("infeasibleReason", "") if failed else ""
 
     def _update(self, job_id: str, **fields) -> None:
@@ -332,23 +288,3 @@ class TuningJobs:
                     trial.update(state="INFEASIBLE", infeasibleReason=message, endTime=now())
             extra = {"error": {"code": code, "message": message}} if code else {}
             self._update(job_id, state=state, endTime=now(), **extra)
-
-
-def _reports(path: Path, metric_id: str) -> list[tuple[int, float]]:
-    """``(step, value)`` of each report of ``metric_id`` in a cloudml-hypertune file."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    found = []
-    for line in lines:
-        try:
-            entry = json.loads(line)
-            found.append((int(entry.get("global_step") or 0), float(entry[metric_id])))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-    return found
-
-
-def _measurement(metric_id: str, step: int, value: float) -> dict:
-    return {"stepCount": str(step), "metrics": [{"metricId": metric_id, "value": value}]}
