@@ -9,6 +9,7 @@ import pytest
 from googleapiclient.errors import HttpError
 
 from ci import cli
+from ci.emulator import faults
 from tests.conftest import BUCKET, PARENT, ROOT, upload
 from tests.merge_path import settings_env
 from tests.test_sdk import sdk  # noqa: F401 (the SDK's fixture, aiplatform.init)
@@ -197,7 +198,10 @@ def ci_env(emulator, gcs, vertex, poll, trained, monkeypatch):
     return values
 
 
-def test_ci_batch_predict_local_file(ci_env, gcs, tmp_path, capsys):
+def test_ci_batch_predict_local_file(ci_env, emulator, gcs, tmp_path, capsys):
+    # Through transient errors at the wire, as Vertex gives them at times.
+    faults.inject(emulator.vertex_url, "batchPredictionJobs.create", 503, count=1)
+    faults.inject(emulator.vertex_url, "batchPredictionJobs.get", 429, count=2)
     instances = tmp_path / "instances.jsonl"
     instances.write_text("\n".join(instances_lines()) + "\n")
     out = tmp_path / "outputs.txt"
@@ -211,6 +215,7 @@ def test_ci_batch_predict_local_file(ci_env, gcs, tmp_path, capsys):
     assert f"results: {values['output_directory']}" in printed
     assert values["output_directory"].startswith("gs://test-bucket/bp/prediction-batch-ci-")
     check_results(read_output(gcs, values["output_directory"]))
+    assert faults.pending(emulator.vertex_url) == []  # the errors happened, and were retried
 
 
 @pytest.mark.parametrize(

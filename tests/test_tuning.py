@@ -14,7 +14,7 @@ import tomllib
 import pytest
 
 from ci import cli, tuning_config
-from ci.emulator import study
+from ci.emulator import faults, study
 from ci.errors import UsageError
 from tests.conftest import BUCKET, PARENT, ROOT
 from tests.merge_path import run_ci, settings_env, trainer_copy
@@ -368,7 +368,10 @@ def test_ci_tune_four_trials_two_at_a_time(tune_env, vertex, trial_package, tmp_
     assert len(runs) == 4 and max_overlap(runs) == 2
 
 
-def test_ci_tune_grid_with_a_failing_trial(tune_env, trial_package, tmp_path, capsys):
+def test_ci_tune_grid_with_a_failing_trial(tune_env, emulator, trial_package, tmp_path, capsys):
+    # Through transient errors at the wire, as Vertex gives them at times.
+    faults.inject(emulator.vertex_url, "hyperparameterTuningJobs.create", 503, count=1)
+    faults.inject(emulator.vertex_url, "hyperparameterTuningJobs.get", 429, count=2)
     params = '[parameters.mode]\ntype = "CATEGORICAL"\nvalues = ["fail", "ok"]\n'
     params += '[parameters.units]\ntype = "DISCRETE"\nvalues = [1, 2]\n'
     toml = TOML.format(algorithm="GRID_SEARCH", max_failed=3, params=params)
@@ -385,6 +388,7 @@ def test_ci_tune_grid_with_a_failing_trial(tune_env, trial_package, tmp_path, ca
     assert "failed (" in lines[0] and "best so far: none yet" in lines[0]
     assert values["best_trial"] == "4"
     assert json.loads(values["best_params"]) == {"mode": "ok", "units": 2.0}
+    assert faults.pending(emulator.vertex_url) == []  # the errors happened, and were retried
 
 
 def test_ci_tune_timeout_cancels_the_job(tune_env, vertex, trial_package, tmp_path, capsys):
