@@ -13,11 +13,12 @@ import tomllib
 
 import pytest
 
-from ci import cli, tuning_config
-from ci.emulator import faults, study
+from ci import cli, clients, tuning_config
+from ci.emulator import faults, process, study
 from ci.errors import UsageError
-from tests.conftest import BUCKET, PARENT, ROOT
+from tests.conftest import BUCKET, PARENT, ROOT, Poll, storage_client
 from tests.merge_path import run_ci, settings_env, trainer_copy
+from tests.test_emulator_jobs import alive
 from tests.test_sdk import sdk  # noqa: F401 (the SDK's fixture, aiplatform.init)
 
 # The trial: records when it ran and what it got, then reports ``score`` twice (the last
@@ -37,6 +38,10 @@ for flag in ("--train-steps", "--train-file", "--eval-file"):  # what ci tune pa
 args = p.parse_args()
 trial = os.environ.get("CLOUD_ML_TRIAL_ID", "none")
 start = time.time()
+pid_file = os.path.join(args.log_dir, f"pid-{trial}")
+with open(pid_file + ".tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.replace(pid_file + ".tmp", pid_file)
 time.sleep(args.seconds)
 seen = {"argv": sys.argv[1:], "start": start, "end": time.time(),
         "model_dir": os.environ.get("AIP_MODEL_DIR"),
@@ -656,3 +661,31 @@ def test_bad_tuning_toml_names_the_key(toml, message):
     with pytest.raises(UsageError) as caught:
         tuning_config.parse(tomllib.loads('metric = "score"\n' + toml), "t.toml")
     assert str(caught.value).startswith("t.toml: ") and message in str(caught.value)
+
+
+def test_a_killed_emulator_fails_its_tuning_jobs_and_their_trials_on_restart(tmp_path):
+    state, logs = tmp_path / "state", tmp_path / "logs"
+    logs.mkdir()
+    first = process.start(state)
+    try:
+        storage_client(first).create_bucket(BUCKET).blob("p.tar.gz").upload_from_string(
+            trial_sdist()
+        )
+        vertex = clients.vertex("us-central1", first.vertex_url, anonymous=True)
+        body = tuning_job(f"gs://{BUCKET}/p.tar.gz", logs, [X], args=["--seconds=600"])
+        name = jobs(vertex).create(parent=PARENT, body=body).execute()["name"]
+        pids = Poll(vertex).until(
+            lambda: (found := sorted(logs.glob("pid-*"))) and len(found) == 2 and found,
+            60,
+            "two trials to start",
+        )
+        pids = [int(p.read_text()) for p in pids]
+    finally:
+        first.kill()
+    with process.start(state) as second:
+        vertex = clients.vertex("us-central1", second.vertex_url, anonymous=True)
+        job = jobs(vertex).get(name=name).execute()
+        assert job["state"] == "JOB_STATE_FAILED"
+        assert "stopped while this job was running" in job["error"]["message"]
+        assert [t["state"] for t in job["trials"]] == ["INFEASIBLE", "INFEASIBLE"]
+        assert not any(alive(pid) for pid in pids)  # the trials' processes were stopped
