@@ -143,6 +143,9 @@ class TuningJobs:
         try:
             self._trials(job_id, stop)
         except Exception as exc:
+            # A bug here must not leave trials running with nobody watching them.
+            started = self.store.get(KIND, job_id).get("trials", [])
+            self._stop_trials({t["id"]: t["customJob"].rsplit("/", 1)[-1] for t in started})
             self._finish(job_id, "JOB_STATE_FAILED", 13, f"emulator error: {exc!r}")
 
     def _trials(self, job_id: str, stop: threading.Event) -> None:
