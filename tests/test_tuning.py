@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import tarfile
 import time
 import tomllib
@@ -689,3 +693,24 @@ def test_a_killed_emulator_fails_its_tuning_jobs_and_their_trials_on_restart(tmp
         assert "stopped while this job was running" in job["error"]["message"]
         assert [t["state"] for t in job["trials"]] == ["INFEASIBLE", "INFEASIBLE"]
         assert not any(alive(pid) for pid in pids)  # the trials' processes were stopped
+
+
+def test_ctrl_c_cancels_the_tuning_job(tune_env, vertex, trial_package, tmp_path):
+    config = tmp_path / "tuning.toml"
+    config.write_text(TOML.format(algorithm="RANDOM_SEARCH", max_failed=1, params=X_TOML))
+    argv = [sys.executable, "-m", "ci", "tune", "--tuning-config", str(config)]
+    argv += ["--package", trial_package, "--", f"--log-dir={tmp_path}", "--seconds=60"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = iter(proc.stdout.readline, "")  # staging lines come first
+        found = (re.search(r"submitted (\S+/hyperparameterTuningJobs/\d+)", x) for x in lines)
+        name = next(m for m in found if m)[1]
+        Poll(vertex).until(lambda: len(list(tmp_path.glob("pid-*"))) == 2, 60, "trials to run")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    job = jobs(vertex).get(name=name).execute()
+    assert job["state"] == "JOB_STATE_CANCELLED"  # nothing left running in the cloud
