@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ci import clients
 from ci.emulator import process
-from tests.test_tuning import REPORTER
+from tests.test_tune import REPORTER
 
 ROOT = Path(__file__).resolve().parents[2]
 PARENT = "projects/bench/locations/us-central1"
