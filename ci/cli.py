@@ -29,6 +29,8 @@ COMMANDS = {
     "report": ("ci.report", "report.md, plots and index.html: a job against the champion"),
     "pr-comment": ("ci.pr_comment", "post or update the one report comment on a pull request"),
     "workflow-plan": ("ci.workflow", "check train-and-deploy's inputs and decide how it runs"),
+    "tune": ("ci.tune", "run a hyperparameter tuning job from tuning.toml and wait for it"),
+    "batch-predict": ("ci.batch_predict", "batch prediction of a JSON-lines file to gs://"),
 }
 
 

@@ -24,6 +24,8 @@ from ci import (
     stage,
     tiers,
     train,
+    tune,
+    tuning_config,
 )
 from ci import package as packaging
 from ci.cloud import Cloud, connect
@@ -43,6 +45,7 @@ class Plan:
     extra_args: tuple[str, ...] = ()
     canary: int | None = None
     gate_config: str = "gate.toml"  # named in errors
+    tuning: tuning_config.TuningConfig | None = None  # --tune: the study (docs/tuning.md)
 
 
 @dataclass(frozen=True)
@@ -75,27 +78,41 @@ def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Prom
     files = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
     staging = stage.stage(cloud, sdist, files)
     reports.step(staging)
-    result = train.train(
-        cloud,
-        plan.pools,
-        staging.package.uri,
-        settings.train_steps,
-        plan.timeout,
-        plan.extra_args,
-        plan.job_display_name,
-        data=staging.data,
-    )
-    reports.step(result)
-    decision = gate.gate(cloud, f"{result.job_dir}/metrics.json", plan.thresholds, plan.gate_config)
+    if plan.tuning:
+        tuned = tune.tune(
+            cloud,
+            plan.tuning,
+            plan.pools,
+            staging.package.uri,
+            staging.data,
+            plan.timeout,
+            plan.extra_args,
+        )
+        outputs.write_outputs(reports.outputs, tuned.outputs())
+        job_name, job_dir, labels = tuned.best["customJob"], tuned.trial_dir, tuned.labels()
+    else:
+        result = train.train(
+            cloud,
+            plan.pools,
+            staging.package.uri,
+            settings.train_steps,
+            plan.timeout,
+            plan.extra_args,
+            plan.job_display_name,
+            data=staging.data,
+        )
+        reports.step(result)
+        job_name, job_dir, labels = result.job["name"], result.job_dir, None
+    decision = gate.gate(cloud, f"{job_dir}/metrics.json", plan.thresholds, plan.gate_config)
     gate.report(decision, reports.decision_out, reports.markdown_out)
     reports.step(decision)
-    job_report = (cloud, reports.report_dir, reports.summary, result.job["name"], decision)
+    job_report = (cloud, reports.report_dir, reports.summary, job_name, decision)
     try:
         gate.enforce(decision)  # raises GateRejected (exit 3) on "no"
     except GateRejected:
         report.after_gate(*job_report, plan.thresholds, best_effort=True)  # worth a look too
         raise
-    promotion = promote.promote(cloud, result.job["name"], plan.instances_file, plan.canary)
+    promotion = promote.promote(cloud, job_name, plan.instances_file, plan.canary, labels)
     reports.step(promotion)
     report.after_gate(*job_report, plan.thresholds)
     # The smoke test's answer is the endpoint's answer for the instances file: no second call.
@@ -112,6 +129,12 @@ def main(argv: list[str]) -> int:
     gate.add_arguments(parser, "--gate-config")
     promote.add_arguments(parser)
     parser.add_argument("--report-dir", metavar="DIR", help="write `ci report` there at the end")
+    parser.add_argument(
+        "--tune",
+        action="store_true",
+        help="tune (--tuning-config) instead of train; gate and promote the best trial",
+    )
+    tune.add_arguments(parser)
     args = parser.parse_args(ours)
     settings = resolve(args)
     # Everything that can be checked offline is checked before anything is built or started.
@@ -124,6 +147,8 @@ def main(argv: list[str]) -> int:
         tuple(extra),
         args.canary,
         args.gate_config,
+        # --tune: the best trial's export is gated and promoted; the study is checked now.
+        tuning_config.load(Path(args.tuning_config)) if args.tune else None,
     )
     predict.read_instances(plan.instances_file)
     if not settings.train_file or not settings.eval_file:

@@ -83,7 +83,9 @@ def version_labels(cloud: Cloud, job: dict, metrics: dict) -> dict[str, str]:
     return labels
 
 
-def upload(cloud: Cloud, job: dict, parent_model: str | None) -> tuple[str, str]:
+def upload(
+    cloud: Cloud, job: dict, parent_model: str | None, extra_labels: dict | None = None
+) -> tuple[str, str]:
     """Upload the job's export; return (model name, version id)."""
     s = cloud.settings
     directory = vertex.job_dir(job)
@@ -94,7 +96,7 @@ def upload(cloud: Cloud, job: dict, parent_model: str | None) -> tuple[str, str]
         "containerSpec": {
             "imageUri": s.serving_image or tiers.serving_image(tf_version(s), s.region)
         },
-        "labels": version_labels(cloud, job, metrics),
+        "labels": {**version_labels(cloud, job, metrics), **(extra_labels or {})},
         "versionDescription": f"trained by {job['name']}",
     }
     body = {"model": model, **({"parentModel": parent_model} if parent_model else {})}
@@ -142,8 +144,14 @@ class Changes:
     aliases_moved: bool = False
 
 
-def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None = None):
-    """Make the job's export serve; return a :class:`Promotion`."""
+def promote(
+    cloud: Cloud,
+    job_ref: str,
+    instances_file: Path,
+    canary: int | None = None,
+    labels: dict[str, str] | None = None,
+):
+    """Make the job's export serve; return a :class:`Promotion` (``labels``: extra ones)."""
     instances = read_instances(instances_file)  # a bad file fails before anything changes
     job = vertex.get_job(cloud, job_ref)
     if job.get("state") != SUCCEEDED:
@@ -163,7 +171,7 @@ def promote(cloud: Cloud, job_ref: str, instances_file: Path, canary: int | None
     )
     if mine is None:
         try:
-            model_name, version_id = upload(cloud, job, before.model)
+            model_name, version_id = upload(cloud, job, before.model, labels)
         except (CiError, KeyboardInterrupt) as exc:
             drop_upload(cloud, before.model, job_id, exc)
             raise

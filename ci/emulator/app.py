@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 from ci.emulator import schema
+from ci.emulator.batch import BatchJobs
 from ci.emulator.endpoints_api import Endpoints
 from ci.emulator.faults import FaultTable
 from ci.emulator.httpd import ApiError, Request, Route, Router, Server
@@ -16,6 +17,7 @@ from ci.emulator.operations import Operations
 from ci.emulator.pipelines_api import TrainingPipelines
 from ci.emulator.predict import ModelCache
 from ci.emulator.store import Store
+from ci.emulator.tuning import TuningJobs
 
 
 class Emulator:
@@ -77,6 +79,7 @@ class Emulator:
         """Stop serving, end running jobs (their processes are terminated), stop storage."""
         self.vertex.shutdown()
         self.vertex.server_close()
+        self.tuning.shutdown()  # before the runner: no trial may start once it stops
         self.runner.shutdown()
         self.storage.stop()
 
@@ -93,6 +96,8 @@ class Emulator:
             Endpoints(self.store, self.operations, models, cache),
             pipelines,
         ]
+        self.tuning = TuningJobs(self.store, self.runner, self.operations)
+        resources += [self.tuning, BatchJobs(self.store, self.operations, models, cache)]
         for resource in resources:
             for http_method, pattern, method_id, handler in resource.routes():
                 wanted = schema.request_schema(method_id) if method_id[0] != "_" else None

@@ -86,6 +86,10 @@ def _object(schema: dict, value: dict, where: str, partial: bool = False) -> dic
 
 
 def _required(prop: dict) -> bool:
+    # proto3 JSON leaves out a number's 0 and a boolean's false (the SDK sends min 0 that way):
+    # for those, absent is a valid value, not a missing one.
+    if prop.get("type") in ("number", "integer", "boolean") or prop.get("format") == "int64":
+        return False
     return (prop.get("description") or "").startswith("Required.")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 # Kinds every emulator has; a new kind (a new API) needs no entry: its folder is made
 # on its first save and loaded on start like these.
 KINDS = ("customJobs", "models", "endpoints", "operations")
+KINDS += ("hyperparameterTuningJobs", "batchPredictionJobs")
 
 
 def now() -> str:

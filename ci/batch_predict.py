@@ -1,0 +1,167 @@
+"""``python -m ci batch-predict``: a Vertex AI batch prediction job over JSON-lines instances.
+
+The instances (a local file is staged first, content-addressed) are predicted by a version
+of the model (``--model-version``: a number or an alias, default ``default``). Waiting prints
+state changes and progress; at the end, where the results are and how many instances
+succeeded and failed. A bad instance is counted and listed in the errors file, the job
+still succeeds. ``--timeout`` and Ctrl-C cancel the job.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from ci import flags, gcs, outputs, train, vertex
+from ci.cloud import Cloud, api, connect
+from ci.errors import CiError
+from ci.settings import resolve
+from ci.stage import check_local, ensure_staged
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """A finished batch prediction job, where its output is and its counts."""
+
+    job: dict
+    output_directory: str
+    successful: int
+    failed: int
+
+    def outputs(self) -> dict:
+        """The ``--outputs`` values."""
+        return {
+            "batch_job_name": self.job["name"],
+            "output_directory": self.output_directory,
+            "successful_count": self.successful,
+            "failed_count": self.failed,
+        }
+
+
+def job_body(model: str, instances_uri: str, output: str, batch_size: int, name: str) -> dict:
+    """The BatchPredictionJob resource (pure)."""
+    return {
+        "displayName": name,
+        "model": model,
+        "inputConfig": {"instancesFormat": "jsonl", "gcsSource": {"uris": [instances_uri]}},
+        "outputConfig": {
+            "predictionsFormat": "jsonl",
+            "gcsDestination": {"outputUriPrefix": output},
+        },
+        "manualBatchTuningParameters": {"batchSize": batch_size},
+    }
+
+
+def batch_predict(
+    cloud: Cloud,
+    instances: str,
+    output: str,
+    model_version: str = vertex.DEFAULT,
+    batch_size: int = 64,
+    timeout: float | None = None,
+) -> BatchResult:
+    """Stage the instances if local, submit, wait; the result's location and counts."""
+    model = vertex.find_model(cloud)
+    if model is None:
+        raise CiError(f"no model named {cloud.settings.model_name!r}; promote a version first")
+    versions = vertex.list_versions(cloud, model["name"])
+    chosen = next(
+        (v for v in versions
+         if model_version in (v["versionId"], *v.get("versionAliases", []))),
+        None,
+    )  # fmt: skip
+    if chosen is None:
+        raise CiError(f"model {model['name']} has no version or alias {model_version!r}")
+    uri = ensure_staged(cloud, instances).uri
+    name = f"{cloud.settings.model_name}-batch"
+    body = job_body(f"{model['name']}@{chosen['versionId']}", uri, output, batch_size, name)
+    jobs = cloud.vertex.projects().locations().batchPredictionJobs()
+    job = api(jobs.create(parent=cloud.parent, body=body), "create batch prediction job")
+    cloud.log(f"submitted {job['name']} (version {chosen['versionId']} over {uri})")
+    try:
+        job = wait(cloud, job, timeout)
+    except KeyboardInterrupt:
+        _cancel(cloud, job)  # no batch job left running after Ctrl-C
+        raise
+    if job["state"] != train.SUCCEEDED:
+        message = (job.get("error", {}).get("message") or job["state"]).strip()
+        raise CiError(f"batch prediction job {job['name']} ended {job['state']}: {message}")
+    stats = job.get("completionStats", {})
+    return BatchResult(
+        job,
+        job.get("outputInfo", {}).get("gcsOutputDirectory", ""),
+        int(stats.get("successfulCount", 0)),
+        int(stats.get("failedCount", 0)),
+    )
+
+
+def _counts(job: dict) -> str:
+    stats = job.get("completionStats", {})
+    return f"{stats.get('successfulCount', 0)} ok, {stats.get('failedCount', 0)} failed"
+
+
+def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
+    """Poll until the job ends; a line per state change, progress at each heartbeat."""
+    jobs = cloud.vertex.projects().locations().batchPredictionJobs()
+    start = last_beat = time.monotonic()
+    last_state = None
+    while True:
+        elapsed = time.monotonic() - start
+        if job.get("state") != last_state:
+            last_state = job.get("state")
+            cloud.log(f"[{elapsed:6.1f}s] {job['name']}: {last_state}")
+        if last_state in train.TERMINAL:
+            return job
+        if timeout is not None and elapsed >= timeout:
+            state = _cancel(cloud, job)
+            raise CiError(f"batch prediction job {job['name']} timed out after {timeout:g}s "
+                          f"({state})")  # fmt: skip
+        if time.monotonic() - last_beat >= cloud.settings.heartbeat:
+            cloud.log(f"[{elapsed:6.1f}s] still {last_state}: {_counts(job)}")
+            last_beat = time.monotonic()
+        time.sleep(cloud.settings.poll_seconds)
+        job = api(jobs.get(name=job["name"]), "get batch prediction job")
+
+
+def _cancel(cloud: Cloud, job: dict) -> str:
+    jobs = cloud.vertex.projects().locations().batchPredictionJobs()
+    api(jobs.cancel(name=job["name"], body={}), "cancel batch prediction job")
+    cloud.log(f"cancelling {job['name']}")
+    deadline = time.monotonic() + train.CANCEL_GRACE
+    while job.get("state") not in train.TERMINAL and time.monotonic() < deadline:
+        time.sleep(cloud.settings.poll_seconds)
+        job = api(jobs.get(name=job["name"]), "get batch prediction job")
+    return job.get("state", "")
+
+
+def main(argv: list[str]) -> int:
+    parser = flags.parser("batch-predict", __doc__)
+    parser.add_argument("--instances", required=True, help="JSON-lines file or gs:// URI")
+    parser.add_argument("--output", required=True, help="gs:// prefix for the results")
+    parser.add_argument(
+        "--model-version", default=vertex.DEFAULT, help="version number or alias (default default)"
+    )
+    parser.add_argument(
+        "--batch-size", type=flags.positive_int, default=64, help="instances per batch (default 64)"
+    )
+    parser.add_argument("--timeout", type=flags.positive_float, help="seconds; then cancel")
+    args = parser.parse_args(argv)
+    settings = resolve(args)
+    gcs.split(args.output)  # a bad --output is a usage error before anything starts
+    check_local([args.instances])
+    with connect(settings) as cloud:
+        result = batch_predict(
+            cloud, args.instances, args.output, args.model_version, args.batch_size, args.timeout
+        )
+    print(f"results: {result.output_directory}")
+    print(f"{result.successful} predictions, {result.failed} failed instances")
+    if result.failed:
+        print(f"failed instances and their errors: {result.output_directory}/"
+              "prediction.errors_stats-*")  # fmt: skip
+    outputs.write_outputs(args.outputs, result.outputs())
+    outputs.write_summary(
+        args.summary,
+        f"### Batch prediction\n\n{result.successful} predictions, {result.failed} failed: "
+        f"`{result.output_directory}`",
+    )
+    return 0

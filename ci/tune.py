@@ -1,0 +1,214 @@
+"""``python -m ci tune``: a Vertex AI hyperparameter tuning job from ``tuning.toml``.
+
+The study is checked offline first. Each trial is a training job of the trainer package with
+the trial's parameters appended as flags; it reports the metric with cloudml-hypertune and
+exports to ``<base>/<trial id>/model``. Waiting prints one line per finished trial (its
+parameters, its metric, the best so far); ``--timeout`` and Ctrl-C cancel the job.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ci import flags, outputs, tiers, train, tuning_config
+from ci.cloud import Cloud, api, connect
+from ci.errors import CiError, UsageError
+from ci.package import build_sdist
+from ci.settings import git_sha, resolve
+from ci.stage import Staged, check_local, data_hash, ensure_staged
+from ci.tuning_config import TuningConfig
+
+FINISHED_TRIAL = ("SUCCEEDED", "INFEASIBLE")
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """A finished tuning job and its best trial."""
+
+    job: dict
+    best: dict
+    params: dict
+    value: float
+    trial_dir: str
+
+    def labels(self) -> dict[str, str]:
+        """Labels naming the tuning job and trial, for the version promoted from it."""
+        return {"tuning-job": self.job["name"].rsplit("/", 1)[-1], "tuning-trial": self.best["id"]}
+
+    def outputs(self) -> dict:
+        """The ``--outputs`` values."""
+        return {
+            "job_name": self.job["name"],
+            "best_trial": self.best["id"],
+            "best_params": self.params,
+            "best_metric": self.value,
+            "best_trial_dir": self.trial_dir,
+            "best_trial_job": self.best.get("customJob", ""),
+        }
+
+
+def _value(trial: dict) -> float:
+    return trial["finalMeasurement"]["metrics"][0]["value"]
+
+
+def best_trial(trials: list[dict], goal: str) -> dict | None:
+    """The best succeeded trial (the first of equals), or None."""
+    done = [t for t in trials if t.get("state") == "SUCCEEDED" and t.get("finalMeasurement")]
+    if not done:
+        return None
+    pick = max if goal == "MAXIMIZE" else min
+    return pick(done, key=_value)
+
+
+def params_of(trial: dict) -> dict:
+    """``{parameterId: value}`` of a trial."""
+    return {p["parameterId"]: p["value"] for p in trial.get("parameters", [])}
+
+
+def trial_line(trial: dict, best: dict | None, metric: str) -> str:
+    """The progress line of a finished trial."""
+    params = " ".join(f"{k}={v}" for k, v in params_of(trial).items())
+    if trial["state"] == "SUCCEEDED":
+        result = f"{metric}={_value(trial):.4g}"
+    else:
+        reason = (trial.get("infeasibleReason") or "").strip().splitlines()
+        result = f"failed ({reason[-1] if reason else 'no reason given'})"
+    so_far = f"trial {best['id']}, {metric}={_value(best):.4g}" if best else "none yet"
+    return f"trial {trial['id']}: {params} -> {result}; best so far: {so_far}"
+
+
+def job_body(cloud: Cloud, config: TuningConfig, pools, package_uri: str, data, extra, name):
+    """The HyperparameterTuningJob resource (trials run the trainer like ``ci train``)."""
+    s = cloud.settings
+    # No --job-dir: each trial's outputs go under its own AIP_MODEL_DIR's parent.
+    trainer_args = [
+        *("--train-steps", str(config.train_steps)),
+        *("--train-file", data[0].uri, "--eval-file", data[1].uri),
+        *extra,
+    ]
+    labels = {"data-hash": data_hash(data), "git-sha": git_sha(s)}
+    custom = train.job_body(s, pools, package_uri, trainer_args, name, labels)
+    spec = custom["jobSpec"]
+    spec["baseOutputDirectory"] = {"outputUriPrefix": f"gs://{s.bucket_name}/tuning/{name}"}
+    return {"displayName": name, "labels": labels, **config.job_fields(), "trialJobSpec": spec}
+
+
+def tune(
+    cloud: Cloud,
+    config: TuningConfig,
+    pools: list[tiers.Pool],
+    package: str,
+    data: list[Staged] | None = None,
+    timeout: float | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> TuneResult:
+    """Stage what is local, submit the tuning job, wait; return its best trial."""
+    s = cloud.settings
+    if data is None:
+        if not s.train_file or not s.eval_file:
+            raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
+        data = [ensure_staged(cloud, s.data_path(f)) for f in (s.train_file, s.eval_file)]
+    package_uri = ensure_staged(cloud, package).uri
+    name = config.display_name or f"{s.model_name}-tune-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
+    body = job_body(cloud, config, pools, package_uri, data, extra_args, name)
+    jobs = cloud.vertex.projects().locations().hyperparameterTuningJobs()
+    job = api(jobs.create(parent=cloud.parent, body=body), "create tuning job")
+    cloud.log(
+        f"submitted {job['name']} ({config.max_trial_count} trials, "
+        f"{config.parallel_trial_count} at a time, {config.goal} {config.metric})"
+    )
+    try:
+        job = wait(cloud, job, config, timeout)
+    except KeyboardInterrupt:
+        _cancel(cloud, job)  # no tuning job left running after Ctrl-C
+        raise
+    if job["state"] != train.SUCCEEDED:
+        message = (job.get("error", {}).get("message") or job["state"]).strip()
+        raise CiError(f"tuning job {job['name']} ended {job['state']}: {message}")
+    best = best_trial(job.get("trials", []), config.goal)
+    if best is None:
+        raise CiError(f"tuning job {job['name']} has no succeeded trial with a measurement")
+    base = body["trialJobSpec"]["baseOutputDirectory"]["outputUriPrefix"]
+    return TuneResult(job, best, params_of(best), _value(best), f"{base}/{best['id']}")
+
+
+def wait(cloud: Cloud, job: dict, config: TuningConfig, timeout: float | None) -> dict:
+    """Poll until the job ends: a line per state change and per finished trial."""
+    jobs = cloud.vertex.projects().locations().hyperparameterTuningJobs()
+    start = last_beat = time.monotonic()
+    last_state, printed = None, set()
+    while True:
+        elapsed = time.monotonic() - start
+        if job.get("state") != last_state:
+            last_state = job.get("state")
+            cloud.log(f"[{elapsed:6.1f}s] {job['name']}: {last_state}")
+        finished = [t for t in job.get("trials", []) if t["state"] in FINISHED_TRIAL]
+        for trial in sorted(finished, key=lambda t: int(t["id"])):
+            if trial["id"] not in printed:
+                printed.add(trial["id"])
+                seen = [t for t in finished if t["id"] in printed]
+                cloud.log(trial_line(trial, best_trial(seen, config.goal), config.metric))
+        if last_state in train.TERMINAL:
+            return job
+        if timeout is not None and elapsed >= timeout:
+            state = _cancel(cloud, job)
+            raise CiError(f"tuning job {job['name']} timed out after {timeout:g}s ({state})")
+        if time.monotonic() - last_beat >= cloud.settings.heartbeat:
+            cloud.log(f"[{elapsed:6.1f}s] still {last_state}, {len(finished)} trial(s) done")
+            last_beat = time.monotonic()
+        time.sleep(cloud.settings.poll_seconds)
+        job = api(jobs.get(name=job["name"]), "get tuning job")
+
+
+def _cancel(cloud: Cloud, job: dict) -> str:
+    jobs = cloud.vertex.projects().locations().hyperparameterTuningJobs()
+    api(jobs.cancel(name=job["name"], body={}), "cancel tuning job")
+    cloud.log(f"cancelling {job['name']}")
+    deadline = time.monotonic() + train.CANCEL_GRACE
+    while job.get("state") not in train.TERMINAL and time.monotonic() < deadline:
+        time.sleep(cloud.settings.poll_seconds)
+        job = api(jobs.get(name=job["name"]), "get tuning job")
+    cloud.log(f"{job['name']}: {job.get('state')}")
+    return job.get("state", "")
+
+
+def add_arguments(parser) -> None:
+    """``--tuning-config`` (shared with ``pipeline --tune``)."""
+    parser.add_argument(
+        "--tuning-config",
+        default="tuning.toml",
+        metavar="FILE",
+        help="the study in TOML (default tuning.toml; docs/tuning.md)",
+    )
+
+
+def main(argv: list[str]) -> int:
+    ours, extra = flags.split_passthrough(argv)
+    parser = flags.parser("tune", __doc__)
+    add_arguments(parser)
+    train.add_arguments(parser)
+    parser.add_argument("--package", help="sdist path or gs:// URI (default: build from .)")
+    args = parser.parse_args(ours)
+    settings = resolve(args)
+    config = tuning_config.load(Path(args.tuning_config))  # refused before anything runs
+    pools = train.pools_for(settings, args.parameter_server_count)
+    if not settings.train_file or not settings.eval_file:
+        raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
+    data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
+    check_local([*([args.package] if args.package else []), *data])
+    package = args.package or str(build_sdist(Path("."), Path("dist")))
+    with connect(settings) as cloud:
+        result = tune(cloud, config, pools, package, None, args.timeout, tuple(extra))
+    print(f"best_trial={result.best['id']}")
+    print(f"best_params={outputs.one_line(result.params)}")
+    print(f"job_name={result.job['name']}")
+    outputs.write_outputs(args.outputs, result.outputs())
+    outputs.write_summary(
+        args.summary,
+        f"### Tuning job\n\n`{result.job['name']}`: best trial {result.best['id']} "
+        f"({config.metric} {result.value:.4g}) with `{outputs.one_line(result.params)}`",
+    )
+    return 0
