@@ -92,16 +92,20 @@ def test_pull_request_runs_validation_and_the_local_rehearsal(tmp_path):
     assert json.loads((export / "local-job" / "metrics.json").read_text())["accuracy"] >= 0.9
     assert "<testsuite" in (export / "reports" / "junit.xml").read_text()
     # The report: the job summary shows the gate's table once and the training curve as an
-    # inline chart (or says the trainer left no event files); plots and page in the artifact.
+    # inline chart (the trainer writes TensorBoard event files); plots and page in the artifact.
     summary = run.summary_of(f"deploy/train-and-deploy/{TRAIN}")
     assert summary.count("| accuracy |") == 1, summary
     report = run.artifact("report")
     text = (report / "report.md").read_text()
     assert "| accuracy |" in text
-    if "(no event files)" not in text:
-        assert "```mermaid" in summary and "xychart-beta" in summary, summary
+    assert "(no event files)" not in text
+    assert "```mermaid" in summary and "xychart-beta" in summary, summary
     assert (report / "index.html").is_file()
-    assert {p.name for p in report.glob("*.png")} >= {"confusion_matrix.png", "comparison.png"}
+    assert {p.name for p in report.glob("*.png")} >= {
+        "training_curves.png",
+        "confusion_matrix.png",
+        "comparison.png",
+    }
     # A fork's token cannot comment: the comment job never starts, the plan says why.
     assert not run.job_ran_like("deploy/train-and-deploy/comment")
     assert "read-only token" in run.summary_of("deploy/train-and-deploy/plan")
