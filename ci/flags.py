@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
+import re
 
 from ci import outputs, settings
 from ci.errors import UsageError
@@ -65,6 +67,32 @@ def percent(text: str) -> int:
     value = positive_int(text)
     if value > 100:
         raise argparse.ArgumentTypeError(f"a percentage is at most 100: {text!r}")
+    return value
+
+
+# Vertex AI's label rules: a key starts with a letter; both are at most 63 of [a-z0-9_-].
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}")
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}")
+
+
+def labels(text: str) -> dict[str, str]:
+    """An argparse type: labels as a JSON object of strings (``ci tune``'s version_labels).
+
+    An empty string is no labels, so a workflow can pass an output that was never set.
+    """
+    if not text.strip():
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+    for key, item in value.items():
+        if not _LABEL_KEY.fullmatch(key):
+            raise argparse.ArgumentTypeError(f"bad label key {key!r} (a-z first, then a-z0-9_-)")
+        if not isinstance(item, str) or not _LABEL_VALUE.fullmatch(item):
+            raise argparse.ArgumentTypeError(f"bad value {item!r} of label {key!r}")
     return value
 
 

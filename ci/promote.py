@@ -265,11 +265,18 @@ def main(argv: list[str]) -> int:
     parser = flags.parser("promote", __doc__)
     parser.add_argument("--job", required=True, help="custom job resource name or id")
     add_arguments(parser)
+    parser.add_argument(
+        "--labels",
+        type=flags.labels,
+        default={},
+        metavar="JSON",
+        help="more labels for a new version, a JSON object (e.g. ci tune's version_labels)",
+    )
     args = parser.parse_args(argv)
     settings = resolve(args)
     instances = instances_path(settings, args.instances)
     with connect(settings) as cloud:
-        result = promote(cloud, args.job, instances, args.canary)
+        result = promote(cloud, args.job, instances, args.canary, args.labels)
     print(f"version {result.version_id} of {result.model} serves on {result.endpoint}")
     outputs.write_outputs(args.outputs, result.outputs())
     outputs.write_summary(args.summary, result.summary())

@@ -2,7 +2,8 @@
 
 Waiting prints a line on each state change and a heartbeat with the elapsed time; a failed
 job's error (Vertex puts the replicas' last error lines there) is printed as its log tail;
-``--timeout`` cancels the job and fails.
+``--timeout`` cancels the job and fails. ``--tuning-config`` runs a tuning job instead
+(``ci tune``), whose best trial's CustomJob is then the job it names (the workflow's switch).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ci import flags, outputs, tiers
+from ci import flags, outputs, tiers, tuning_config
 from ci import package as packaging
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError, Interrupted, UsageError
@@ -235,8 +236,15 @@ def main(argv: list[str]) -> int:
     add_arguments(parser)
     parser.add_argument("--package", help="sdist path or gs:// URI (default: build --package-dir)")
     packaging.add_arguments(parser)
+    parser.add_argument(
+        "--tuning-config",
+        default="",
+        metavar="FILE",
+        help="tune with this study instead (docs/tuning.md); job_name is the best trial's job",
+    )
     args = parser.parse_args(ours)
     settings = resolve(args)
+    study = tuning_config.load(Path(args.tuning_config)) if args.tuning_config else None
     pools = pools_for(settings, args.parameter_server_count)
     if not settings.train_file or not settings.eval_file:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
@@ -245,6 +253,15 @@ def main(argv: list[str]) -> int:
     package = args.package
     if not package:
         package = str(packaging.build_sdist(Path(args.package_dir), Path(args.dist_dir)))
+    if study:
+        from ci import tune  # tune builds on this module
+
+        with connect(settings) as cloud:
+            tuned = tune.tune(cloud, study, pools, package, None, args.timeout, tuple(extra))
+        print(f"best trial {tuned.best['id']}: {tuned.best['customJob']}")
+        outputs.write_outputs(args.outputs, tuned.candidate_outputs())
+        outputs.write_summary(args.summary, tuned.summary(study.metric))
+        return 0
     with connect(settings) as cloud:
         result = train(
             cloud,

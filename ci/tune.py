@@ -16,6 +16,7 @@ from pathlib import Path
 from ci import flags, outputs, tiers, train, tuning_config
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError, UsageError
+from ci.package import add_arguments as package_arguments
 from ci.package import build_sdist
 from ci.settings import git_sha, resolve
 from ci.stage import Staged, check_local, data_hash, ensure_staged
@@ -47,7 +48,25 @@ class TuneResult:
             "best_metric": self.value,
             "best_trial_dir": self.trial_dir,
             "best_trial_job": self.best.get("customJob", ""),
+            # For `ci promote --labels` (the workflow): what `pipeline --tune` labels with.
+            "version_labels": self.labels(),
         }
+
+    def candidate_outputs(self) -> dict:
+        """``ci train --tuning-config``'s outputs: ``job_name`` is the best trial's CustomJob,
+        the candidate that gate, report and promote take; ``tuning_job`` is the tuning job."""
+        return {
+            **self.outputs(),
+            "job_name": self.best["customJob"],
+            "tuning_job": self.job["name"],
+        }
+
+    def summary(self, metric: str) -> str:
+        """The step summary: the tuning job and its best trial."""
+        return (
+            f"### Tuning job\n\n`{self.job['name']}`: best trial {self.best['id']} "
+            f"({metric} {self.value:.4g}) with `{outputs.one_line(self.params)}`"
+        )
 
 
 def _value(trial: dict) -> float:
@@ -190,7 +209,8 @@ def main(argv: list[str]) -> int:
     parser = flags.parser("tune", __doc__)
     add_arguments(parser)
     train.add_arguments(parser)
-    parser.add_argument("--package", help="sdist path or gs:// URI (default: build from .)")
+    parser.add_argument("--package", help="sdist path or gs:// URI (default: build --package-dir)")
+    package_arguments(parser)
     args = parser.parse_args(ours)
     settings = resolve(args)
     config = tuning_config.load(Path(args.tuning_config))  # refused before anything runs
@@ -199,16 +219,12 @@ def main(argv: list[str]) -> int:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
     data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
     check_local([*([args.package] if args.package else []), *data])
-    package = args.package or str(build_sdist(Path("."), Path("dist")))
+    package = args.package or str(build_sdist(Path(args.package_dir), Path(args.dist_dir)))
     with connect(settings) as cloud:
         result = tune(cloud, config, pools, package, None, args.timeout, tuple(extra))
     print(f"best_trial={result.best['id']}")
     print(f"best_params={outputs.one_line(result.params)}")
     print(f"job_name={result.job['name']}")
     outputs.write_outputs(args.outputs, result.outputs())
-    outputs.write_summary(
-        args.summary,
-        f"### Tuning job\n\n`{result.job['name']}`: best trial {result.best['id']} "
-        f"({config.metric} {result.value:.4g}) with `{outputs.one_line(result.params)}`",
-    )
+    outputs.write_summary(args.summary, result.summary(config.metric))
     return 0

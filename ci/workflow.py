@@ -5,7 +5,8 @@ The reusable workflow hands its inputs over as one JSON object (``CI_WORKFLOW_IN
 need (which platform, whether to authenticate, which GitHub environment gates promotion, the
 promotion's concurrency group, whether a pull request gets a comment) is made here, once,
 and written as step outputs; the YAML only wires them. Bad inputs fail here, before any job
-checks out, builds or authenticates.
+builds or authenticates; with ``tune`` on, the study in the caller's ``tuning-config`` is
+checked here too (the plan job checks the caller out for it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci import flags, outputs
+from ci import flags, outputs, tuning_config
 from ci.errors import UsageError
 from ci.tiers import TIER_NAMES
 
@@ -43,6 +44,8 @@ INPUTS = (
     "instances-file",
     "python-version",
     "pr-comment",
+    "tune",
+    "tuning-config",
     "tooling-repository",
     "tooling-ref",
 )
@@ -95,6 +98,7 @@ class Plan:
     promote_group: str
     pr_comment: bool
     notes: tuple[str, ...] = ()
+    tuning_config: str = ""  # the study when train tunes (`ci tune`), "" to train once
 
     def outputs(self) -> dict[str, str]:
         """Step outputs (strings, as GitHub keeps them)."""
@@ -104,6 +108,8 @@ class Plan:
             "environment": self.environment,
             "promote_group": self.promote_group,
             "pr_comment": str(self.pr_comment).lower(),
+            "tune": str(bool(self.tuning_config)).lower(),
+            "tuning_config": self.tuning_config,
         }
 
     def summary(self) -> str:
@@ -113,6 +119,10 @@ class Plan:
             ("project", self.project or "(embedded emulators)"),
             ("approval environment", self.environment or "(none)"),
             ("pull request comment", "yes" if self.pr_comment else "no"),
+            (
+                "tuning",
+                f"yes, best trial promoted ({self.tuning_config})" if self.tuning_config else "no",
+            ),
         ]
         table = "\n".join(f"| {k} | {v} |" for k, v in rows)
         notes = "".join(f"\n> {n}" for n in self.notes)
@@ -152,8 +162,22 @@ def check(inputs: Mapping) -> None:
             flags.positive_int(steps)
         except argparse.ArgumentTypeError:
             raise UsageError(f"input 'train-steps': {steps!r} is not a whole number >= 1") from None
-    if _text(inputs, "pr-comment") not in ("", "true", "false"):
-        raise UsageError("input 'pr-comment' must be true or false")
+    for name in ("pr-comment", "tune"):
+        if _text(inputs, name) not in ("", "true", "false"):
+            raise UsageError(f"input {name!r}: {_text(inputs, name)!r} is not true or false")
+
+
+def choose_tuning(inputs: Mapping, root: Path) -> str:
+    """The study's path when ``tune`` is on (checked, as ``ci tune`` would), else ""."""
+    if _text(inputs, "tune") != "true":
+        return ""
+    name = _text(inputs, "tuning-config") or "tuning.toml"
+    if Path(name).is_absolute() or ".." in Path(name).parts:
+        raise UsageError(f"input 'tuning-config': {name!r} is not a path inside the repository")
+    if not (root / name).is_file():
+        raise UsageError(f"input 'tuning-config': {name!r} is not a file of the repository")
+    tuning_config.load(root / name)  # a bad study is refused by its key, before training
+    return name
 
 
 def choose_platform(inputs: Mapping, event: Event) -> str:
@@ -164,9 +188,11 @@ def choose_platform(inputs: Mapping, event: Event) -> str:
     return "vertex" if _text(inputs, "project") and not event.pull_request else "local"
 
 
-def plan(inputs: Mapping, event: Event) -> Plan:
-    """Check ``inputs`` and decide the run (pure: everything comes in as arguments)."""
+def plan(inputs: Mapping, event: Event, root: Path = Path(".")) -> Plan:
+    """Check ``inputs`` and decide the run (everything comes in as arguments; ``root`` is the
+    caller's checkout, read only for the tuning config)."""
     check(inputs)
+    tuning = choose_tuning(inputs, root)
     platform = choose_platform(inputs, event)
     notes = []
     if platform == "vertex":
@@ -190,7 +216,7 @@ def plan(inputs: Mapping, event: Event) -> Plan:
             "No pull request comment: a fork's pull request gets a read-only token. "
             "The report is in this run's artifacts."
         )
-    return Plan(platform, project, environment, group, comment, tuple(notes))
+    return Plan(platform, project, environment, group, comment, tuple(notes), tuning)
 
 
 def main(argv: list[str]) -> int:

@@ -263,6 +263,14 @@ def test_bad_input_changes_nothing(env, jobs, tmp_path, capsys):
     assert cli.main(["promote", "--job", "999999"]) == 1
     assert "HTTP 404" in capsys.readouterr().err
     assert cli.main(["promote", "--job", a, "--canary", "150"]) == 2
+    capsys.readouterr()
+    for labels, named in [("[1]", "not a JSON object: '[1]'"), ('{"Job": "1"}', "key 'Job'")]:
+        assert cli.main(["promote", "--job", jobs[1], "--labels", labels]) == 2
+        err = capsys.readouterr().err
+        assert (
+            err.startswith("Error: python -m ci promote: argument --labels: ") and named in err
+        ), err
+        assert err.count("\n") == 1
     assert cli.main(["rollback", "--to-version", "7"]) == 2
     assert "no version '7'" in capsys.readouterr().err
     assert snapshot(env) == before
@@ -371,6 +379,19 @@ def test_a_promoted_version_passed_staging_first(env, jobs, capsys):
     assert smoke < undeployed < at(lambda line: line.endswith("with 100% of traffic"))
     assert snapshot(env)["traffic"] == {"1": 100}
     assert list(serving(env).values())[1] == ([], {})  # staging holds nothing afterwards
+
+
+def test_labels_flag_adds_labels_to_the_new_version(env, jobs):
+    # What the workflow passes on from `ci tune`'s version_labels output; "" is none.
+    a, b = jobs
+    assert cli.main(["promote", "--job", a, "--labels", ""]) == 0
+    labels = '{"tuning-job": "4711", "tuning-trial": "2"}'
+    assert cli.main(["promote", "--job", b, "--labels", labels]) == 0
+    with cloud_for(env) as cloud:
+        first, second = list_versions(cloud, find_model(cloud)["name"])
+    assert "tuning-job" not in first["labels"]
+    assert second["labels"]["tuning-job"] == "4711" and second["labels"]["tuning-trial"] == "2"
+    assert second["labels"]["job-id"] == job_id(b)  # the usual labels stay
 
 
 def test_version_labels_record_the_seed():

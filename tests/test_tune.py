@@ -81,6 +81,10 @@ def test_ci_tune_four_trials_two_at_a_time(tune_env, vertex, hp_package, tmp_pat
     }
     assert f"best_trial={best['id']}" in printed and f"job_name={job['name']}" in printed
     assert values["best_trial_dir"].endswith(f"/{best['id']}")
+    assert json.loads(values["version_labels"]) == {
+        "tuning-job": job["name"].rsplit("/", 1)[-1],
+        "tuning-trial": best["id"],
+    }
     runs = [json.loads(p.read_text()) for p in tmp_path.glob("trial-*.json")]
     assert len(runs) == 4 and max_overlap(runs) == 2
 
@@ -160,6 +164,42 @@ def test_ci_tune_refuses_a_bad_study_before_submitting(
     assert err.count("\n") == 1 and err.startswith("Error: ") and message in err, err
     after = jobs(vertex).list(parent="projects/test-project/locations/us-central1").execute()
     assert after == before  # nothing was submitted
+
+
+# --- python -m ci train --tuning-config: the workflows' switch --------------------------
+
+
+def test_train_with_a_tuning_config_names_the_best_trial_as_its_job(
+    tune_env, vertex, hp_package, tmp_path, capsys
+):
+    toml = TOML.format(algorithm="GRID_SEARCH", max_failed=1, params=UNITS_TOML)
+    config = tmp_path / "tuning.toml"
+    config.write_text(toml.replace("max_trial_count = 4", "max_trial_count = 2"))
+    out = tmp_path / "outputs.txt"
+    argv = ["train", "--tuning-config", str(config), "--package", hp_package]
+    argv += ["--outputs", str(out), "--", f"--log-dir={tmp_path}"]
+    assert cli.main(argv) == 0, capsys.readouterr()
+    values = dict(x.split("=", 1) for x in out.read_text().splitlines())
+    tuning = jobs(vertex).get(name=values["tuning_job"]).execute()
+    best = max(tuning["trials"], key=lambda t: t["finalMeasurement"]["metrics"][0]["value"])
+    # job_name is what gate, report and promote take: the best trial's CustomJob.
+    assert values["job_name"] == best["customJob"] == values["best_trial_job"]
+    assert json.loads(values["version_labels"]) == {
+        "tuning-job": tuning["name"].rsplit("/", 1)[-1],
+        "tuning-trial": best["id"],
+    }
+    custom = vertex.projects().locations().customJobs().get(name=values["job_name"]).execute()
+    assert custom["state"] == "JOB_STATE_SUCCEEDED"
+
+
+def test_train_refuses_a_missing_tuning_config_before_building(tune_env, tmp_path, capsys):
+    missing = str(tmp_path / "nope.toml")
+    assert cli.main(["train", "--tuning-config", missing, "--dist-dir", str(tmp_path)]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"Error: cannot read tuning file {missing!r}: No such file or directory\n"
+    )
+    assert list(tmp_path.iterdir()) == []  # no sdist was built
 
 
 # --- python -m ci pipeline --tune -----------------------------------------------------

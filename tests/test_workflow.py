@@ -12,6 +12,8 @@ from ci.errors import UsageError
 from ci.tiers import TIER_NAMES
 from tests.workflows_act import WORKFLOWS
 
+ROOT = WORKFLOWS.parent.parent
+
 REPO = "acme/models"
 PUSH = workflow.Event("push", REPO, "refs/heads/main")
 SAME_REPO_PR = workflow.Event("pull_request", REPO, "refs/pull/7/merge", REPO)
@@ -85,7 +87,8 @@ def test_vertex_names_each_missing_input(missing):
         ({"scale-tier": "BASIC_XL"}, "input 'scale-tier': 'BASIC_XL'"),
         ({"train-steps": "0"}, "input 'train-steps': '0'"),
         ({"train-steps": "many"}, "input 'train-steps': 'many'"),
-        ({"pr-comment": "maybe"}, "input 'pr-comment'"),
+        ({"pr-comment": "maybe"}, "input 'pr-comment': 'maybe' is not true or false"),
+        ({"tune": "yes"}, "input 'tune': 'yes' is not true or false"),
         ({"plaform": "local"}, "unknown workflow input 'plaform'"),
         ({"bucket": "a\nb"}, "input 'bucket' spans several lines"),
     ],
@@ -93,6 +96,65 @@ def test_vertex_names_each_missing_input(missing):
 def test_bad_inputs_are_refused_by_name(inputs, message):
     with pytest.raises(UsageError, match=message):
         workflow.plan(inputs, PUSH)
+
+
+TINY_STUDY = """
+metric = "accuracy"
+max_trial_count = 2
+parallel_trial_count = 2
+train_steps = 20
+[parameters.learning-rate]
+type = "DISCRETE"
+values = [0.01, 0.1]
+"""
+
+
+def test_tune_is_off_by_default_and_reads_no_file(tmp_path):
+    decided = workflow.plan({"tune": False, "tuning-config": "absent.toml"}, PUSH, tmp_path)
+    assert decided.outputs()["tune"] == "false" and decided.outputs()["tuning_config"] == ""
+    assert "| tuning | no |" in decided.summary()
+
+
+@pytest.mark.parametrize("tune", [True, "true", " true "])
+def test_tune_on_checks_the_study_and_hands_its_path_on(tmp_path, tune):
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "tiny.toml").write_text(TINY_STUDY)
+    inputs = {"tune": tune, "tuning-config": "studies/tiny.toml"}
+    decided = workflow.plan(inputs, PUSH, tmp_path)
+    assert decided.outputs()["tune"] == "true"
+    assert decided.outputs()["tuning_config"] == "studies/tiny.toml"
+    assert "studies/tiny.toml" in decided.summary()
+
+
+def test_tune_defaults_to_the_repositorys_tuning_toml():
+    decided = workflow.plan({"tune": True, "tuning-config": ""}, PUSH, ROOT)
+    assert decided.outputs()["tuning_config"] == "tuning.toml"
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("missing.toml", "input 'tuning-config': 'missing.toml' is not a file of the repository"),
+        ("/etc/passwd", "input 'tuning-config': '/etc/passwd' is not a path inside"),
+        ("../x.toml", "input 'tuning-config': '../x.toml' is not a path inside"),
+        ("bad.toml", "bad.toml: parallel_trial_count"),  # the study's own check, by key
+    ],
+)
+def test_tune_refuses_a_missing_or_bad_study_by_name(tmp_path, config, message):
+    (tmp_path / "bad.toml").write_text(
+        TINY_STUDY.replace("parallel_trial_count = 2", "parallel_trial_count = 3")
+    )
+    with pytest.raises(UsageError, match=message):
+        workflow.plan({"tune": "true", "tuning-config": config}, PUSH, tmp_path)
+
+
+def test_ci_yml_hands_its_dispatch_inputs_to_train_and_deploy():
+    ci = YAML(typ="safe").load((WORKFLOWS / "ci.yml").read_text())
+    dispatch = ci["on"]["workflow_dispatch"]["inputs"]
+    assert dispatch["tune"]["default"] is False
+    assert dispatch["tuning-config"]["default"] == workflow_inputs()["tuning-config"]["default"]
+    passed = ci["jobs"]["deploy"]["with"]
+    assert set(dispatch) <= set(passed) <= set(workflow.INPUTS)
 
 
 @pytest.mark.parametrize("tier", TIER_NAMES)

@@ -8,6 +8,7 @@ runs gate against, as on GitHub where the local cloud is kept in the Actions cac
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -175,6 +176,43 @@ def test_dispatch_inputs_reach_the_training_job(pushed, sandbox, repo):
     assert pool["machineSpec"]["machineType"] == "n1-standard-8"
     assert pool["machineSpec"]["acceleratorType"] == "NVIDIA_TESLA_T4"
     assert job["state"] == "JOB_STATE_SUCCEEDED"
+
+
+TINY_STUDY = """\
+metric = "accuracy"
+algorithm = "GRID_SEARCH"
+max_trial_count = 2
+parallel_trial_count = 2
+train_steps = 200
+[parameters.learning-rate]
+type = "DISCRETE"
+values = [0.03, 0.1]
+"""
+# Unseeded trials: the gate checks that the trial reported, not how well 200 steps learned.
+ANY_ACCURACY = '[metrics.accuracy]\ndirection = "higher"\nlower_bound = 0.0\n'
+
+
+def test_a_dispatch_with_tune_promotes_the_best_trial(tmp_path):
+    box = Sandbox(tmp_path)
+    files = {"studies/tiny.toml": TINY_STUDY, "gate.toml": ANY_ACCURACY}
+    repo = box.create_repo(SLUG, source=ROOT, files=files)
+    inputs = {"tune": "true", "tuning-config": "studies/tiny.toml", "scale-tier": "BASIC"}
+    run = box.run(repo, "workflow_dispatch", {"inputs": inputs}, inputs=inputs)
+    assert run.rc == 0, run.log[-6000:]
+    assert jobs_succeeded(run, "deploy") == dict.fromkeys(DEPLOY_JOBS, True)
+    printed = run.output_of(f"deploy/train-and-deploy/{TRAIN}")
+    tuning = re.search(r"submitted \S+/hyperparameterTuningJobs/(\d+) \(2 trials, 2 at a", printed)
+    best = re.search(r"best trial (\d+): (\S+/customJobs/(\d+))", printed)
+    assert tuning and best, printed
+    trial_job = next(
+        j for j in job_records(run.artifact("local-cloud-trained")) if j["name"] == best[2]
+    )
+    assert trial_job["state"] == "JOB_STATE_SUCCEEDED"
+    (version,) = serving(box.latest_cache("local-cloud-"))
+    assert version["aliases"] == ["default"]
+    labels = version["labels"]
+    assert (labels["tuning-job"], labels["tuning-trial"]) == (tuning[1], best[1])
+    assert labels["job-id"] == best[3]  # the best trial's export is what serves
 
 
 def test_a_gate_that_says_no_stops_before_promotion(pushed, sandbox, repo):
