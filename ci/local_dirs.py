@@ -13,13 +13,15 @@ from pathlib import Path
 IGNORE_ALL = "# created by tf-vertex-ci: nothing in here belongs in git\n*\n"
 
 
-def ensure(path: Path, what: str) -> Path:
-    """Create ``path`` if needed; a new one gets a ``.gitignore`` and is announced on stderr."""
+def ensure(path: Path, what: str, announce: bool = True) -> Path:
+    """Create ``path`` if needed; a new one gets a ``.gitignore`` (and a note, if ``announce``)."""
     path = Path(path)
     if path.is_dir():
         return path
     path.mkdir(parents=True, exist_ok=True)
     (path / ".gitignore").write_text(IGNORE_ALL)
-    # stdout: stderr is kept for the one `Error:` line a failing command prints.
-    print(f"note: created {path}/ for {what} (git-ignored; delete it to start over)", flush=True)
+    # stdout: stderr is kept for the one `Error:` line a failing command prints. `package`
+    # does not announce: its output is the sdist's path, which says where it went.
+    if announce:
+        print(f"note: created {path}/ for {what} (git-ignored; delete it to start over)", flush=True)
     return path

@@ -107,7 +107,7 @@ def build_sdist(package_dir: Path, dist_dir: Path) -> Path:
         raise UsageError(f"no setup.py or pyproject.toml in package dir {str(package_dir)!r}")
     system = build_system(package_dir)
     python = build_env(system.requires)
-    dist_dir = local_dirs.ensure(dist_dir, "built packages").resolve()
+    dist_dir = local_dirs.ensure(dist_dir, "built packages", announce=False).resolve()
     hooks = BuildBackendHookCaller(
         str(package_dir),
         system.backend,
