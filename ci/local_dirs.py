@@ -23,5 +23,6 @@ def ensure(path: Path, what: str, announce: bool = True) -> Path:
     # stdout: stderr is kept for the one `Error:` line a failing command prints. `package`
     # does not announce: its output is the sdist's path, which says where it went.
     if announce:
-        print(f"note: created {path}/ for {what} (git-ignored; delete it to start over)", flush=True)
+        note = f"note: created {path}/ for {what} (git-ignored; delete it to start over)"
+        print(note, flush=True)
     return path
