@@ -444,7 +444,7 @@ def test_ctrl_c_during_the_staging_deploy_restores(env, emulator, jobs, vertex):
         staging = find_endpoint(cloud, staging_name(cloud))["name"]
     before, served = snapshot(env), serving(env)
     # The upload and the staging deploy stay running a while: Ctrl-C lands in between.
-    faults.delay_operations(emulator.vertex_url, 2, count=2)
+    faults.delay_operations(emulator.vertex_url, 3, count=2)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ci", "promote", "--job", b],
         cwd=ROOT,
@@ -454,12 +454,15 @@ def test_ctrl_c_during_the_staging_deploy_restores(env, emulator, jobs, vertex):
         text=True,
     )
     try:
-        endpoints = vertex.projects().locations().endpoints()
-        Poll(vertex).until(
-            lambda: endpoints.get(name=staging).execute().get("deployedModels"),
-            timeout=90,
-            what="the staging deployment of version 2",
-        )
+        # A deployment shows on the endpoint only once its operation is done (as on
+        # Vertex AI): while it runs, the endpoint's operations list has it, unfinished.
+        operations = vertex.projects().locations().endpoints().operations()
+
+        def deploying():
+            listed = operations.list(name=staging).execute().get("operations", [])
+            return [op for op in listed if not op.get("done")]
+
+        Poll(vertex).until(deploying, timeout=90, what="the staging deployment of version 2")
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=90)
     finally:
