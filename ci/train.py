@@ -112,6 +112,13 @@ def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
         raise Interrupted(f"interrupted; job {job['name']} {done} ({state})") from None
 
 
+def data_files(settings: Settings) -> list[str]:
+    """The train and eval files (local or gs://); UsageError if ci.toml names no such pair."""
+    if not settings.train_file or not settings.eval_file:
+        raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
+    return [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
+
+
 def log_tail(cloud: Cloud, job: dict) -> str:
     """What a failed job said: its error message and where its full logs are."""
     message = job.get("error", {}).get("message", "(no error message)")
@@ -139,9 +146,7 @@ def train(
     """
     s = cloud.settings
     if data is None:
-        if not s.train_file or not s.eval_file:
-            raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
-        data = [ensure_staged(cloud, s.data_path(f)) for f in (s.train_file, s.eval_file)]
+        data = [ensure_staged(cloud, f) for f in data_files(s)]
     package_uri = ensure_staged(cloud, package).uri
     display_name = display_name or f"{s.model_name}-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     trainer_args = [
@@ -201,9 +206,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(ours)
     settings = resolve(args)
     pools = pools_for(settings, args.parameter_server_count)
-    if not settings.train_file or not settings.eval_file:
-        raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
-    data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
+    data = data_files(settings)
     check_local([*([args.package] if args.package else []), *data])
     package = args.package
     if not package:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ci import flags, job_wait, outputs, tiers, train, tuning_config
 from ci.cloud import Cloud, api, connect
-from ci.errors import CiError, UsageError
+from ci.errors import CiError
 from ci.package import build_sdist
 from ci.settings import git_sha, resolve
 from ci.stage import Staged, check_local, data_hash, ensure_staged
@@ -108,9 +108,7 @@ def tune(
     """Stage what is local, submit the tuning job, wait; return its best trial."""
     s = cloud.settings
     if data is None:
-        if not s.train_file or not s.eval_file:
-            raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
-        data = [ensure_staged(cloud, s.data_path(f)) for f in (s.train_file, s.eval_file)]
+        data = [ensure_staged(cloud, f) for f in train.data_files(s)]
     package_uri = ensure_staged(cloud, package).uri
     name = config.display_name or f"{s.model_name}-tune-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     body = job_body(cloud, config, pools, package_uri, data, extra_args, name)
@@ -174,9 +172,7 @@ def main(argv: list[str]) -> int:
     settings = resolve(args)
     config = tuning_config.load(Path(args.tuning_config))  # refused before anything runs
     pools = train.pools_for(settings, args.parameter_server_count)
-    if not settings.train_file or not settings.eval_file:
-        raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
-    data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
+    data = train.data_files(settings)
     check_local([*([args.package] if args.package else []), *data])
     package = args.package or str(build_sdist(Path("."), Path("dist")))
     with connect(settings) as cloud:
