@@ -80,7 +80,7 @@ def batch_predict(
     job = api(jobs.create(parent=cloud.parent, body=body), "create batch prediction job")
     cloud.log(f"submitted {job['name']} (version {chosen['versionId']} over {uri})")
     try:
-        job = job_wait.wait(cloud, JOBS, job, timeout, _counts)
+        job = job_wait.wait_until_done(cloud, JOBS, job, timeout, _counts)
     except KeyboardInterrupt:
         job_wait.cancel(cloud, JOBS, job, report=False)  # none left running after Ctrl-C
         raise

@@ -49,7 +49,7 @@ class JobKind:
             raise CiError(f"{self.noun} {job['name']} ended {job['state']}: {message}")
 
 
-def wait(
+def wait_until_done(
     cloud: Cloud,
     kind: JobKind,
     job: dict,

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ci import flags, job_wait, outputs, tiers
+from ci import flags, outputs, tiers
 from ci import package as packaging
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError, Interrupted, UsageError
 from ci.gate import scalars
-from ci.job_wait import INTERRUPT_GRACE, SUCCEEDED, TERMINAL, JobKind
+from ci.job_wait import INTERRUPT_GRACE, SUCCEEDED, TERMINAL, JobKind, cancel, wait_until_done
 from ci.settings import Settings, git_sha, resolve, tf_version
 from ci.stage import Staged, check_local, data_hash, ensure_staged
 from ci.vertex import job_dir, read_metrics
@@ -100,12 +100,12 @@ def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
     waits briefly for the cancel to take, and raises Interrupted (exit 130).
     """
     try:
-        return job_wait.wait(cloud, JOBS, job, timeout)
+        return wait_until_done(cloud, JOBS, job, timeout)
     except KeyboardInterrupt:
         cloud.log(f"interrupted: cancelling {job['name']}")
         cloud.fresh_connections()
         try:
-            state = job_wait.cancel(cloud, JOBS, job, INTERRUPT_GRACE)
+            state = cancel(cloud, JOBS, job, INTERRUPT_GRACE)
         except CiError as exc:
             raise Interrupted(f"interrupted; cancelling job {job['name']} failed: {exc}") from None
         done = "cancelled" if state in TERMINAL else "cancel requested"
@@ -206,7 +206,9 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(ours)
     settings = resolve(args)
     pools = pools_for(settings, args.parameter_server_count)
-    data = data_files(settings)
+    if not settings.train_file or not settings.eval_file:
+        raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
+    data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
     check_local([*([args.package] if args.package else []), *data])
     package = args.package
     if not package:

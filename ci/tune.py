@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ci import flags, job_wait, outputs, tiers, train, tuning_config
 from ci.cloud import Cloud, api, connect
-from ci.errors import CiError
+from ci.errors import CiError, UsageError
 from ci.package import build_sdist
 from ci.settings import git_sha, resolve
 from ci.stage import Staged, check_local, data_hash, ensure_staged
@@ -149,7 +149,7 @@ def wait(cloud: Cloud, job: dict, config: TuningConfig, timeout: float | None) -
     def progress(job: dict) -> str:
         return f", {len(finished(job))} trial(s) done"
 
-    return job_wait.wait(cloud, JOBS, job, timeout, progress, each)
+    return job_wait.wait_until_done(cloud, JOBS, job, timeout, progress, each)
 
 
 def add_arguments(parser) -> None:
@@ -172,7 +172,9 @@ def main(argv: list[str]) -> int:
     settings = resolve(args)
     config = tuning_config.load(Path(args.tuning_config))  # refused before anything runs
     pools = train.pools_for(settings, args.parameter_server_count)
-    data = train.data_files(settings)
+    if not settings.train_file or not settings.eval_file:
+        raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
+    data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
     check_local([*([args.package] if args.package else []), *data])
     package = args.package or str(build_sdist(Path("."), Path("dist")))
     with connect(settings) as cloud:
