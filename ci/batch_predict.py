@@ -9,14 +9,15 @@ still succeeds. ``--timeout`` and Ctrl-C cancel the job.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
-from ci import flags, gcs, outputs, train, vertex
+from ci import flags, gcs, job_wait, outputs, vertex
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError
 from ci.settings import resolve
 from ci.stage import check_local, ensure_staged
+
+JOBS = job_wait.JobKind("batchPredictionJobs", "batch prediction job")
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,15 @@ def batch_predict(
     uri = ensure_staged(cloud, instances).uri
     name = f"{cloud.settings.model_name}-batch"
     body = job_body(f"{model['name']}@{chosen['versionId']}", uri, output, batch_size, name)
-    jobs = cloud.vertex.projects().locations().batchPredictionJobs()
+    jobs = JOBS.resource(cloud)
     job = api(jobs.create(parent=cloud.parent, body=body), "create batch prediction job")
     cloud.log(f"submitted {job['name']} (version {chosen['versionId']} over {uri})")
     try:
-        job = wait(cloud, job, timeout)
+        job = job_wait.wait_until_done(cloud, JOBS, job, timeout, _counts)
     except KeyboardInterrupt:
-        _cancel(cloud, job)  # no batch job left running after Ctrl-C
+        job_wait.cancel(cloud, JOBS, job, report=False)  # none left running after Ctrl-C
         raise
-    if job["state"] != train.SUCCEEDED:
-        message = (job.get("error", {}).get("message") or job["state"]).strip()
-        raise CiError(f"batch prediction job {job['name']} ended {job['state']}: {message}")
+    JOBS.check_succeeded(job)
     stats = job.get("completionStats", {})
     return BatchResult(
         job,
@@ -97,41 +96,7 @@ def batch_predict(
 
 def _counts(job: dict) -> str:
     stats = job.get("completionStats", {})
-    return f"{stats.get('successfulCount', 0)} ok, {stats.get('failedCount', 0)} failed"
-
-
-def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
-    """Poll until the job ends; a line per state change, progress at each heartbeat."""
-    jobs = cloud.vertex.projects().locations().batchPredictionJobs()
-    start = last_beat = time.monotonic()
-    last_state = None
-    while True:
-        elapsed = time.monotonic() - start
-        if job.get("state") != last_state:
-            last_state = job.get("state")
-            cloud.log(f"[{elapsed:6.1f}s] {job['name']}: {last_state}")
-        if last_state in train.TERMINAL:
-            return job
-        if timeout is not None and elapsed >= timeout:
-            state = _cancel(cloud, job)
-            raise CiError(f"batch prediction job {job['name']} timed out after {timeout:g}s "
-                          f"({state})")  # fmt: skip
-        if time.monotonic() - last_beat >= cloud.settings.heartbeat:
-            cloud.log(f"[{elapsed:6.1f}s] still {last_state}: {_counts(job)}")
-            last_beat = time.monotonic()
-        time.sleep(cloud.settings.poll_seconds)
-        job = api(jobs.get(name=job["name"]), "get batch prediction job")
-
-
-def _cancel(cloud: Cloud, job: dict) -> str:
-    jobs = cloud.vertex.projects().locations().batchPredictionJobs()
-    api(jobs.cancel(name=job["name"], body={}), "cancel batch prediction job")
-    cloud.log(f"cancelling {job['name']}")
-    deadline = time.monotonic() + train.CANCEL_GRACE
-    while job.get("state") not in train.TERMINAL and time.monotonic() < deadline:
-        time.sleep(cloud.settings.poll_seconds)
-        job = api(jobs.get(name=job["name"]), "get batch prediction job")
-    return job.get("state", "")
+    return f": {stats.get('successfulCount', 0)} ok, {stats.get('failedCount', 0)} failed"
 
 
 def main(argv: list[str]) -> int:

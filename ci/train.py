@@ -8,7 +8,6 @@ job's error (Vertex puts the replicas' last error lines there) is printed as its
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,16 +17,19 @@ from ci import package as packaging
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError, Interrupted, UsageError
 from ci.gate import scalars
+from ci.job_wait import INTERRUPT_GRACE, SUCCEEDED, TERMINAL, JobKind, cancel, wait_until_done
 from ci.settings import Settings, git_sha, resolve, tf_version
 from ci.stage import Staged, check_local, data_hash, ensure_staged
 from ci.vertex import job_dir, read_metrics
 
-SUCCEEDED = "JOB_STATE_SUCCEEDED"
-TERMINAL = {SUCCEEDED, "JOB_STATE_FAILED", "JOB_STATE_CANCELLED", "JOB_STATE_EXPIRED"}
-# How long a cancelled job may take to stop before we give up waiting for it; after
-# Ctrl-C only briefly: the cancel is accepted at once, the user asked to stop.
-CANCEL_GRACE = 120.0
-INTERRUPT_GRACE = 20.0
+
+class _CustomJobs(JobKind):
+    def timed_out(self, job: dict, timeout: float, state: str) -> str:
+        done = "was cancelled" if state in TERMINAL else f"cancel was requested ({state})"
+        return f"job {job['name']} timed out after {timeout:g}s and {done}"
+
+
+JOBS = _CustomJobs("customJobs", "job")
 
 
 @dataclass(frozen=True)
@@ -99,55 +101,23 @@ def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
     waits briefly for the cancel to take, and raises Interrupted (exit 130).
     """
     try:
-        return _wait(cloud, job, timeout)
+        return wait_until_done(cloud, JOBS, job, timeout)
     except KeyboardInterrupt:
         cloud.log(f"interrupted: cancelling {job['name']}")
         cloud.fresh_connections()
         try:
-            state = _cancel(cloud, job, INTERRUPT_GRACE)
+            state = cancel(cloud, JOBS, job, INTERRUPT_GRACE)
         except CiError as exc:
             raise Interrupted(f"interrupted; cancelling job {job['name']} failed: {exc}") from None
         done = "cancelled" if state in TERMINAL else "cancel requested"
         raise Interrupted(f"interrupted; job {job['name']} {done} ({state})") from None
 
 
-def _wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
-    s = cloud.settings
-    jobs = cloud.vertex.projects().locations().customJobs()
-    start = last_beat = time.monotonic()
-    last_state = None
-    while True:
-        elapsed = time.monotonic() - start
-        state = job.get("state", "JOB_STATE_UNSPECIFIED")
-        if state != last_state:
-            cloud.log(f"[{elapsed:6.1f}s] {job['name']}: {state}")
-            last_state = state
-        if state in TERMINAL:
-            return job
-        if timeout is not None and elapsed >= timeout:
-            state = _cancel(cloud, job)
-            done = "was cancelled" if state in TERMINAL else f"cancel was requested ({state})"
-            raise CiError(f"job {job['name']} timed out after {timeout:g}s and {done}")
-        if time.monotonic() - last_beat >= s.heartbeat:
-            cloud.log(f"[{elapsed:6.1f}s] still {state}")
-            last_beat = time.monotonic()
-        pause = s.poll_seconds
-        if timeout is not None:
-            pause = max(0.0, min(pause, timeout - elapsed))
-        time.sleep(pause)
-        job = api(jobs.get(name=job["name"]), "get job")
-
-
-def _cancel(cloud: Cloud, job: dict, grace: float = CANCEL_GRACE) -> str:
-    jobs = cloud.vertex.projects().locations().customJobs()
-    api(jobs.cancel(name=job["name"], body={}), "cancel job")
-    cloud.log(f"cancelling {job['name']}")
-    deadline = time.monotonic() + grace
-    while job.get("state") not in TERMINAL and time.monotonic() < deadline:
-        time.sleep(cloud.settings.poll_seconds)
-        job = api(jobs.get(name=job["name"]), "get job")
-    cloud.log(f"{job['name']}: {job.get('state')}")
-    return job.get("state", "")
+def data_files(settings: Settings) -> list[str]:
+    """The train and eval files (local or gs://); UsageError if ci.toml names no such pair."""
+    if not settings.train_file or not settings.eval_file:
+        raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
+    return [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
 
 
 def log_tail(cloud: Cloud, job: dict) -> str:
@@ -177,9 +147,7 @@ def train(
     """
     s = cloud.settings
     if data is None:
-        if not s.train_file or not s.eval_file:
-            raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
-        data = [ensure_staged(cloud, s.data_path(f)) for f in (s.train_file, s.eval_file)]
+        data = [ensure_staged(cloud, f) for f in data_files(s)]
     package_uri = ensure_staged(cloud, package).uri
     display_name = display_name or f"{s.model_name}-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     trainer_args = [
@@ -189,7 +157,7 @@ def train(
     ]
     labels = {"data-hash": data_hash(data), "git-sha": git_sha(s)}
     body = job_body(s, pools, package_uri, trainer_args, display_name, labels)
-    jobs = cloud.vertex.projects().locations().customJobs()
+    jobs = JOBS.resource(cloud)
     job = api(jobs.create(parent=cloud.parent, body=body), "create job")
     replicas = sum(p.replicas for p in pools)
     cloud.log(f"submitted {job['name']} ({replicas} replica(s), {train_steps} steps)")

@@ -8,12 +8,11 @@ parameters, its metric, the best so far); ``--timeout`` and Ctrl-C cancel the jo
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ci import flags, outputs, tiers, train, tuning_config
+from ci import flags, job_wait, outputs, tiers, train, tuning_config
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError, UsageError
 from ci.package import add_arguments as package_arguments
@@ -23,6 +22,7 @@ from ci.stage import Staged, check_local, data_hash, ensure_staged
 from ci.tuning_config import TuningConfig
 
 FINISHED_TRIAL = ("SUCCEEDED", "INFEASIBLE")
+JOBS = job_wait.JobKind("hyperparameterTuningJobs", "tuning job")
 
 
 @dataclass(frozen=True)
@@ -127,13 +127,11 @@ def tune(
     """Stage what is local, submit the tuning job, wait; return its best trial."""
     s = cloud.settings
     if data is None:
-        if not s.train_file or not s.eval_file:
-            raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
-        data = [ensure_staged(cloud, s.data_path(f)) for f in (s.train_file, s.eval_file)]
+        data = [ensure_staged(cloud, f) for f in train.data_files(s)]
     package_uri = ensure_staged(cloud, package).uri
     name = config.display_name or f"{s.model_name}-tune-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     body = job_body(cloud, config, pools, package_uri, data, extra_args, name)
-    jobs = cloud.vertex.projects().locations().hyperparameterTuningJobs()
+    jobs = JOBS.resource(cloud)
     job = api(jobs.create(parent=cloud.parent, body=body), "create tuning job")
     cloud.log(
         f"submitted {job['name']} ({config.max_trial_count} trials, "
@@ -142,11 +140,9 @@ def tune(
     try:
         job = wait(cloud, job, config, timeout)
     except KeyboardInterrupt:
-        _cancel(cloud, job)  # no tuning job left running after Ctrl-C
+        job_wait.cancel(cloud, JOBS, job)  # no tuning job left running after Ctrl-C
         raise
-    if job["state"] != train.SUCCEEDED:
-        message = (job.get("error", {}).get("message") or job["state"]).strip()
-        raise CiError(f"tuning job {job['name']} ended {job['state']}: {message}")
+    JOBS.check_succeeded(job)
     best = best_trial(job.get("trials", []), config.goal)
     if best is None:
         raise CiError(f"tuning job {job['name']} has no succeeded trial with a measurement")
@@ -156,42 +152,23 @@ def tune(
 
 def wait(cloud: Cloud, job: dict, config: TuningConfig, timeout: float | None) -> dict:
     """Poll until the job ends: a line per state change and per finished trial."""
-    jobs = cloud.vertex.projects().locations().hyperparameterTuningJobs()
-    start = last_beat = time.monotonic()
-    last_state, printed = None, set()
-    while True:
-        elapsed = time.monotonic() - start
-        if job.get("state") != last_state:
-            last_state = job.get("state")
-            cloud.log(f"[{elapsed:6.1f}s] {job['name']}: {last_state}")
-        finished = [t for t in job.get("trials", []) if t["state"] in FINISHED_TRIAL]
-        for trial in sorted(finished, key=lambda t: int(t["id"])):
+    printed: set[str] = set()
+
+    def finished(job: dict) -> list[dict]:
+        return [t for t in job.get("trials", []) if t["state"] in FINISHED_TRIAL]
+
+    def each(job: dict) -> None:
+        done = finished(job)
+        for trial in sorted(done, key=lambda t: int(t["id"])):
             if trial["id"] not in printed:
                 printed.add(trial["id"])
-                seen = [t for t in finished if t["id"] in printed]
+                seen = [t for t in done if t["id"] in printed]
                 cloud.log(trial_line(trial, best_trial(seen, config.goal), config.metric))
-        if last_state in train.TERMINAL:
-            return job
-        if timeout is not None and elapsed >= timeout:
-            state = _cancel(cloud, job)
-            raise CiError(f"tuning job {job['name']} timed out after {timeout:g}s ({state})")
-        if time.monotonic() - last_beat >= cloud.settings.heartbeat:
-            cloud.log(f"[{elapsed:6.1f}s] still {last_state}, {len(finished)} trial(s) done")
-            last_beat = time.monotonic()
-        time.sleep(cloud.settings.poll_seconds)
-        job = api(jobs.get(name=job["name"]), "get tuning job")
 
+    def progress(job: dict) -> str:
+        return f", {len(finished(job))} trial(s) done"
 
-def _cancel(cloud: Cloud, job: dict) -> str:
-    jobs = cloud.vertex.projects().locations().hyperparameterTuningJobs()
-    api(jobs.cancel(name=job["name"], body={}), "cancel tuning job")
-    cloud.log(f"cancelling {job['name']}")
-    deadline = time.monotonic() + train.CANCEL_GRACE
-    while job.get("state") not in train.TERMINAL and time.monotonic() < deadline:
-        time.sleep(cloud.settings.poll_seconds)
-        job = api(jobs.get(name=job["name"]), "get tuning job")
-    cloud.log(f"{job['name']}: {job.get('state')}")
-    return job.get("state", "")
+    return job_wait.wait_until_done(cloud, JOBS, job, timeout, progress, each)
 
 
 def add_arguments(parser) -> None:

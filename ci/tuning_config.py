@@ -15,12 +15,7 @@ from pathlib import Path
 from ci.emulator import study
 from ci.errors import UsageError
 
-TYPES = {
-    "DOUBLE": "doubleValueSpec",
-    "INTEGER": "integerValueSpec",
-    "CATEGORICAL": "categoricalValueSpec",
-    "DISCRETE": "discreteValueSpec",
-}
+TYPES = {kind: spec for spec, kind in study.VALUE_SPECS.items()}  # "DOUBLE": "doubleValueSpec"
 SCALES = ("UNIT_LINEAR_SCALE", "UNIT_LOG_SCALE", "UNIT_REVERSE_LOG_SCALE")
 MEASUREMENTS = ("LAST_MEASUREMENT", "BEST_MEASUREMENT")
 TOP_KEYS = {

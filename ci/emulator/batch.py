@@ -16,23 +16,23 @@ import shutil
 import threading
 import time
 
-from ci.emulator import batch_io, listing
-from ci.emulator.httpd import ApiError, Request, not_found, precondition
+from ci.emulator import batch_io
+from ci.emulator.collection import JobCollection
+from ci.emulator.httpd import ApiError, Request, not_found
 from ci.emulator.jobs import ACTIVE
 from ci.emulator.models_api import Models
 from ci.emulator.operations import Operations
 from ci.emulator.predict import ModelCache
 from ci.emulator.store import Store, now, public
 
-LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-JOB = LOC + r"/batchPredictionJobs/(?P<job>[^/:]+)"
-API = "aiplatform.projects.locations.batchPredictionJobs."
 KIND = "batchPredictionJobs"
 PROGRESS_SECONDS = 1.0
 
 
-class BatchJobs:
+class BatchJobs(JobCollection):
     """Handlers, and one thread per running job."""
+
+    kind, type_name = KIND, "BatchPredictionJob"
 
     def __init__(self, store: Store, operations: Operations, models: Models, cache: ModelCache):
         self.store, self.operations, self.models, self.cache = store, operations, models, cache
@@ -42,16 +42,6 @@ class BatchJobs:
             if job["state"] in ACTIVE:
                 message = "The emulator stopped while this job was running."
                 self._update(job["name"].rsplit("/", 1)[-1], "JOB_STATE_FAILED", 13, message)
-
-    def routes(self):
-        """(HTTP method, path regex, discovery method id, handler) for each method served."""
-        return [
-            ("POST", LOC + "/batchPredictionJobs", API + "create", self.create),
-            ("GET", LOC + "/batchPredictionJobs", API + "list", self.list),
-            ("GET", JOB, API + "get", self.get),
-            ("POST", JOB + ":cancel", API + "cancel", self.cancel),
-            ("DELETE", JOB, API + "delete", self.delete),
-        ]
 
     def create(self, request: Request):
         """``batchPredictionJobs.create``: check the configs and the model, then run."""
@@ -102,52 +92,8 @@ class BatchJobs:
         threading.Thread(target=self._run, args=args, daemon=True).start()
         return 200, public(job)
 
-    def _job(self, request: Request) -> dict:
-        job = self.store.get(KIND, request.params["job"])
-        if job is None or not job["name"].startswith(f"projects/{request.params['project']}/"):
-            raise not_found(f"BatchPredictionJob {request.raw_path.removeprefix('/v1/')}")
-        return job
-
-    def get(self, request: Request):
-        """``batchPredictionJobs.get``."""
-        with self.store.lock:
-            return 200, public(self._job(request))
-
-    def list(self, request: Request):
-        """``batchPredictionJobs.list`` with ``filter`` and pagination, oldest first."""
-        prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
-        with self.store.lock:
-            jobs = [public(j) for j in self.store.all(KIND) if j["name"].startswith(prefix)]
-        return 200, listing.page(KIND, jobs, request.query, listing.JOB_FIELDS)
-
-    def cancel(self, request: Request):
-        """``batchPredictionJobs.cancel``: CANCELLING now, CANCELLED after the current batch."""
-        with self.store.lock:
-            job = self._job(request)
-            if job["state"] not in ACTIVE:
-                raise precondition(
-                    f"Cannot cancel BatchPredictionJob {job['name']} in state {job['state']}."
-                )
-            job.update(state="JOB_STATE_CANCELLING", updateTime=now())
-            self.store.save(KIND, request.params["job"], job)
-        self._stops[request.params["job"]].set()
-        return 200, {}
-
-    def delete(self, request: Request):
-        """``batchPredictionJobs.delete``: a finished job's record (its outputs stay)."""
-        with self.store.lock:
-            job = self._job(request)
-            if job["state"] in ACTIVE:
-                raise precondition(
-                    f"BatchPredictionJob {job['name']} is {job['state']}; cancel it first."
-                )
-
-            def work() -> dict:
-                self.store.delete(KIND, request.params["job"])
-                return {}
-
-            op = self.operations.run(job["name"], "Delete", work, response="google.protobuf.Empty")
-        return 200, op
+    def _stop(self, job: dict) -> None:
+        self._stops[job["name"].rsplit("/", 1)[-1]].set()
 
     # --- the job thread ------------------------------------------------------------
 

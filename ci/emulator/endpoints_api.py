@@ -12,6 +12,7 @@ import random
 import re
 
 from ci.emulator import listing, masks
+from ci.emulator.deployments import Deployments, check_split, deployed_ids
 from ci.emulator.httpd import ApiError, Request, not_found, precondition
 from ci.emulator.models_api import Models
 from ci.emulator.operations import Operations
@@ -34,7 +35,7 @@ UPDATABLE = (
 )
 
 
-class Endpoints:
+class Endpoints(Deployments):
     """Endpoint handlers; models are resolved through :class:`Models`, exports through the cache."""
 
     def __init__(self, store: Store, operations: Operations, models: Models, cache: ModelCache):
@@ -106,7 +107,7 @@ class Endpoints:
             masks.check_etag(body, {endpoint.get("etag")}, endpoint["name"])
             if "trafficSplit" in names:
                 split = body.get("trafficSplit") or {}
-                _check_split(split, _ids(endpoint), endpoint["name"], allow_empty=True)
+                check_split(split, deployed_ids(endpoint), endpoint["name"], allow_empty=True)
                 if not split and endpoint.get("deployedModels"):
                     raise ApiError(400, "trafficSplit must add up to 100, not 0.")
                 body = {**body, "trafficSplit": {k: v for k, v in split.items() if v}}
@@ -133,111 +134,6 @@ class Endpoints:
                 )
             self.store.delete("endpoints", record["name"].rsplit("/", 1)[-1])
         return 200, self.operations.run(record["name"], "Delete", dict, response=_EMPTY)
-
-    def deploy(self, request: Request):
-        """``endpoints.deployModel``: validated now, model loaded in the operation."""
-        wanted = request.body["deployedModel"]
-        split = request.body.get("trafficSplit")
-        with self.store.lock:
-            endpoint = self._endpoint(request)
-            _, version = self.models.find(wanted["model"])
-            if split is not None:
-                _check_split(split, {*_ids(endpoint), "0"}, endpoint["name"])
-        model_id, version_id = version["name"].rsplit("/", 1)[-1], version["versionId"]
-        name, endpoint_id = endpoint["name"], endpoint["name"].rsplit("/", 1)[-1]
-
-        def work():
-            # Loading before the operation is done is what Vertex does too: once deployModel
-            # finishes, the first predict is as fast as any other.
-            self.cache.get(model_id, version_id, version.get("artifactUri", ""), _image(version))
-
-            def commit() -> dict:
-                # The endpoint and the version as they are now: either may have changed
-                # (or gone) while the model loaded, and a deleted endpoint stays deleted.
-                current = self.store.get("endpoints", endpoint_id)
-                if current is None or current["name"] != name:
-                    raise not_found(f"Endpoint {name}")
-                _, now_version = self.models.find(f"{version['name']}@{version_id}")
-                if split is not None:
-                    _check_split(split, {*_ids(current), "0"}, name)
-                return {"deployedModel": self._add(current, wanted, now_version, split)}
-
-            return commit
-
-        return 200, self.operations.run(name, "DeployModel", work, background=True)
-
-    def _add(self, endpoint: dict, wanted: dict, version: dict, split) -> dict:
-        deployed_id = self.store.new_id()
-        deployed = {
-            **wanted,
-            "id": deployed_id,
-            "model": version["name"],
-            "modelVersionId": version["versionId"],
-            "createTime": now(),
-        }
-        deployed.setdefault("displayName", version.get("displayName", ""))
-        old = endpoint.get("trafficSplit", {})
-        if split is None:
-            split = {**old, deployed_id: 0 if endpoint.get("deployedModels") else 100}
-        split = {(deployed_id if k == "0" else k): v for k, v in split.items() if v}
-        endpoint.setdefault("deployedModels", []).append(deployed)
-        endpoint["trafficSplit"] = split
-        endpoint["_serving"][deployed_id] = {
-            "model_id": version["name"].rsplit("/", 1)[-1],
-            "version_id": version["versionId"],
-            "artifact_uri": version.get("artifactUri", ""),
-            "model": version["name"],
-            "display_name": version.get("displayName", ""),
-            "image_uri": _image(version),
-        }
-        self._touch(endpoint)
-        ref = {"endpoint": endpoint["name"], "deployedModelId": deployed_id}
-        record, _ = self.models.find(version["name"])
-        version.setdefault("deployedModels", []).append(ref)
-        self.store.save("models", record["name"].rsplit("/", 1)[-1], record)
-        return public(deployed)
-
-    def undeploy(self, request: Request):
-        """``endpoints.undeployModel``, refused while the model still has traffic."""
-        gone = request.body["deployedModelId"]
-        split = request.body.get("trafficSplit")
-        with self.store.lock:
-            endpoint = self._endpoint(request)
-            if gone not in _ids(endpoint):
-                raise not_found(f"DeployedModel {gone} in Endpoint {endpoint['name']}")
-            remaining = _ids(endpoint) - {gone}
-            if split is not None:
-                _check_split(split, _ids(endpoint), endpoint["name"], allow_empty=not remaining)
-                if split.get(gone):
-                    raise precondition(f"trafficSplit still sends traffic to {gone}.")
-            elif endpoint.get("trafficSplit", {}).get(gone) and remaining:
-                raise precondition(
-                    f"DeployedModel {gone} has traffic; give trafficSplit for the models that stay."
-                )
-            else:
-                split = endpoint.get("trafficSplit", {})
-            endpoint["trafficSplit"] = {k: v for k, v in split.items() if v and k != gone}
-            endpoint["deployedModels"] = [d for d in endpoint["deployedModels"] if d["id"] != gone]
-            serving = endpoint["_serving"].pop(gone)
-            self._touch(endpoint)
-            self._drop_ref(serving["model"], endpoint["name"], gone)
-        return 200, self.operations.run(endpoint["name"], "UndeployModel", dict)
-
-    def _drop_ref(self, model_name: str, endpoint_name: str, deployed_id: str) -> None:
-        try:
-            record, _ = self.models.find(model_name)
-        except ApiError:
-            return  # the model is gone: nothing refers to the endpoint any more
-        for version in record["versions"]:
-            refs = version.get("deployedModels", [])
-            kept = [
-                r
-                for r in refs
-                if (r["endpoint"], r["deployedModelId"]) != (endpoint_name, deployed_id)
-            ]
-            if kept != refs:
-                version["deployedModels"] = kept
-        self.store.save("models", record["name"].rsplit("/", 1)[-1], record)
 
     def predict(self, request: Request):
         """``endpoints.predict``: route by traffic split, run the model, TF Serving rows out."""
@@ -267,22 +163,3 @@ class Endpoints:
             "modelDisplayName": serving["display_name"],
             "modelVersionId": serving["version_id"],
         }
-
-
-def _image(version: dict) -> str:
-    return (version.get("containerSpec") or {}).get("imageUri", "")
-
-
-def _ids(endpoint: dict) -> set[str]:
-    return {d["id"] for d in endpoint.get("deployedModels", [])}
-
-
-def _check_split(split: dict, known: set[str], name: str, allow_empty: bool = False) -> None:
-    unknown = sorted(set(split) - known)
-    if unknown:
-        raise ApiError(400, f"trafficSplit names {unknown[0]!r}, not a DeployedModel of {name}.")
-    if any(v < 0 for v in split.values()):
-        raise ApiError(400, "trafficSplit percentages must not be negative.")
-    total = sum(split.values())
-    if total != 100 and not (allow_empty and total == 0):
-        raise ApiError(400, f"trafficSplit must add up to 100, not {total}.")

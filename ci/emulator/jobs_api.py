@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from ci.emulator import listing
+from ci.emulator.collection import JobCollection
 from ci.emulator.faults import FaultTable
-from ci.emulator.httpd import ApiError, Request, not_found, precondition
-from ci.emulator.jobs import ACTIVE, JobRunner
+from ci.emulator.httpd import ApiError, Request, not_found
+from ci.emulator.jobs import JobRunner
 from ci.emulator.store import Store, now, public
-
-LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-JOB = LOC + r"/customJobs/(?P<job>[^/:]+)"
-API = "aiplatform.projects.locations.customJobs."
 
 
 def check_pools(job_spec: dict) -> None:
@@ -29,21 +25,18 @@ def check_pools(job_spec: dict) -> None:
         raise ApiError(400, "workerPoolSpecs[0].replicaCount must be 1 (the chief).")
 
 
-class CustomJobs:
+class CustomJobs(JobCollection):
     """Handlers over the store; processes are the runner's business."""
+
+    kind, type_name, deletable = "customJobs", "CustomJob", False
 
     def __init__(self, store: Store, faults: FaultTable, runner: JobRunner):
         self.store, self.faults, self.runner = store, faults, runner
 
     def routes(self):
-        """(HTTP method, path regex, discovery method id, handler) for each method served."""
-        return [
-            ("POST", LOC + "/customJobs", API + "create", self.create),
-            ("GET", LOC + "/customJobs", API + "list", self.list),
-            ("GET", JOB, API + "get", self.get),
-            ("POST", JOB + ":cancel", API + "cancel", self.cancel),
-            ("GET", r"/_emulator/jobs/(?P<job>[^/]+)/logs", "_emulator.jobs.logs", self.logs),
-        ]
+        """The collection's methods, and the job-logs admin path."""
+        logs = ("GET", r"/_emulator/jobs/(?P<job>[^/]+)/logs", "_emulator.jobs.logs", self.logs)
+        return [*super().routes(), logs]
 
     def create(self, request: Request):
         """``customJobs.create``: store the job PENDING and hand it to the runner."""
@@ -67,36 +60,8 @@ class CustomJobs:
         self.runner.submit(job_id)
         return job
 
-    def _job(self, request: Request) -> dict:
-        job = self.store.get("customJobs", request.params["job"])
-        if job is None or not job["name"].startswith(f"projects/{request.params['project']}/"):
-            raise not_found(f"CustomJob {request.raw_path.removeprefix('/v1/')}")
-        return job
-
-    def get(self, request: Request):
-        """``customJobs.get``."""
-        with self.store.lock:
-            return 200, public(self._job(request))
-
-    def list(self, request: Request):
-        """``customJobs.list`` with ``filter`` and pagination, oldest first."""
-        prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
-        with self.store.lock:
-            jobs = [public(j) for j in self.store.all("customJobs") if j["name"].startswith(prefix)]
-        return 200, listing.page("customJobs", jobs, request.query, listing.JOB_FIELDS)
-
-    def cancel(self, request: Request):
-        """``customJobs.cancel``: CANCELLING now, CANCELLED once the processes are gone."""
-        with self.store.lock:
-            job = self._job(request)
-            if job["state"] not in ACTIVE:
-                raise precondition(
-                    f"Cannot cancel CustomJob {job['name']} in state {job['state']}."
-                )
-            job.update(state="JOB_STATE_CANCELLING", updateTime=now())
-            self.store.save("customJobs", job["name"].rsplit("/", 1)[-1], job)
+    def _stop(self, job: dict) -> None:
         self.runner.cancel(job["name"].rsplit("/", 1)[-1])
-        return 200, {}
 
     def logs(self, request: Request):
         """Every replica's log, each under a ``==> workerpool0-0 <==`` header (text/plain)."""

@@ -9,16 +9,14 @@ does. Pipelines that need a dataset or other task definitions (AutoML) get a 400
 
 from __future__ import annotations
 
-from ci.emulator import listing, schema
-from ci.emulator.httpd import ApiError, Request, not_found, precondition
+from ci.emulator import schema
+from ci.emulator.collection import JobCollection
+from ci.emulator.httpd import ApiError, Request
 from ci.emulator.jobs_api import CustomJobs, check_pools
 from ci.emulator.models_api import Models
 from ci.emulator.operations import Operations
 from ci.emulator.store import Store, now, public
 
-LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-PIPELINE = LOC + r"/trainingPipelines/(?P<pipeline>[^/:]+)"
-API = "aiplatform.projects.locations.trainingPipelines."
 CUSTOM_TASK = "gs://google-cloud-aiplatform/schema/trainingjob/definition/custom_task_1.0.0.yaml"
 ACTIVE = ("PIPELINE_STATE_QUEUED", "PIPELINE_STATE_PENDING", "PIPELINE_STATE_RUNNING")
 ACTIVE_ALL = (*ACTIVE, "PIPELINE_STATE_CANCELLING")
@@ -30,22 +28,15 @@ FINAL = {
 }
 
 
-class TrainingPipelines:
+class TrainingPipelines(JobCollection):
     """Pipeline handlers; the backing job runs through :class:`CustomJobs`."""
+
+    kind, type_name, param = "trainingPipelines", "TrainingPipeline", "pipeline"
+    cancellable, running, cancelling = ACTIVE, ACTIVE_ALL, "PIPELINE_STATE_CANCELLING"
 
     def __init__(self, store: Store, jobs: CustomJobs, models: Models, operations: Operations):
         self.store, self.jobs, self.models, self.operations = store, jobs, models, operations
         jobs.runner.listeners.append(self._job_finished)
-
-    def routes(self):
-        """(HTTP method, path regex, discovery method id, handler) for each method served."""
-        return [
-            ("POST", LOC + "/trainingPipelines", API + "create", self.create),
-            ("GET", LOC + "/trainingPipelines", API + "list", self.list),
-            ("GET", PIPELINE, API + "get", self.get),
-            ("POST", PIPELINE + ":cancel", API + "cancel", self.cancel),
-            ("DELETE", PIPELINE, API + "delete", self.delete),
-        ]
 
     def create(self, request: Request):
         """``trainingPipelines.create``: checked now, its CustomJob started at once."""
@@ -136,58 +127,11 @@ class TrainingPipelines:
             if pipeline["state"] in ACTIVE_ALL and job and job["state"] in FINAL:
                 self._job_finished(pipeline["_job"], job)
 
-    def _pipeline(self, request: Request) -> dict:
-        record = self.store.get("trainingPipelines", request.params["pipeline"])
-        if record is None or not record["name"].startswith(
-            f"projects/{request.params['project']}/"
-        ):
-            raise not_found(f"TrainingPipeline {request.raw_path.removeprefix('/v1/')}")
-        return record
+    def _cancelling(self, job: dict) -> None:
+        backing = self.store.get("customJobs", job["_job"])
+        if backing["state"] not in ("JOB_STATE_CANCELLING", *FINAL):
+            backing.update(state="JOB_STATE_CANCELLING", updateTime=now())
+            self.store.save("customJobs", job["_job"], backing)
 
-    def get(self, request: Request):
-        """``trainingPipelines.get``."""
-        with self.store.lock:
-            return 200, public(self._pipeline(request))
-
-    def list(self, request: Request):
-        """``trainingPipelines.list`` with ``filter`` and pagination, oldest first."""
-        prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
-        with self.store.lock:
-            found = [
-                public(p)
-                for p in self.store.all("trainingPipelines")
-                if p["name"].startswith(prefix)
-            ]
-        return 200, listing.page("trainingPipelines", found, request.query, listing.JOB_FIELDS)
-
-    def cancel(self, request: Request):
-        """``trainingPipelines.cancel``: CANCELLING, CANCELLED once its job is."""
-        with self.store.lock:
-            pipeline = self._pipeline(request)
-            if pipeline["state"] not in ACTIVE:
-                raise precondition(
-                    f"Cannot cancel TrainingPipeline {pipeline['name']} in state "
-                    f"{pipeline['state']}."
-                )
-            pipeline.update(state="PIPELINE_STATE_CANCELLING", updateTime=now())
-            self.store.save("trainingPipelines", pipeline["name"].rsplit("/", 1)[-1], pipeline)
-            job = self.store.get("customJobs", pipeline["_job"])
-            if job["state"] not in ("JOB_STATE_CANCELLING", *FINAL):
-                job.update(state="JOB_STATE_CANCELLING", updateTime=now())
-                self.store.save("customJobs", pipeline["_job"], job)
-        self.jobs.runner.cancel(pipeline["_job"])
-        return 200, {}
-
-    def delete(self, request: Request):
-        """``trainingPipelines.delete``, refused while it runs (cancel it first)."""
-        with self.store.lock:
-            pipeline = self._pipeline(request)
-            if pipeline["state"] in ACTIVE_ALL:
-                raise precondition(
-                    f"TrainingPipeline {pipeline['name']} is {pipeline['state']}; cancel it first."
-                )
-            self.store.delete("trainingPipelines", pipeline["name"].rsplit("/", 1)[-1])
-        return 200, self.operations.run(pipeline["name"], "Delete", dict, response=_EMPTY)
-
-
-_EMPTY = "google.protobuf.Empty"
+    def _stop(self, job: dict) -> None:
+        self.jobs.runner.cancel(job["_job"])

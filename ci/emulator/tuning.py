@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import threading
 
-from ci.emulator import listing, trials
 from ci.emulator import study as studies
-from ci.emulator.httpd import ApiError, Request, not_found, precondition
+from ci.emulator import trials
+from ci.emulator.collection import JobCollection
+from ci.emulator.httpd import ApiError, Request
 from ci.emulator.jobs import ACTIVE, JobRunner
 from ci.emulator.operations import Operations
 from ci.emulator.store import Store, now, public
 
-LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
-JOB = LOC + r"/hyperparameterTuningJobs/(?P<job>[^/:]+)"
-API = "aiplatform.projects.locations.hyperparameterTuningJobs."
 KIND = "hyperparameterTuningJobs"
 POLL_SECONDS = 0.1
 
 
-class TuningJobs:
+class TuningJobs(JobCollection):
     """Handlers, and one thread per job that runs its trials."""
+
+    kind, type_name = KIND, "HyperparameterTuningJob"
 
     def __init__(self, store: Store, runner: JobRunner, operations: Operations):
         self.store, self.runner, self.operations = store, runner, operations
@@ -34,16 +34,6 @@ class TuningJobs:
         self._threads: list[threading.Thread] = []
         self._shutdown = False
         self._recover()
-
-    def routes(self):
-        """(HTTP method, path regex, discovery method id, handler) for each method served."""
-        return [
-            ("POST", LOC + "/hyperparameterTuningJobs", API + "create", self.create),
-            ("GET", LOC + "/hyperparameterTuningJobs", API + "list", self.list),
-            ("GET", JOB, API + "get", self.get),
-            ("POST", JOB + ":cancel", API + "cancel", self.cancel),
-            ("DELETE", JOB, API + "delete", self.delete),
-        ]
 
     def create(self, request: Request):
         """``hyperparameterTuningJobs.create``: check the study, store it, start its trials."""
@@ -76,52 +66,8 @@ class TuningJobs:
         thread.start()
         return 200, public(job)
 
-    def _job(self, request: Request) -> dict:
-        job = self.store.get(KIND, request.params["job"])
-        if job is None or not job["name"].startswith(f"projects/{request.params['project']}/"):
-            raise not_found(f"HyperparameterTuningJob {request.raw_path.removeprefix('/v1/')}")
-        return job
-
-    def get(self, request: Request):
-        """``hyperparameterTuningJobs.get``."""
-        with self.store.lock:
-            return 200, public(self._job(request))
-
-    def list(self, request: Request):
-        """``hyperparameterTuningJobs.list`` with ``filter`` and pagination, oldest first."""
-        prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
-        with self.store.lock:
-            jobs = [public(j) for j in self.store.all(KIND) if j["name"].startswith(prefix)]
-        return 200, listing.page(KIND, jobs, request.query, listing.JOB_FIELDS)
-
-    def cancel(self, request: Request):
-        """``hyperparameterTuningJobs.cancel``: CANCELLING now, CANCELLED once trials stop."""
-        with self.store.lock:
-            job = self._job(request)
-            if job["state"] not in ACTIVE:
-                raise precondition(
-                    f"Cannot cancel HyperparameterTuningJob {job['name']} in state {job['state']}."
-                )
-            job.update(state="JOB_STATE_CANCELLING", updateTime=now())
-            self.store.save(KIND, request.params["job"], job)
-        self._stops[request.params["job"]].set()
-        return 200, {}
-
-    def delete(self, request: Request):
-        """``hyperparameterTuningJobs.delete``: a finished job only; a DeleteOperation."""
-        with self.store.lock:
-            job = self._job(request)
-            if job["state"] in ACTIVE:
-                raise precondition(
-                    f"HyperparameterTuningJob {job['name']} is {job['state']}; cancel it first."
-                )
-
-            def work() -> dict:
-                self.store.delete(KIND, request.params["job"])
-                return {}
-
-            op = self.operations.run(job["name"], "Delete", work, response="google.protobuf.Empty")
-        return 200, op
+    def _stop(self, job: dict) -> None:
+        self._stops[job["name"].rsplit("/", 1)[-1]].set()
 
     def shutdown(self) -> None:
         """Stop every job's trials (the emulator is exiting); no new trial starts."""
