@@ -82,7 +82,7 @@ def batch_predict(
     try:
         job = job_wait.wait_until_done(cloud, JOBS, job, timeout, _counts)
     except KeyboardInterrupt:
-        job_wait.cancel(cloud, JOBS, job, report=False)  # none left running after Ctrl-C
+        job_wait.cancel(cloud, JOBS, job, job_wait.INTERRUPT_GRACE, report=False)
         raise
     JOBS.check_succeeded(job)
     stats = job.get("completionStats", {})

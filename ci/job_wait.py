@@ -95,6 +95,9 @@ def cancel(
 
     ``report`` logs the state it ended in (or still had when the grace ran out).
     """
+    # After Ctrl-C a kept-alive connection may hold a half-sent request, and the cancel sent
+    # on it would get that request's answer instead: cancel on a fresh connection.
+    cloud.fresh_connections()
     api(kind.resource(cloud).cancel(name=job["name"], body={}), f"cancel {kind.noun}")
     cloud.log(f"cancelling {job['name']}")
     deadline = time.monotonic() + grace

@@ -104,7 +104,6 @@ def wait(cloud: Cloud, job: dict, timeout: float | None) -> dict:
         return wait_until_done(cloud, JOBS, job, timeout)
     except KeyboardInterrupt:
         cloud.log(f"interrupted: cancelling {job['name']}")
-        cloud.fresh_connections()
         try:
             state = cancel(cloud, JOBS, job, INTERRUPT_GRACE)
         except CiError as exc:

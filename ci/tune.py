@@ -140,7 +140,7 @@ def tune(
     try:
         job = wait(cloud, job, config, timeout)
     except KeyboardInterrupt:
-        job_wait.cancel(cloud, JOBS, job)  # no tuning job left running after Ctrl-C
+        job_wait.cancel(cloud, JOBS, job, job_wait.INTERRUPT_GRACE)  # none left running
         raise
     JOBS.check_succeeded(job)
     best = best_trial(job.get("trials", []), config.goal)
