@@ -53,9 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     # SIGTERM (a cancelled workflow, `kill`) is handled like Ctrl-C: commands clean up
-    # what they started (a running job is cancelled) and exit 130.
+    # what they started (a running job is cancelled) and exit 130. SIGINT too, explicitly:
+    # a process started in the background by a shell inherits SIGINT ignored, and its
+    # Ctrl-C (or a runner's SIGINT) would then leave the job running.
     main_thread = threading.current_thread() is threading.main_thread()
-    saved = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    saved = {}
+    if main_thread:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            saved[sig] = signal.signal(sig, _interrupt)
     try:
         return module.main(rest)
     except CiError as exc:
@@ -65,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         print("Error: interrupted", file=sys.stderr)
         return 130
     finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, saved)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def _interrupt(signum, frame):

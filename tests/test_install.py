@@ -128,7 +128,7 @@ def test_installed_tooling_runs_the_pipeline_in_another_repository(installed, tm
     assert values["sdist"].endswith("dist/parcels-0.1.0.tar.gz")
     assert len(json.loads(values["predictions"])) == 2  # data/instances.json, from ci.toml
     # It said where it wrote, and git sees nothing new in the adopter's tree.
-    assert "created .local-cloud/" in result.stderr and "created dist/" in result.stderr
+    assert "created .local-cloud/" in result.stdout and f"built {values['sdist']}" in result.stdout
     assert _git(repo, "status", "--porcelain") == ""
 
 
