@@ -107,7 +107,9 @@ class Worker:
         # A file, not a pipe: TensorFlow's chatter must never fill a pipe and block.
         with open(log, "ab") as out:
             self._proc = subprocess.Popen(
-                [str(python), "-m", "ci.emulator.runtime_worker"],
+                # -P: the working directory (a caller's repository, maybe with a `ci`
+                # package of its own) must not shadow the tooling on the worker's path.
+                [str(python), "-P", "-m", "ci.emulator.runtime_worker"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=out,
