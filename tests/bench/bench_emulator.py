@@ -41,16 +41,10 @@ def _sdist(work: Path) -> Path:
     return next((work / "dist").glob("*.tar.gz"))
 
 
-def _stage(emu, sdist: Path):
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    client = storage.Client(
-        project="bench",
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": emu.storage_url},
-    )
-    bucket = client.create_bucket(BUCKET)
+def stage_trainer(emu, sdist: Path, bucket_name: str = BUCKET):
+    """A bucket on ``emu`` holding the trainer sdist and the Iris CSVs; its storage client."""
+    client = clients.storage("bench", emu.storage_url)
+    bucket = client.create_bucket(bucket_name)
     for local, name in [
         (sdist, f"staging/{sdist.name}"),
         *[(ROOT / "data" / f, f"data/{f}") for f in ("iris_training.csv", "iris_test.csv")],
@@ -184,7 +178,7 @@ def run() -> str:
         work = Path(tmp)
         sdist = _sdist(work)
         with process.start(work / "state") as emu:
-            client = _stage(emu, sdist)
+            client = stage_trainer(emu, sdist)
             vertex = clients.vertex("us-central1", emu.vertex_url, anonymous=True)
             direct, emulated = [], []
             for n in range(RUNS):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ci import clients
 from ci.emulator import process
+from tests.bench.bench_emulator import stage_trainer
 from tests.test_tune import REPORTER
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,23 +40,6 @@ def _sdist(work: Path) -> tuple[Path, str]:
     cmd = [sys.executable, "setup.py", "-q", "sdist", "-d", str(work / "dist")]
     subprocess.run(cmd, cwd=work, check=True, capture_output=True)
     return next((work / "dist").glob("*.tar.gz")), module
-
-
-def _stage(emu, sdist: Path) -> None:
-    from google.auth.credentials import AnonymousCredentials
-    from google.cloud import storage
-
-    client = storage.Client(
-        project="bench",
-        credentials=AnonymousCredentials(),
-        client_options={"api_endpoint": emu.storage_url},
-    )
-    bucket = client.create_bucket(BUCKET)
-    for local, name in [
-        (sdist, f"staging/{sdist.name}"),
-        *[(ROOT / "data" / f, f"data/{f}") for f in ("iris_training.csv", "iris_test.csv")],
-    ]:
-        bucket.blob(name).upload_from_filename(os.fspath(local))
 
 
 def _tune(vertex, sdist: Path, module: str, parallel: int) -> tuple[float, list[dict]]:
@@ -103,7 +87,7 @@ def run() -> str:
         work = Path(tmp)
         sdist, module = _sdist(work)
         with process.start(work / "state") as emu:
-            _stage(emu, sdist)
+            stage_trainer(emu, sdist, BUCKET)
             vertex = clients.vertex("us-central1", emu.vertex_url, anonymous=True)
             one, trials = _tune(vertex, sdist, module, 1)
             two, _ = _tune(vertex, sdist, module, 2)
