@@ -40,7 +40,11 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Unit, emulator and workflow tests (pytest; posargs go to pytest)."""
     install(session, "dev")
-    session.run("pytest", *session.posargs, env=QUIET_TF)
+    # One worker per core; a test file stays on one worker (its module fixtures are built
+    # once), and the slowest files start first (tests/conftest.py orders them).
+    # `nox -s tests -- -n 0` runs in this process instead.
+    parallel = ["-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder"]
+    session.run("pytest", *parallel, *session.posargs, env=QUIET_TF)
 
 
 @nox.session

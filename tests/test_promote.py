@@ -309,10 +309,14 @@ def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, job
     try:
         endpoints = vertex.projects().locations().endpoints()
         Poll(vertex).until(
-            lambda: len(endpoints.get(name=endpoint).execute().get("deployedModels", [])) == 2,
-            timeout=90,
+            lambda: (
+                proc.poll() is not None
+                or len(endpoints.get(name=endpoint).execute().get("deployedModels", [])) == 2
+            ),
+            timeout=180,
             what="the production deployment of version 2",
         )
+        assert proc.poll() is None, "ci promote ended early: " + "".join(proc.communicate())
         faults.inject(url, "operations.get", 503, count=NUM_RETRIES + 1)
         out, err = proc.communicate(timeout=180)
     finally:

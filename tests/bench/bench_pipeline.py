@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS = (1000, 20_000)
+STEPS = (1000,)
 REPEATS = 3
 STAGE_REPEATS = 5
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0", "PYTHONPATH": str(ROOT)}
@@ -93,17 +93,19 @@ def run() -> str:
         "`python -m trainer.task` with the same steps. *Cold*: a fresh state directory (no",
         "endpoint, no bucket); *warm*: a second run on the same state (inputs already staged,",
         "a champion to gate against, version 2 deployed beside version 1). Medians of",
-        f"{REPEATS} interleaved runs. Target ratio ≤ 1.3.",
+        f"{REPEATS} interleaved runs.",
         "",
         "| train steps | bare trainer (s) | pipeline cold (s) | ratio | warm (s) | ratio |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    imports: list[float] = []
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         for steps in STEPS:
             # Interleaved repeats, medians: a busy machine slows all three alike.
             bare, cold, warm = [], [], []
             for i in range(REPEATS):
+                imports.append(_timed([sys.executable, "-c", "import tensorflow"]))
                 bare.append(_trainer(steps, tmp))
                 state = tmp / f"state-{steps}-{i}"
                 cold.append(_pipeline(steps, state, tmp))
@@ -118,6 +120,10 @@ def run() -> str:
         }
         staging = {label: _staging(tmp, data) for label, data in sets.items()}
     lines += [
+        "",
+        f"P2 target ≤ 1.2×. A bare `import tensorflow` took {statistics.median(imports):.1f} s",
+        "in this run (median). The pipeline starts TensorFlow in two processes: the trainer,",
+        "and the emulator's serving, which imports it in the background while the job trains.",
         "",
         "Staging into a fresh bucket of the storage emulator with an empty digest cache (every",
         "file hashed and uploaded), then the same inputs again (digests from the stat-keyed",

@@ -1,0 +1,165 @@
+"""How long users wait for a verdict (issue 12): P1, P7 and P8, each against its floor.
+
+- P1: the pull request's checks (``nox -s lint tests -- -m "not act"``, then ``local_train``
+  and ``local_predict``) with warm environments, against a bare TensorFlow import.
+- P7: the README's test command on a fresh clone, exactly as CI runs it.
+- P8: the pull request's rehearsal of the merge path (the reusable workflow, platform local)
+  under act, against ``python -m ci pipeline`` alone with the same steps.
+
+Every measure runs the real commands in fresh clones of this repository's HEAD (commit
+what you measure); the kinds are interleaved and repeated, and the tables show medians.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tests.workflows_act import SLUG, Sandbox
+from tests.workflows_act import git as git_in
+
+ROOT = Path(__file__).resolve().parents[2]
+REPEATS = 3
+QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+README_TESTS = 'python3 -m pip install "nox[uv]" && python3 -m nox -s lint tests'
+P1_COMMANDS = [
+    'python3 -m nox -s lint tests -- -m "not act"',
+    "python3 -m nox -s local_train",
+    "python3 -m nox -s local_predict",
+]
+REHEARSAL_STEPS = 200
+# The pull request's rehearsal alone: the reusable workflow as a caller runs it on a PR.
+REHEARSE = f"""\
+on: pull_request
+permissions: {{}}
+jobs:
+  rehearsal:
+    uses: ./.github/workflows/train-and-deploy.yml
+    permissions: {{contents: read, id-token: write, pull-requests: write}}
+    with: {{train-steps: "{REHEARSAL_STEPS}"}}
+"""
+
+
+def _clone(dest: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True)
+    return dest
+
+
+def _env() -> dict[str, str]:
+    # The bench session's own variables (its venv, nox's) must not reach the commands.
+    skip = ("VIRTUAL_ENV", "NOX_CURRENT_SESSION", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k not in skip}
+    bench_bin = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p != bench_bin)
+    return {**env, **QUIET}
+
+
+def _shell(command: str, cwd: Path, log: Path) -> float:
+    """Wall seconds of ``command`` (bash) in ``cwd``; its output goes to ``log``."""
+    start = time.perf_counter()
+    with log.open("a") as out:
+        out.write(f"$ {command}\n")
+        out.flush()
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=cwd, env=_env(), stdout=out, stderr=subprocess.STDOUT
+        )
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{command!r} failed in {cwd} (exit {proc.returncode}); see {log}")
+    return seconds
+
+
+def _import_seconds(python: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([str(python), "-c", "import tensorflow"], check=True, env=_env())
+    return time.perf_counter() - start
+
+
+def _pipeline_seconds(clone: Path, state: Path, log: Path) -> float:
+    python = clone / ".nox" / "pipeline" / "bin" / "python"
+    argv = [str(python), "-m", "ci", "pipeline", "--train-steps", str(REHEARSAL_STEPS)]
+    argv += ["--state-dir", str(state), "--dist-dir", str(state.parent / "dist")]
+    return _shell(shlex.join(argv), clone, log)
+
+
+def _rehearsal_seconds(box: Sandbox, repo: Path) -> float:
+    sha = box.commit(repo, "a change under review")
+    payload = {
+        "number": 7,
+        "pull_request": {
+            "number": 7,
+            "head": {"ref": "feature", "sha": sha, "repo": {"full_name": "someone/fork"}},
+            "base": {"ref": "main", "repo": {"full_name": SLUG}},
+        },
+    }
+    run = box.run(repo, "pull_request", payload, workflow=".github/workflows/pr.yml")
+    if run.rc != 0:
+        raise RuntimeError(f"the act rehearsal failed: {box.root}/act-{run.run_id}.log")
+    return run.seconds
+
+
+def run() -> str:
+    load = os.getloadavg()[0]
+    head = git_in(ROOT, "rev-parse", "--short", "HEAD")
+    times: dict[str, list[float]] = {k: [] for k in ("import", "p1", "p7", "p8", "pipeline")}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-verdict-"))
+    log = tmp / "commands.log"
+    try:
+        warm = _clone(tmp / "warm")
+        # Warm environments for P1 and the pipeline: created once, not timed.
+        _shell("python3 -m nox -s lint tests local_train local_predict pipeline --install-only",
+               warm, log)  # fmt: skip
+        python = warm / ".nox" / "tests" / "bin" / "python"
+        box = Sandbox(tmp / "github")
+        repo = box.create_repo(SLUG, source=warm, files={".github/workflows/pr.yml": REHEARSE})
+        for n in range(REPEATS):
+            times["import"].append(_import_seconds(python))
+            times["p1"].append(sum(_shell(c, warm, log) for c in P1_COMMANDS))
+            times["p8"].append(_rehearsal_seconds(box, repo))
+            times["pipeline"].append(_pipeline_seconds(warm, tmp / f"state-{n}", log))
+            fresh = _clone(tmp / f"fresh-{n}")
+            times["p7"].append(_shell(README_TESTS, fresh, log))
+            shutil.rmtree(fresh)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+
+    def runs(kind: str) -> str:
+        return ", ".join(f"{s:.0f}" for s in times[kind])
+
+    return "\n".join(
+        [
+            "### The verdict: pull request checks, the README's tests, the rehearsal (P1, P7, P8)",
+            "",
+            f"Command: `nox -s bench -- verdict`, at commit {head}. Every command runs in a",
+            f"fresh clone of HEAD; medians of {REPEATS} interleaved runs (all runs in",
+            f"parentheses); load average at the start: {load:.1f} on {os.cpu_count()} cores.",
+            'The floor of P1 is a bare `python -c "import tensorflow"` of the same run.',
+            "",
+            "| id | measure | seconds | ratio | target |",
+            "| --- | --- | ---: | ---: | --- |",
+            f'| | `python -c "import tensorflow"` | {med["import"]:.1f} ({runs("import")}) | | |',
+            f"| P1 | {' + '.join(f'`{c}`' for c in P1_COMMANDS)}, warm environments "
+            f"| {med['p1']:.0f} ({runs('p1')}) | {med['p1'] / med['import']:.0f}× import "
+            "| ≤ 10× |",
+            f"| P7 | `{README_TESTS}` on a fresh clone "
+            f"| {med['p7']:.0f} ({runs('p7')}) | {med['p7'] / 60:.1f} min | ≤ 5 min |",
+            f"| | `python -m ci pipeline --train-steps {REHEARSAL_STEPS}`, fresh state "
+            f"| {med['pipeline']:.1f} ({runs('pipeline')}) | | |",
+            f"| P8 | the pull request's rehearsal (train-and-deploy, platform local) under act "
+            f"| {med['p8']:.1f} ({runs('p8')}) | {med['p8'] / med['pipeline']:.2f}× pipeline "
+            "| ≤ 1.5× |",
+            "",
+            "Each P7 run passed (a failed command stops the benchmark): these are also the",
+            "consecutive passes of the README's test command on fresh clones that issue 14 asks",
+            "for. P7 includes creating the lint and tests environments from uv's cache",
+            "on this machine.",
+        ]
+    )
