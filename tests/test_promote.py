@@ -294,10 +294,12 @@ def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, job
         promote(cloud, a, INSTANCES)
         endpoint = find_endpoint(cloud)["name"]
     before, served = snapshot(env), serving(env)
-    # Every operation of the run (upload, staging deploy and undeploy, production deploy)
-    # stays running for a while, so the production deployment is visible before its
-    # operation is done; then its polls answer 503 more often than the client retries.
-    faults.delay_operations(url, 1.5, count=4)
+    # The operations of the run (upload, staging deploy and undeploy, production deploy)
+    # stay running for a while, the production deploy's for 20 s: its deployment is visible
+    # before its operation is done, long enough for this test to see it on a loaded machine;
+    # then the deploy's polls answer 503 more often than the client retries.
+    faults.delay_operations(url, 1.5, count=3)
+    faults.delay_operations(url, 20, count=1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ci", "promote", "--job", b],
         cwd=ROOT,
