@@ -1,13 +1,13 @@
-"""How long users wait for a verdict (issue 12): P1, P7 and P8, each against its floor.
+"""How long users wait for a verdict (issue 12): P1 and P8, each against its floor.
 
 - P1: the pull request's checks (``nox -s lint tests -- -m "not act"``, then ``local_train``
   and ``local_predict``) with warm environments, against a bare TensorFlow import.
-- P7: the README's test command on a fresh clone, exactly as CI runs it.
 - P8: the pull request's rehearsal of the merge path (the reusable workflow, platform local)
   under act, against ``python -m ci pipeline`` alone with the same steps.
 
-Every measure runs the real commands in fresh clones of this repository's HEAD (commit
-what you measure); the kinds are interleaved and repeated, and the tables show medians.
+Every measure runs the real commands in a clone of this repository's HEAD (commit what
+you measure; P7, the README's test command on fresh clones, is ``bench_readme.py``); the
+kinds are interleaved and repeated, and the tables show medians.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from tests.workflows_act import git as git_in
 ROOT = Path(__file__).resolve().parents[2]
 REPEATS = 3
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
-README_TESTS = 'python3 -m pip install "nox[uv]" && python3 -m nox -s lint tests'
 P1_COMMANDS = [
     'python3 -m nox -s lint tests -- -m "not act"',
     "python3 -m nox -s local_train",
@@ -108,7 +107,7 @@ def _rehearsal_seconds(box: Sandbox, repo: Path) -> float:
 def run() -> str:
     load = os.getloadavg()[0]
     head = git_in(ROOT, "rev-parse", "--short", "HEAD")
-    times: dict[str, list[float]] = {k: [] for k in ("import", "p1", "p7", "p8", "pipeline")}
+    times: dict[str, list[float]] = {k: [] for k in ("import", "p1", "p8", "pipeline")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-verdict-"))
     log = tmp / "commands.log"
     try:
@@ -124,9 +123,6 @@ def run() -> str:
             times["p1"].append(sum(_shell(c, warm, log) for c in P1_COMMANDS))
             times["p8"].append(_rehearsal_seconds(box, repo))
             times["pipeline"].append(_pipeline_seconds(warm, tmp / f"state-{n}", log))
-            fresh = _clone(tmp / f"fresh-{n}")
-            times["p7"].append(_shell(README_TESTS, fresh, log))
-            shutil.rmtree(fresh)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -136,10 +132,10 @@ def run() -> str:
 
     return "\n".join(
         [
-            "### The verdict: pull request checks, the README's tests, the rehearsal (P1, P7, P8)",
+            "### The verdict: pull request checks and the rehearsal (P1, P8)",
             "",
             f"Command: `nox -s bench -- verdict`, at commit {head}. Every command runs in a",
-            f"fresh clone of HEAD; medians of {REPEATS} interleaved runs (all runs in",
+            f"clone of HEAD; medians of {REPEATS} interleaved runs (all runs in",
             f"parentheses); load average at the start: {load:.1f} on {os.cpu_count()} cores.",
             'The floor of P1 is a bare `python -c "import tensorflow"` of the same run.',
             "",
@@ -149,17 +145,10 @@ def run() -> str:
             f"| P1 | {' + '.join(f'`{c}`' for c in P1_COMMANDS)}, warm environments "
             f"| {med['p1']:.0f} ({runs('p1')}) | {med['p1'] / med['import']:.0f}× import "
             "| ≤ 10× |",
-            f"| P7 | `{README_TESTS}` on a fresh clone "
-            f"| {med['p7']:.0f} ({runs('p7')}) | {med['p7'] / 60:.1f} min | ≤ 5 min |",
             f"| | `python -m ci pipeline --train-steps {REHEARSAL_STEPS}`, fresh state "
             f"| {med['pipeline']:.1f} ({runs('pipeline')}) | | |",
             f"| P8 | the pull request's rehearsal (train-and-deploy, platform local) under act "
             f"| {med['p8']:.1f} ({runs('p8')}) | {med['p8'] / med['pipeline']:.2f}× pipeline "
             "| ≤ 1.5× |",
-            "",
-            "Each P7 run passed (a failed command stops the benchmark): these are also the",
-            "consecutive passes of the README's test command on fresh clones that issue 14 asks",
-            "for. P7 includes creating the lint and tests environments from uv's cache",
-            "on this machine.",
         ]
     )
