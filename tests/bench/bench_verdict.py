@@ -120,11 +120,13 @@ def run() -> str:
         repo = box.create_repo(SLUG, source=warm, files={".github/workflows/pr.yml": REHEARSE})
         for n in range(REPEATS):
             times["import"].append(_import_seconds(python))
-            times["p1"].append(sum(_shell(c, warm, log) for c in P1_COMMANDS))
             times["p8"].append(_rehearsal_seconds(box, repo))
             times["pipeline"].append(_pipeline_seconds(warm, tmp / f"state-{n}", log))
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            times["p1"].append(sum(_shell(c, warm, log) for c in P1_COMMANDS))
+    except BaseException:
+        print(f"bench verdict: kept {tmp} (commands.log, act-N.log) to see why", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
 
     def runs(kind: str) -> str:
