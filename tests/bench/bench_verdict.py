@@ -46,6 +46,28 @@ jobs:
 """
 
 
+# Counts the processes of one environment that import TensorFlow: a .pth file runs this at
+# every interpreter start; the finder only looks at the name and steps aside.
+_COUNTER = """
+import sys
+class _TensorFlowStarts:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name == "tensorflow":
+            sys.meta_path.remove(_TensorFlowStarts)
+            with open({log!r}, "a") as f:
+                f.write(" ".join(sys.argv)[:300] + "\\n")
+        return None
+sys.meta_path.insert(0, _TensorFlowStarts)
+"""
+
+
+def _count_tensorflow_starts(venv: Path, log: Path) -> None:
+    (site,) = venv.glob("lib/python3*/site-packages")
+    (site / "_bench_tf_starts.py").write_text(_COUNTER.format(log=str(log)))
+    (site / "_bench_tf_starts.pth").write_text("import _bench_tf_starts\n")
+
+
 def _clone(dest: Path) -> Path:
     subprocess.run(["git", "clone", "-q", str(ROOT), str(dest)], check=True)
     return dest
@@ -116,18 +138,26 @@ def run() -> str:
         _shell("python3 -m nox -s lint tests local_train local_predict pipeline --install-only",
                warm, log)  # fmt: skip
         python = warm / ".nox" / "tests" / "bin" / "python"
+        starts = tmp / "tensorflow-starts.log"
         box = Sandbox(tmp / "github")
         repo = box.create_repo(SLUG, source=warm, files={".github/workflows/pr.yml": REHEARSE})
         for n in range(REPEATS):
             times["import"].append(_import_seconds(python))
             times["p8"].append(_rehearsal_seconds(box, repo))
             times["pipeline"].append(_pipeline_seconds(warm, tmp / f"state-{n}", log))
+            if n == 0:  # the first round also counts the test processes that start TF
+                _count_tensorflow_starts(warm / ".nox" / "tests", starts)
             times["p1"].append(sum(_shell(c, warm, log) for c in P1_COMMANDS))
+            if n == 0:
+                for hook in (warm / ".nox" / "tests").glob("lib/python3*/site-packages/_bench*"):
+                    hook.unlink()
     except BaseException:
         print(f"bench verdict: kept {tmp} (commands.log, act-N.log) to see why", file=sys.stderr)
         raise
     shutil.rmtree(tmp, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in times.items()}
+    tf_starts = len(starts.read_text().splitlines()) if starts.exists() else 0
+    floor = tf_starts * med["import"] / (os.cpu_count() or 1)
 
     def runs(kind: str) -> str:
         return ", ".join(f"{s:.0f}" for s in times[kind])
@@ -152,5 +182,15 @@ def run() -> str:
             f"| P8 | the pull request's rehearsal (train-and-deploy, platform local) under act "
             f"| {med['p8']:.1f} ({runs('p8')}) | {med['p8'] / med['pipeline']:.2f}× pipeline "
             "| ≤ 1.5× |",
+            "",
+            "The floor of P1: in its first round the tests alone started TensorFlow in",
+            f"{tf_starts} processes (trainers, emulators, `ci` commands; counted by an import",
+            f"hook in the tests environment): {tf_starts} × {med['import']:.1f} s on",
+            f"{os.cpu_count()} cores = {floor:.0f} s = {floor / med['import']:.0f}× the import,",
+            "before any test does its work.",
+            "P8's floor: the rehearsal is three jobs (plan, train and gate, promote), each with",
+            "its own checkout, tooling set-up and processes; TensorFlow starts in the train",
+            "job's trainer and emulator and again in the promote job's emulator, where",
+            "`ci pipeline` starts it twice (trainer, emulator) in one run.",
         ]
     )
