@@ -294,10 +294,10 @@ def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, job
         promote(cloud, a, INSTANCES)
         endpoint = find_endpoint(cloud)["name"]
     before, served = snapshot(env), serving(env)
-    # The operations of the run (upload, staging deploy and undeploy, production deploy)
-    # stay running for a while, the production deploy's for 20 s: its deployment is visible
-    # before its operation is done, long enough for this test to see it on a loaded machine;
-    # then the deploy's polls answer 503 more often than the client retries.
+    # The operations of the run (upload, staging deploy and undeploy) stay running for a
+    # while, the production deploy's for 20 s: long enough for this test to see it running
+    # on a loaded machine and make its next polls answer 503 more often than the client
+    # retries (waiting for the deployment itself would race the client's next poll).
     faults.delay_operations(url, 1.5, count=3)
     faults.delay_operations(url, 20, count=1)
     proc = subprocess.Popen(
@@ -309,14 +309,19 @@ def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, job
         text=True,
     )
     try:
-        endpoints = vertex.projects().locations().endpoints()
+        operations = vertex.projects().locations().endpoints().operations()
+
+        def deploying() -> bool:
+            listed = operations.list(name=endpoint, filter="done=false", pageSize=100).execute()
+            return any(
+                op["metadata"]["@type"].endswith("DeployModelOperationMetadata")
+                for op in listed.get("operations", [])
+            )
+
         Poll(vertex).until(
-            lambda: (
-                proc.poll() is not None
-                or len(endpoints.get(name=endpoint).execute().get("deployedModels", [])) == 2
-            ),
+            lambda: proc.poll() is not None or deploying(),
             timeout=180,
-            what="the production deployment of version 2",
+            what="the production deploy of version 2 to start",
         )
         assert proc.poll() is None, "ci promote ended early: " + "".join(proc.communicate())
         faults.inject(url, "operations.get", 503, count=NUM_RETRIES + 1)
