@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ci import settings
 from ci.emulator import study
 from ci.errors import UsageError
 
@@ -107,7 +108,7 @@ def parse(data: dict, path: str = "tuning.toml") -> TuningConfig:
         ("max_trial_count", 4),
         ("parallel_trial_count", 1),
         ("max_failed_trial_count", 0),
-        ("train_steps", 1000),
+        ("train_steps", settings.FIELDS["train_steps"].default),  # the one default
     ):
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
