@@ -13,6 +13,7 @@ kinds are interleaved and repeated, and the tables show medians.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import statistics
@@ -22,6 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.test_workflows_act import REHEARSE, pull_request
 from tests.workflows_act import SLUG, Sandbox
 from tests.workflows_act import git as git_in
 
@@ -33,17 +35,8 @@ P1_COMMANDS = [
     "python3 -m nox -s local_train",
     "python3 -m nox -s local_predict",
 ]
-REHEARSAL_STEPS = 200
-# The pull request's rehearsal alone: the reusable workflow as a caller runs it on a PR.
-REHEARSE = f"""\
-on: pull_request
-permissions: {{}}
-jobs:
-  rehearsal:
-    uses: ./.github/workflows/train-and-deploy.yml
-    permissions: {{contents: read, id-token: write, pull-requests: write}}
-    with: {{train-steps: "{REHEARSAL_STEPS}"}}
-"""
+# The rehearsal is test_workflows_act's caller of the reusable workflow (train-steps 200).
+REHEARSAL_STEPS = int(re.search(r'train-steps: "(\d+)"', REHEARSE)[1])
 
 
 # Counts the processes of one environment that import TensorFlow: a .pth file runs this at
@@ -112,14 +105,7 @@ def _pipeline_seconds(clone: Path, state: Path, log: Path) -> float:
 
 def _rehearsal_seconds(box: Sandbox, repo: Path) -> float:
     sha = box.commit(repo, "a change under review")
-    payload = {
-        "number": 7,
-        "pull_request": {
-            "number": 7,
-            "head": {"ref": "feature", "sha": sha, "repo": {"full_name": "someone/fork"}},
-            "base": {"ref": "main", "repo": {"full_name": SLUG}},
-        },
-    }
+    payload = pull_request(sha, "someone/fork")  # a fork: no comment job, as on most PRs
     run = box.run(repo, "pull_request", payload, workflow=".github/workflows/pr.yml")
     if run.rc != 0:
         raise RuntimeError(f"the act rehearsal failed: {box.root}/act-{run.run_id}.log")
