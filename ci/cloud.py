@@ -52,8 +52,12 @@ def _ensure_bucket(storage, name: str) -> None:
 
 
 @contextlib.contextmanager
-def connect(settings: Settings) -> Iterator[Cloud]:
-    """Yield a :class:`Cloud`; for the embedded default, run the emulators meanwhile."""
+def connect(settings: Settings, *, serving: bool = False) -> Iterator[Cloud]:
+    """Yield a :class:`Cloud`; for the embedded default, run the emulators meanwhile.
+
+    ``serving``: the command deploys or predicts, so the embedded emulator imports
+    TensorFlow from the start (the others never pay for it).
+    """
     if not settings.embedded:
         endpoint = settings.api_endpoint
         if not clients.is_emulator(endpoint) and not settings.project:
@@ -67,6 +71,7 @@ def connect(settings: Settings) -> Iterator[Cloud]:
         state,
         max_local_replicas=settings.local_max_replicas,
         serving_runtime=settings.emulator_serving_runtime,
+        warm_up=serving,
     )
     with emulators:
         vertex, storage = _clients(settings, emulators.vertex_url, emulators.storage_url)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
 
 from ci import clients
@@ -104,6 +107,23 @@ def test_sigterm_ends_running_jobs_and_their_processes(tmp_path):
         ended = vertex.projects().locations().customJobs().get(name=job["name"]).execute()
         assert ended["state"] == "JOB_STATE_FAILED"
         assert "shut down" in ended["error"]["message"]
+
+
+def _imports_tensorflow(emu) -> bool:
+    with urllib.request.urlopen(f"{emu.vertex_url}/_emulator/health") as health:
+        return json.load(health)["tensorflow"]
+
+
+def test_tensorflow_is_imported_at_start_only_when_asked(tmp_path):
+    # Most `ci` commands start an emulator only to list, stage, train or gate.
+    with process.start(tmp_path / "lazy") as emu:
+        vertex, poll = _connect(emu)
+        vertex.projects().locations().models().list(parent=PARENT).execute()
+        _start_hanging_job(emu, vertex, poll, tmp_path)  # SIGTERM at exit ends it
+        assert _imports_tensorflow(emu) is False
+    # `ci pipeline`, `promote`, `predict`, ... will deploy or predict: they ask for it.
+    with process.start(tmp_path / "warm", warm_up=True) as emu:
+        Poll(None).until(lambda: _imports_tensorflow(emu), 60, "TensorFlow to be imported")
 
 
 def test_start_fails_clearly_when_a_port_is_taken(tmp_path, emulator):

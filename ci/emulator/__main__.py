@@ -66,11 +66,22 @@ def _parser() -> argparse.ArgumentParser:
         help="TensorFlow that serves deployed models: this process's (local), or the "
         "serving image's in a cached virtual environment (image) (default: local)",
     )
+    p.add_argument(
+        "--warm-up",
+        action="store_true",
+        help="import TensorFlow at start, so the first deploy or prediction does not wait "
+        "for it (default: on the first model load)",
+    )
     return p
 
 
 def serve(
-    state_dir: Path, port=0, storage_port=0, max_local_replicas=None, serving_runtime="local"
+    state_dir: Path,
+    port=0,
+    storage_port=0,
+    max_local_replicas=None,
+    serving_runtime="local",
+    warm_up=False,
 ) -> int:
     """Run both emulators in the foreground until SIGINT or SIGTERM; then shut down cleanly."""
     from ci.emulator.app import Emulator
@@ -80,31 +91,28 @@ def serve(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    emulator = Emulator(state_dir, port, storage_port, max_local_replicas, serving_runtime)
+    emulator = Emulator(state_dir, port, storage_port, max_local_replicas, serving_runtime, warm_up)
     try:
         emulator.start()
     except OSError as exc:
         raise UsageError(f"emulator: cannot listen: {exc.strerror or exc}") from None
     print(f"vertex: {emulator.vertex_url}", flush=True)
     print(f"storage: {emulator.storage_url}", flush=True)
-    # Import TensorFlow while jobs train, so the first deploy does not wait ~3 s for it.
-    threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
     stop.wait()
     emulator.stop()
     return 0
-
-
-def _warm_up() -> None:
-    import tensorflow  # noqa: F401
-
-    import ci.serving  # noqa: F401
 
 
 def main(argv: list[str]) -> int:
     """Parse ``argv`` and :func:`serve`."""
     args = _parser().parse_args(argv)
     code = serve(
-        args.state_dir, args.port, args.storage_port, args.max_local_replicas, args.serving_runtime
+        args.state_dir,
+        args.port,
+        args.storage_port,
+        args.max_local_replicas,
+        args.serving_runtime,
+        args.warm_up,
     )
     # State is on disk and jobs are stopped: skip TensorFlow's slow interpreter teardown.
     sys.stdout.flush()

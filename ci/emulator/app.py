@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -30,12 +31,14 @@ class Emulator:
         storage_port=0,
         max_local_replicas=None,
         serving_runtime="local",
+        warm_up=False,
     ):
         self.state_dir = Path(state_dir).resolve()
         self.vertex_port, self.storage_port = vertex_port, storage_port
         self.max_local_replicas = max_local_replicas
         self.serving_runtime = serving_runtime
         self.faults = FaultTable()
+        self.warm_up = warm_up
 
     def start(self) -> None:
         """Start Cloud Storage, recover state, then serve Vertex AI (all in threads)."""
@@ -69,6 +72,11 @@ class Emulator:
             raise
         self._thread = threading.Thread(target=self.vertex.serve_forever, daemon=True)
         self._thread.start()
+        if self.warm_up:
+            # Import TensorFlow while the caller stages and trains, so its first deploy does
+            # not wait for it; otherwise the first model load imports it (most `ci` commands
+            # only list, train or gate, and never need it).
+            threading.Thread(target=_import_serving, name="warm-up", daemon=True).start()
 
     @property
     def vertex_url(self) -> str:
@@ -107,7 +115,7 @@ class Emulator:
         router.add("GET", "/_emulator/faults", "_emulator.faults.list", self._faults_list)
         router.add("POST", "/_emulator/faults", "_emulator.faults.add", self._faults_add)
         router.add("DELETE", "/_emulator/faults", "_emulator.faults.clear", self._faults_clear)
-        router.add("GET", "/_emulator/health", "_emulator.health", lambda r: (200, {"ok": True}))
+        router.add("GET", "/_emulator/health", "_emulator.health", self._health)
         router.before.append(self._before)
         router.after.append(self._after)
         return router
@@ -130,6 +138,10 @@ class Emulator:
                 return schema.encode_enums(wanted, body)
         return body
 
+    def _health(self, request: Request):
+        # Whether serving has started to import TensorFlow (--warm-up or a model load did).
+        return 200, {"ok": True, "tensorflow": "tensorflow" in sys.modules}
+
     def _faults_list(self, request: Request):
         return 200, {"faults": self.faults.listing()}
 
@@ -141,3 +153,9 @@ class Emulator:
     def _faults_clear(self, request: Request):
         self.faults.clear()
         return 200, {}
+
+
+def _import_serving() -> None:
+    import tensorflow  # noqa: F401
+
+    import ci.serving  # noqa: F401

@@ -76,6 +76,7 @@ def start(
     storage_port: int = 0,
     max_local_replicas: int | None = None,
     serving_runtime: str | None = None,
+    warm_up: bool = False,
     env: dict[str, str] | None = None,
 ) -> Emulators:
     """Launch the emulators and return once both print their URL (no sleeping).
@@ -83,7 +84,8 @@ def start(
     ``env`` is added to this process's environment for the child. The child's stderr
     goes to ``<state_dir>/emulator.log``; on a failed start its tail is in the error.
     ``serving_runtime`` (``local`` or ``image``, see :mod:`ci.emulator.runtime`) is
-    checked here, so a bad setting is a usage error before anything starts.
+    checked here, so a bad setting is a usage error before anything starts. ``warm_up``
+    imports TensorFlow at start, for callers that deploy or predict.
     """
     if serving_runtime is not None and serving_runtime not in RUNTIMES:
         raise UsageError(
@@ -108,6 +110,8 @@ def start(
         argv += ["--max-local-replicas", str(max_local_replicas)]
     if serving_runtime is not None:
         argv += ["--serving-runtime", serving_runtime]
+    if warm_up:
+        argv.append("--warm-up")
     # The child must import this very ``ci`` package, whatever the caller's directory.
     root = str(Path(__file__).resolve().parents[2])
     child_env = {**os.environ, **(env or {})}
