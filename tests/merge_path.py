@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,13 @@ def settings_env(emulator, model_name: str, **extra: str) -> dict[str, str]:
     }
     env.update({k.upper() if k.startswith("ci_") else k: v for k, v in extra.items()})
     return env
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR (and the signature checked)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    return struct.unpack(">II", data[16:24])
 
 
 def cloud_for(env: dict[str, str]):

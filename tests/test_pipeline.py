@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ci import cli
-from tests.merge_path import ROOT, run_ci, trainer_copy
+from tests.merge_path import ROOT, png_size, run_ci, trainer_copy
 
 GATE = """
 [metrics.accuracy]
@@ -38,7 +38,7 @@ def _env(workdir: Path) -> dict[str, str]:
     }
 
 
-def _pipeline(workdir: Path, *flags: str):
+def _pipeline(workdir: Path, *flags: str, gate: Path | None = None):
     outputs = workdir / f"out-{len(list(workdir.glob('out-*')))}.txt"
     argv = [
         "pipeline",
@@ -47,7 +47,7 @@ def _pipeline(workdir: Path, *flags: str):
         "--dist-dir",
         str(workdir / "dist"),
         "--gate-config",
-        str(workdir / "gate.toml"),
+        str(gate or workdir / "gate.toml"),
         "--outputs",
         str(outputs),
         "--decision-out",
@@ -66,9 +66,20 @@ def _versions(workdir: Path) -> list:
     return [(r["version_id"], r["aliases"], r["traffic_percent"]) for r in rows]
 
 
+# The example trainer writes TensorBoard event files once it reads AIP_TENSORBOARD_LOG_DIR
+# (the trainer contract); then the pipeline's report must have its training curves too.
+TRAINER_WRITES_EVENTS = any(
+    "AIP_TENSORBOARD_LOG_DIR" in p.read_text() for p in (ROOT / "trainer").glob("*.py")
+)
+
+
 def test_twice_then_rollback_then_a_gate_that_says_no(workdir):
-    first, out1 = _pipeline(workdir, "--train-steps", "200")
+    # The first two runs gate with the repository's gate.toml and write their report.
+    report, summary = workdir / "R", workdir / "summary.md"
+    shown = ("--report-dir", str(report), "--summary", str(summary))
+    first, out1 = _pipeline(workdir, "--train-steps", "200", *shown, gate=ROOT / "gate.toml")
     assert first.returncode == 0, first.stderr
+    assert f"{report / 'report.md'}, {report / 'index.html'}\n" in first.stdout
     assert out1["gate_decision"] == "yes" and out1["model_version"] == "1"
     predictions = [json.loads(line) for line in first.stdout.splitlines() if line.startswith("{")]
     assert [p["class_ids"] for p in predictions[-3:]] == [0, 1, 2]
@@ -76,12 +87,13 @@ def test_twice_then_rollback_then_a_gate_that_says_no(workdir):
     assert out1["job_name"].endswith("/customJobs/" + out1["job_id"])
     assert out1["package_uri"].startswith("gs://local-ci/staging/")
 
-    second, out2 = _pipeline(workdir, "--train-steps", "200")
+    second, out2 = _pipeline(workdir, "--train-steps", "200", *shown, gate=ROOT / "gate.toml")
     assert second.returncode == 0, second.stderr
     decision = json.loads((workdir / "decision.json").read_text())
     assert decision["champion"]["version_id"] == "1"  # gated against the first run
     assert out2["model_version"] == "2"
     assert _versions(workdir) == [("1", ["previous"], 0), ("2", ["default"], 100)]
+    _assert_second_report(report, summary, second.stdout)
 
     back = run_ci(["rollback"], _env(workdir), timeout=120)
     assert back.returncode == 0, back.stderr
@@ -96,6 +108,27 @@ def test_twice_then_rollback_then_a_gate_that_says_no(workdir):
     assert out3["gate_decision"] == "no" and "model_version" not in out3
     assert json.loads((workdir / "decision.json").read_text())["decision"] == "no"
     assert _versions(workdir) == [("1", ["default"], 100), ("2", [], 0)]  # untouched
+
+
+def _assert_second_report(report: Path, summary: Path, stdout: str) -> None:
+    assert f"{report / 'report.md'}, {report / 'index.html'}\n" in stdout
+    text = (report / "report.md").read_text()
+    assert "(version 2)** against **version 1** (champion): gate says **yes**" in text
+    thresholds = [line for line in (ROOT / "gate.toml").read_text().splitlines() if "[" in line]
+    for name in (t.strip("[]").removeprefix("metrics.").strip('"') for t in thresholds):
+        row = next(r for r in text.splitlines() if r.startswith(f"| {name} |"))
+        assert row.count("✅") >= 1 and "—" not in row.split("|")[3], row
+    pngs = sorted(p.name for p in report.glob("*.png"))
+    expected = ["comparison.png", "confusion_matrix.png"]
+    if TRAINER_WRITES_EVENTS:
+        expected.append("training_curves.png")
+        assert "```mermaid\nxychart-beta" in summary.read_text()
+    else:
+        assert "No training curves: no TensorBoard event files" in text
+    assert pngs == sorted(expected) and all(min(png_size(report / n)) > 100 for n in pngs)
+    page = (report / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == len(pngs)
+    assert not list(report.glob(".report-*"))  # the scratch directory is gone
 
 
 def test_standard_1_trains_with_several_processes_and_serves(workdir):

@@ -8,14 +8,13 @@ import base64
 import json
 import os
 import re
-import struct
 from pathlib import Path
 
 import pytest
 
 from ci import cli, events
 from tests.conftest import BUCKET
-from tests.merge_path import ROOT, run_ci, settings_env, trainer_copy
+from tests.merge_path import png_size, settings_env
 
 GATE = """
 [metrics.accuracy]
@@ -86,13 +85,6 @@ def upload_version(vertex, poll, model: str, artifact_uri: str, labels: dict) ->
     }
     response = poll.operation(models.upload(parent=parent, body=body).execute())["response"]
     return response["modelVersionId"]
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """Width and height from a PNG's IHDR (and the signature checked)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
-    return struct.unpack(">II", data[16:24])
 
 
 def run_report(monkeypatch, capsys, env: dict, *argv: str) -> tuple[int, str, str]:
@@ -317,48 +309,6 @@ def test_bad_input_is_one_line(other_model, tmp_path, monkeypatch, capsys, argv,
     code, _, err = run_report(monkeypatch, capsys, other_model, *argv, "--gate-config", str(cfg))
     assert code == 2 and message in err and err.startswith("Error: ") and err.count("\n") == 1
     assert not (tmp_path / "R").exists()
-
-
-# The example trainer writes TensorBoard event files once it reads AIP_TENSORBOARD_LOG_DIR
-# (the trainer contract); then the pipeline's report must have its training curves too.
-TRAINER_WRITES_EVENTS = any(
-    "AIP_TENSORBOARD_LOG_DIR" in p.read_text() for p in (ROOT / "trainer").glob("*.py")
-)
-
-
-def test_pipeline_report_dir_twice_on_the_embedded_default(tmp_path):
-    trainer_copy(tmp_path)
-    env = {
-        "CI_STATE_DIR": str(tmp_path / "state"),
-        "CI_POLL_INTERVAL": "0.2",
-        "STORAGE_EMULATOR_HOST": "",
-        "CI_PROJECT": "",
-        "CI_API_ENDPOINT": "",
-    }
-    report, summary = tmp_path / "R", tmp_path / "summary.md"
-    argv = ["pipeline", "--train-steps", "200", "--package-dir", str(tmp_path)]
-    argv += ["--dist-dir", str(tmp_path / "dist"), "--report-dir", str(report)]
-    for _ in (1, 2):
-        result = run_ci([*argv, "--summary", str(summary)], env, timeout=600)
-        assert result.returncode == 0, result.stderr
-        assert f"{report / 'report.md'}, {report / 'index.html'}\n" in result.stdout
-    text = (report / "report.md").read_text()
-    assert "(version 2)** against **version 1** (champion): gate says **yes**" in text
-    thresholds = [line for line in (ROOT / "gate.toml").read_text().splitlines() if "[" in line]
-    for name in (t.strip("[]").removeprefix("metrics.").strip('"') for t in thresholds):
-        row = next(r for r in text.splitlines() if r.startswith(f"| {name} |"))
-        assert row.count("✅") >= 1 and "—" not in row.split("|")[3], row
-    pngs = sorted(p.name for p in report.glob("*.png"))
-    expected = ["comparison.png", "confusion_matrix.png"]
-    if TRAINER_WRITES_EVENTS:
-        expected.append("training_curves.png")
-        assert "```mermaid\nxychart-beta" in summary.read_text()
-    else:
-        assert "No training curves: no TensorBoard event files" in text
-    assert pngs == sorted(expected) and all(min(png_size(report / n)) > 100 for n in pngs)
-    page = (report / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == len(pngs)
-    assert not list(report.glob(".report-*"))  # the scratch directory is gone
 
 
 def test_mermaid_chart_is_short_and_skips_runs_of_one_point():

@@ -163,21 +163,6 @@ def test_push_to_main_without_cloud_variables_deploys_locally(pushed, sandbox):
     assert "default" in version["aliases"]
 
 
-def test_dispatch_inputs_reach_the_training_job(pushed, sandbox, repo):
-    assert pushed.rc == 0
-    inputs = {"train-steps": "900", "scale-tier": "BASIC_GPU"}
-    run = sandbox.run(repo, "workflow_dispatch", {"inputs": inputs}, inputs=inputs)
-    assert run.job_succeeded_like(f"deploy/train-and-deploy/{TRAIN}")
-    assert not run.job_ran_like("validation/")
-    job = job_records(run.artifact("local-cloud-trained"))[-1]
-    (pool,) = job["jobSpec"]["workerPoolSpecs"]
-    args = pool["pythonPackageSpec"]["args"]
-    assert args[args.index("--train-steps") + 1] == "900"
-    assert pool["machineSpec"]["machineType"] == "n1-standard-8"
-    assert pool["machineSpec"]["acceleratorType"] == "NVIDIA_TESLA_T4"
-    assert job["state"] == "JOB_STATE_SUCCEEDED"
-
-
 TINY_STUDY = """\
 metric = "accuracy"
 algorithm = "GRID_SEARCH"
@@ -215,14 +200,23 @@ def test_a_dispatch_with_tune_promotes_the_best_trial(tmp_path):
     assert labels["job-id"] == best[3]  # the best trial's export is what serves
 
 
-def test_a_gate_that_says_no_stops_before_promotion(pushed, sandbox, repo):
+def test_dispatch_inputs_reach_the_job_and_a_gate_that_says_no_stops_it(pushed, sandbox, repo):
     assert pushed.rc == 0
     before_entry = sandbox.latest_cache("local-cloud-")
     before = ci_json(before_entry, "versions")
-    inputs = {"train-steps": "1", "scale-tier": "BASIC"}
+    # One step on BASIC_GPU: the inputs reach the training job, and the gate says no.
+    inputs = {"train-steps": "1", "scale-tier": "BASIC_GPU"}
     run = sandbox.run(repo, "workflow_dispatch", {"inputs": inputs}, inputs=inputs)
-    assert run.rc != 0
+    assert not run.job_ran_like("validation/")
     assert run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Package, stage and train")
+    job = job_records(run.artifact("local-cloud-trained"))[-1]
+    (pool,) = job["jobSpec"]["workerPoolSpecs"]
+    args = pool["pythonPackageSpec"]["args"]
+    assert args[args.index("--train-steps") + 1] == "1"
+    assert pool["machineSpec"]["machineType"] == "n1-standard-8"
+    assert pool["machineSpec"]["acceleratorType"] == "NVIDIA_TESLA_T4"
+    assert job["state"] == "JOB_STATE_SUCCEEDED"
+    assert run.rc != 0
     assert not run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Gate the candidate")
     assert "exit status 3" in run.log  # the gate's "no", not a broken tool
     assert "### Evaluation gate: no" in run.output_of(f"deploy/train-and-deploy/{TRAIN}")

@@ -72,10 +72,11 @@ class Emulator:
             raise
         self._thread = threading.Thread(target=self.vertex.serve_forever, daemon=True)
         self._thread.start()
-        if self.warm_up:
+        if self.warm_up and self.serving_runtime == "local":
             # Import TensorFlow while the caller stages and trains, so its first deploy does
             # not wait for it; otherwise the first model load imports it (most `ci` commands
-            # only list, train or gate, and never need it).
+            # only list, train or gate, and never need it). Under the image runtime models
+            # load in their image's TensorFlow, in a worker process: nothing to warm here.
             threading.Thread(target=_import_serving, name="warm-up", daemon=True).start()
 
     @property

@@ -175,8 +175,8 @@ def run() -> str:
             f"{os.cpu_count()} cores = {floor:.0f} s = {floor / med['import']:.0f}× the import,",
             "before any test does its work.",
             "P8's floor: the rehearsal is three jobs (plan, train and gate, promote), each with",
-            "its own checkout, tooling set-up and processes; TensorFlow starts in the train",
-            "job's trainer and emulator and again in the promote job's emulator, where",
-            "`ci pipeline` starts it twice (trainer, emulator) in one run.",
+            "its own checkout, tooling set-up and processes, and each `ci` command starts its",
+            "own embedded emulator; TensorFlow starts in the train job's trainer and the",
+            "promote job's emulator, as in `ci pipeline` (trainer, emulator) in one process.",
         ]
     )
