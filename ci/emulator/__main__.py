@@ -75,23 +75,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def serve(
-    state_dir: Path,
-    port=0,
-    storage_port=0,
-    max_local_replicas=None,
-    serving_runtime="local",
-    warm_up=False,
-) -> int:
-    """Run both emulators in the foreground until SIGINT or SIGTERM; then shut down cleanly."""
+def serve(args: argparse.Namespace) -> int:
+    """Run both emulators (flags as parsed) in the foreground until SIGINT or SIGTERM; then
+    shut down cleanly."""
     from ci.emulator.app import Emulator
 
-    if max_local_replicas is not None and max_local_replicas < 1:
+    if args.max_local_replicas is not None and args.max_local_replicas < 1:
         raise UsageError("--max-local-replicas must be at least 1")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    emulator = Emulator(state_dir, port, storage_port, max_local_replicas, serving_runtime, warm_up)
+    emulator = Emulator(
+        args.state_dir,
+        args.port,
+        args.storage_port,
+        args.max_local_replicas,
+        args.serving_runtime,
+        args.warm_up,
+    )
     try:
         emulator.start()
     except OSError as exc:
@@ -105,15 +106,7 @@ def serve(
 
 def main(argv: list[str]) -> int:
     """Parse ``argv`` and :func:`serve`."""
-    args = _parser().parse_args(argv)
-    code = serve(
-        args.state_dir,
-        args.port,
-        args.storage_port,
-        args.max_local_replicas,
-        args.serving_runtime,
-        args.warm_up,
-    )
+    code = serve(_parser().parse_args(argv))
     # State is on disk and jobs are stopped: skip TensorFlow's slow interpreter teardown.
     sys.stdout.flush()
     sys.stderr.flush()
