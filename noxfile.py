@@ -30,9 +30,9 @@ def install(session: nox.Session, group: str) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff lint and format check."""
+    """Ruff lint and format check (no posargs: in `nox -s lint tests -- ARGS` they are pytest's)."""
     install(session, "lint")
-    session.run("ruff", "check", ".", *session.posargs)
+    session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
 
 
