@@ -114,7 +114,7 @@ def main(argv: list[str]) -> int:
     settings = resolve(args)
     gcs.split(args.output)  # a bad --output is a usage error before anything starts
     check_local([args.instances])
-    with connect(settings, serving=True) as cloud:
+    with connect(settings) as cloud:
         result = batch_predict(
             cloud, args.instances, args.output, args.model_version, args.batch_size, args.timeout
         )

@@ -52,11 +52,11 @@ def _ensure_bucket(storage, name: str) -> None:
 
 
 @contextlib.contextmanager
-def connect(settings: Settings, *, serving: bool = False) -> Iterator[Cloud]:
+def connect(settings: Settings, *, deploys_its_job: bool = False) -> Iterator[Cloud]:
     """Yield a :class:`Cloud`; for the embedded default, run the emulators meanwhile.
 
-    ``serving``: the command deploys or predicts, so the embedded emulator imports
-    TensorFlow from the start (the others never pay for it).
+    ``deploys_its_job``: the command trains, then deploys (``pipeline``), so the embedded
+    emulator imports TensorFlow while the job runs; otherwise on the first model load.
     """
     if not settings.embedded:
         endpoint = settings.api_endpoint
@@ -71,7 +71,7 @@ def connect(settings: Settings, *, serving: bool = False) -> Iterator[Cloud]:
         state,
         max_local_replicas=settings.local_max_replicas,
         serving_runtime=settings.emulator_serving_runtime,
-        warm_up=serving,
+        warm_up=deploys_its_job,
     )
     with emulators:
         vertex, storage = _clients(settings, emulators.vertex_url, emulators.storage_url)

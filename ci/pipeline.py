@@ -164,7 +164,7 @@ def main(argv: list[str]) -> int:
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The build runs in its own process: let it overlap with starting the emulators.
         building = pool.submit(packaging.build_sdist, Path(args.package_dir), Path(args.dist_dir))
-        with connect(settings, serving=True) as cloud:
+        with connect(settings, deploys_its_job=True) as cloud:
             promotion = run(cloud, building.result(), plan, reports)
     print(f"version {promotion.version_id} serves on {promotion.endpoint}; predictions:")
     response = {

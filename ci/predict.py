@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = resolve(args)
     instances = read_instances(Path(args.instances or settings.data_path(settings.instances_file)))
-    with connect(settings, serving=True) as cloud:
+    with connect(settings) as cloud:
         endpoint = find_endpoint(cloud)
         if endpoint is None:
             raise CiError(f"no endpoint named {settings.endpoint_display_name!r}; promote first")

@@ -275,7 +275,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = resolve(args)
     instances = instances_path(settings, args.instances)
-    with connect(settings, serving=True) as cloud:
+    with connect(settings) as cloud:
         result = promote(cloud, args.job, instances, args.canary, args.labels)
     print(f"version {result.version_id} of {result.model} serves on {result.endpoint}")
     outputs.write_outputs(args.outputs, result.outputs())

@@ -70,7 +70,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--to-version", help="version id to serve (default: alias 'previous')")
     args = parser.parse_args(argv)
     settings = resolve(args)
-    with connect(settings, serving=True) as cloud:
+    with connect(settings) as cloud:
         result = rollback(cloud, args.to_version)
     print(f"rolled back {result.model} from version {result.from_version} to {result.to_version}")
     outputs.write_outputs(args.outputs, {"model_version": result.to_version})

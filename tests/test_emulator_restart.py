@@ -114,16 +114,20 @@ def _imports_tensorflow(emu) -> bool:
         return json.load(health)["tensorflow"]
 
 
-def test_tensorflow_is_imported_at_start_only_when_asked(tmp_path):
+def test_tensorflow_is_imported_while_a_job_runs_only_when_asked(tmp_path):
     # Most `ci` commands start an emulator only to list, stage, train or gate.
     with process.start(tmp_path / "lazy") as emu:
         vertex, poll = _connect(emu)
         vertex.projects().locations().models().list(parent=PARENT).execute()
-        _start_hanging_job(emu, vertex, poll, tmp_path)  # SIGTERM at exit ends it
+        _start_hanging_job(emu, vertex, poll, tmp_path / "lazy")  # SIGTERM at exit ends it
         assert _imports_tensorflow(emu) is False
-    # `ci pipeline`, `promote`, `predict`, ... will deploy or predict: they ask for it.
+    # `ci pipeline` deploys its job's export: the import starts once the job runs.
     with process.start(tmp_path / "warm", warm_up=True) as emu:
-        Poll(None).until(lambda: _imports_tensorflow(emu), 60, "TensorFlow to be imported")
+        vertex, poll = _connect(emu)
+        vertex.projects().locations().models().list(parent=PARENT).execute()
+        assert _imports_tensorflow(emu) is False
+        _start_hanging_job(emu, vertex, poll, tmp_path / "warm")
+        poll.until(lambda: _imports_tensorflow(emu), 60, "TensorFlow to be imported")
 
 
 def test_start_fails_clearly_when_a_port_is_taken(tmp_path, emulator):

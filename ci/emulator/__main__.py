@@ -69,8 +69,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--warm-up",
         action="store_true",
-        help="import TensorFlow at start (serving runtime local), so the first deploy or "
-        "prediction does not wait for it (default: on the first model load)",
+        help="import TensorFlow while the first job runs (serving runtime local), so a "
+        "deploy after it does not wait for it (default: on the first model load)",
     )
     return p
 

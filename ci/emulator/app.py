@@ -39,6 +39,7 @@ class Emulator:
         self.serving_runtime = serving_runtime
         self.faults = FaultTable()
         self.warm_up = warm_up
+        self._warming = threading.Lock()  # held for good once the warm-up has started
 
     def start(self) -> None:
         """Start Cloud Storage, recover state, then serve Vertex AI (all in threads)."""
@@ -64,6 +65,8 @@ class Emulator:
             self.store = Store(self.state_dir)
             self.runner = JobRunner(self.store, self.storage_url, self.max_local_replicas)
             self.runner.recover()
+            if self.warm_up and self.serving_runtime == "local":
+                self.runner.on_running.append(self._warm_up)
             self.operations = Operations(self.store, self.faults)
             self.operations.recover()
             self.vertex = Server(self.vertex_port, self._router())
@@ -72,11 +75,14 @@ class Emulator:
             raise
         self._thread = threading.Thread(target=self.vertex.serve_forever, daemon=True)
         self._thread.start()
-        if self.warm_up and self.serving_runtime == "local":
-            # Import TensorFlow while the caller stages and trains, so its first deploy does
-            # not wait for it; otherwise the first model load imports it (most `ci` commands
-            # only list, train or gate, and never need it). Under the image runtime models
-            # load in their image's TensorFlow, in a worker process: nothing to warm here.
+
+    def _warm_up(self, job_id: str) -> None:
+        # Import TensorFlow while the first job trains, so the deploy after it does not wait
+        # for it. Not sooner: the import holds the interpreter for seconds, and the job's
+        # start (package download, spawning) would wait behind it. Without --warm-up the
+        # first model load imports it (most `ci` commands never need it). Under the image
+        # runtime models load in their image's TensorFlow, in a worker: nothing to warm here.
+        if self._warming.acquire(blocking=False):
             threading.Thread(target=_import_serving, name="warm-up", daemon=True).start()
 
     @property

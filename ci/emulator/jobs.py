@@ -50,6 +50,8 @@ class JobRunner:
         self._threads: list[threading.Thread] = []
         # Called as listener(job_id, job) once a job reached its final state (pipelines).
         self.listeners: list = []
+        # Called as hook(job_id) once a job's processes have started.
+        self.on_running: list = []
 
     def submit(self, job_id: str) -> None:
         """Run the (already stored, PENDING) job in the background."""
@@ -115,6 +117,8 @@ class JobRunner:
             for replica in plan:
                 self._spawn(job_id, job, replica, plan, paths, live, log_dir)
             self._state(job_id, "JOB_STATE_RUNNING", _pids=[p.pid for p in live.procs.values()])
+            for hook in self.on_running:
+                hook(job_id)
             self._watch(job_id, plan, live, log_dir)
             final = "JOB_STATE_SUCCEEDED"
             if live.cancelled.wait(delays.get(final, 0)):

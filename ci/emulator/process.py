@@ -85,7 +85,7 @@ def start(
     goes to ``<state_dir>/emulator.log``; on a failed start its tail is in the error.
     ``serving_runtime`` (``local`` or ``image``, see :mod:`ci.emulator.runtime`) is
     checked here, so a bad setting is a usage error before anything starts. ``warm_up``
-    imports TensorFlow at start, for callers that deploy or predict.
+    imports TensorFlow while the first job runs, for callers that deploy its export.
     """
     if serving_runtime is not None and serving_runtime not in RUNTIMES:
         raise UsageError(
