@@ -25,7 +25,11 @@ PR_TRAIN_STEPS = 300
 
 
 def install(session: nox.Session, group: str) -> None:
-    session.install(*nox.project.dependency_groups(PYPROJECT, group))
+    # Compiled bytecode in the environment: where PYTHONDONTWRITEBYTECODE is set (this
+    # project's CI machines), every process would otherwise compile each module it imports,
+    # TensorFlow's ~1,800 among them: 12 s per TensorFlow start instead of 4 (BENCHMARKS.md).
+    env = {"UV_COMPILE_BYTECODE": "1"}
+    session.install(*nox.project.dependency_groups(PYPROJECT, group), env=env)
 
 
 @nox.session

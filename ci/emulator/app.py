@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import sys
 import threading
+from functools import partial
 from pathlib import Path
 
 from ci.emulator import schema
 from ci.emulator.batch import BatchJobs
 from ci.emulator.endpoints_api import Endpoints
 from ci.emulator.faults import FaultTable
-from ci.emulator.httpd import ApiError, Request, Route, Router, Server
+from ci.emulator.httpd import ApiError, QuickStop, Request, Route, Router, Server
 from ci.emulator.jobs import JobRunner
 from ci.emulator.jobs_api import CustomJobs
 from ci.emulator.models_api import Models
@@ -19,6 +20,16 @@ from ci.emulator.pipelines_api import TrainingPipelines
 from ci.emulator.predict import ModelCache
 from ci.emulator.store import Store
 from ci.emulator.tuning import TuningJobs
+
+
+def _storage_server(port: int, data_dir: Path) -> QuickStop:
+    """gcp-storage-emulator's request handler and file store on 127.0.0.1:``port``, one
+    request at a time as its own server serves them (its ``Server`` would stop slowly)."""
+    from gcp_storage_emulator.server import RequestHandler
+    from gcp_storage_emulator.storage import Storage
+
+    storage = Storage(use_memory_fs=False, data_dir=str(data_dir))
+    return QuickStop(("127.0.0.1", port), partial(RequestHandler, storage))
 
 
 class Emulator:
@@ -43,23 +54,12 @@ class Emulator:
 
     def start(self) -> None:
         """Start Cloud Storage, recover state, then serve Vertex AI (all in threads)."""
-        from gcp_storage_emulator.server import create_server
-
         data_dir = self.state_dir / "storage"
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = create_server(
-            "127.0.0.1", self.storage_port, in_memory=False, data_dir=str(data_dir)
-        )
-        api = self.storage._api
-        api.start()
-        # Server.start() would wait forever if the port is taken (the thread dies instead).
-        while not api.is_running.wait(0.05):
-            if not api.is_alive():
-                raise OSError(
-                    f"Cloud Storage emulator could not listen on port {self.storage_port}"
-                )
-        host, port = self.storage._api._httpd.server_address[:2]
+        self.storage = _storage_server(self.storage_port, data_dir)  # OSError if taken
+        host, port = self.storage.server_address[:2]
         self.storage_url = f"http://{host}:{port}"
+        threading.Thread(target=self.storage.serve_forever, name="storage", daemon=True).start()
 
         try:
             self.store = Store(self.state_dir)
@@ -71,9 +71,11 @@ class Emulator:
             self.operations.recover()
             self.vertex = Server(self.vertex_port, self._router())
         except BaseException:
-            self.storage.stop()  # its thread would keep the process alive
+            self._stop_storage()
             raise
-        self._thread = threading.Thread(target=self.vertex.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self.vertex.serve_forever, name="vertex", daemon=True
+        )
         self._thread.start()
 
     def _warm_up(self, job_id: str) -> None:
@@ -96,7 +98,11 @@ class Emulator:
         self.vertex.server_close()
         self.tuning.shutdown()  # before the runner: no trial may start once it stops
         self.runner.shutdown()
-        self.storage.stop()
+        self._stop_storage()
+
+    def _stop_storage(self) -> None:
+        self.storage.shutdown()
+        self.storage.server_close()
 
     def _router(self) -> Router:
         router = Router()

@@ -56,7 +56,7 @@ def environment(tf: str) -> Path:
     """
     home = cache_root() / f"tf-{tf}"
     python = home / "bin" / "python"
-    if (home / ".complete").exists():
+    if (home / ".complete").exists() and (home / ".compiled").exists():
         return python
     home.parent.mkdir(parents=True, exist_ok=True)
     with open(home.parent / f"tf-{tf}.lock", "w") as lock:
@@ -65,7 +65,20 @@ def environment(tf: str) -> Path:
             shutil.rmtree(home, ignore_errors=True)
             _build(home, requirement(tf))
             (home / ".complete").write_text(requirement(tf) + "\n")
+        if not (home / ".compiled").exists():  # environments built before it was a step
+            _compile(python)
+            (home / ".compiled").touch()
     return python
+
+
+def _compile(python: Path) -> None:
+    # Bytecode for every module, once: a worker would otherwise compile TensorFlow's modules
+    # at each start wherever PYTHONDONTWRITEBYTECODE is set (three times the import's cost).
+    code = (
+        "import compileall, sysconfig; "
+        "compileall.compile_dir(sysconfig.get_path('purelib'), quiet=2, workers=0)"
+    )
+    subprocess.run([str(python), "-c", code], capture_output=True, timeout=BUILD_TIMEOUT)
 
 
 def _build(home: Path, wanted: str) -> None:
