@@ -2,7 +2,8 @@
 
 The distribution (``tooling/``) is installed into a fresh virtual environment from a git
 clone of this tree, pinned to a commit, exactly as the docs tell an adopter to (``uv pip``
-stands in for ``pip`` only because it installs TensorFlow from its cache). The adopting
+stands in for ``pip`` only because it installs TensorFlow from its cache; it compiles the
+bytecode, as pip does). The adopting
 repository is made in a temp dir: its own hatchling-built trainer, settings and gate, and a
 decoy ``ci`` package that must not be what runs. Its ``git status`` must stay clean.
 """
@@ -78,7 +79,16 @@ def installed(tmp_path_factory) -> Path:
     subprocess.run(["uv", "venv", "-q", "--python", sys.executable, str(venv)], check=True)
     spec = f"tf-vertex-ci @ git+file://{base / 'tooling'}@{sha}#subdirectory=tooling"
     proc = subprocess.run(
-        ["uv", "pip", "install", "-q", "--python", str(venv / "bin" / "python"), spec],
+        [
+            "uv",
+            "pip",
+            "install",
+            "-q",
+            "--compile-bytecode",
+            "--python",
+            str(venv / "bin" / "python"),
+            spec,
+        ],
         capture_output=True,
         text=True,
         timeout=600,
