@@ -25,10 +25,11 @@ PR_TRAIN_STEPS = 300
 
 
 def install(session: nox.Session, group: str) -> None:
-    # Compiled bytecode in the environment: where PYTHONDONTWRITEBYTECODE is set (this
-    # project's CI machines), every process would otherwise compile each module it imports,
-    # TensorFlow's ~1,800 among them: 12 s per TensorFlow start instead of 4 (BENCHMARKS.md).
-    env = {"UV_COMPILE_BYTECODE": "1"}
+    # Where Python may not write bytecode (PYTHONDONTWRITEBYTECODE, as on our machines), every
+    # process would compile each module it imports from source, TensorFlow's ~1,800 among
+    # them: 12 s a start instead of 4.4 (docs/testing.md). There the installer compiles it
+    # once; elsewhere a module's first import writes it.
+    env = {"UV_COMPILE_BYTECODE": "1"} if os.environ.get("PYTHONDONTWRITEBYTECODE") else {}
     session.install(*nox.project.dependency_groups(PYPROJECT, group), env=env)
 
 

@@ -56,7 +56,7 @@ def environment(tf: str) -> Path:
     """
     home = cache_root() / f"tf-{tf}"
     python = home / "bin" / "python"
-    if (home / ".complete").exists() and (home / ".compiled").exists():
+    if (home / ".complete").exists() and not _uncompiled(home):
         return python
     home.parent.mkdir(parents=True, exist_ok=True)
     with open(home.parent / f"tf-{tf}.lock", "w") as lock:
@@ -65,15 +65,20 @@ def environment(tf: str) -> Path:
             shutil.rmtree(home, ignore_errors=True)
             _build(home, requirement(tf))
             (home / ".complete").write_text(requirement(tf) + "\n")
-        if not (home / ".compiled").exists():  # environments built before it was a step
+        if _uncompiled(home):
             _compile(python)
             (home / ".compiled").touch()
     return python
 
 
+def _uncompiled(home: Path) -> bool:
+    # Where Python may not write bytecode, a worker would compile TensorFlow's modules from
+    # source at each start (three times the import's cost): compile them once. Elsewhere
+    # the first start writes what it imports.
+    return bool(os.environ.get("PYTHONDONTWRITEBYTECODE")) and not (home / ".compiled").exists()
+
+
 def _compile(python: Path) -> None:
-    # Bytecode for every module, once: a worker would otherwise compile TensorFlow's modules
-    # at each start wherever PYTHONDONTWRITEBYTECODE is set (three times the import's cost).
     code = (
         "import compileall, sysconfig; "
         "compileall.compile_dir(sysconfig.get_path('purelib'), quiet=2, workers=0)"
