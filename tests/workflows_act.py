@@ -51,9 +51,10 @@ _SKIP = {
     ".ci-tooling",
 }
 _USES = re.compile(r"uses:\s*([\w.-]+/[\w.-]+)(?:/[\w./-]+)?@([0-9a-f]{40})\b")
-# Variables of the test process that would leak into workflow steps and change them.
+# Variables of the test process that would leak into workflow steps and change them
+# (GitHub's runners do not set PYTHONDONTWRITEBYTECODE: their jobs write bytecode).
 _LEAKY = re.compile(
-    r"^(CI_.*|PYTEST_.*|PYTHONPATH|PYTHONSAFEPATH|VIRTUAL_ENV|GITHUB_.*|"
+    r"^(CI_.*|PYTEST_.*|PYTHONPATH|PYTHONSAFEPATH|PYTHONDONTWRITEBYTECODE|VIRTUAL_ENV|GITHUB_.*|"
     r"RUNNER_.*|ACTIONS_.*|STORAGE_EMULATOR_HOST|NOX_.*)$"
 )
 
