@@ -52,7 +52,7 @@ class Settings:
     instances_file: str = _s("test.json", "JSON-lines instances for smoke tests")
     state_dir: str = _s(".local-cloud", "where the embedded emulators keep their state")
     local_max_replicas: int | None = _s(None, "cap on local training processes per job")
-    poll_interval: float | None = _s(None, "seconds between polls (default 10; emulators 0.25)")
+    poll_interval: float | None = _s(None, "seconds between polls (default 10; emulators 0.05)")
     heartbeat: float = _s(60.0, "seconds between 'still running' lines while waiting")
     tf_version: str | None = _s(None, "TensorFlow version for images (default: installed)")
     executor_image: str | None = _s(None, "training executorImageUri (default: from tf_version)")
@@ -82,7 +82,7 @@ class Settings:
         if self.poll_interval is not None:
             return self.poll_interval
         local = self.embedded or (self.api_endpoint or "").startswith("http://")
-        return 0.25 if local else 10.0
+        return 0.05 if local else 10.0
 
     @property
     def project_id(self) -> str:

@@ -20,7 +20,7 @@ DEFAULTS = {
     "api_endpoint": "the regional endpoint",
     "storage_endpoint": "`STORAGE_EMULATOR_HOST` when set, else Google's",
     "endpoint_name": "`MODEL-endpoint`",
-    "poll_interval": "`10`; `0.25` for emulators",
+    "poll_interval": "`10`; `0.05` for emulators",
     "tf_version": "installed TensorFlow",
     "executor_image": "from `tf_version`",
     "serving_image": "from `tf_version`",
