@@ -36,6 +36,47 @@ train.run(config)
 print(json.dumps({"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}))
 """
 
+# Where a short run's time above the import goes: each phase of train.run, timed in one
+# process with the same data and steps as the P6 row (local files, no cluster).
+_PHASES = """
+import json, os, sys, time
+t = [time.perf_counter()]
+import tensorflow as tf
+t.append(time.perf_counter())
+import keras
+from trainer import cluster, model, train
+t.append(time.perf_counter())
+job_dir, steps = sys.argv[1], int(sys.argv[2])
+config = train.Config(job_dir=job_dir, train_file="data/iris_training.csv",
+                      eval_file="data/iris_test.csv", train_steps=steps, batch_size=32,
+                      learning_rate=0.01, hidden_units=(10, 10))
+train.seed_everything(config.seed)
+net = train.fit(config, cluster.strategy(cluster.role()), [config.train_file])
+t.append(time.perf_counter())
+served = model.build_model(config.hidden_units)
+served.set_weights(net.get_weights())
+train.evaluate(served, [config.eval_file], config.batch_size)
+t.append(time.perf_counter())
+model.export_archive(served).write_out(os.path.join(job_dir, "export"), verbose=False)
+t.append(time.perf_counter())
+print(json.dumps([b - a for a, b in zip(t, t[1:])]))
+"""
+PHASES = (
+    "`import tensorflow`",
+    "`import keras` and the trainer's modules",
+    "seed, strategy, the steps (the first one traces the step function)",
+    "evaluation on data/iris_test.csv",
+    "the SavedModel export (traces the serving signature, writes it)",
+)
+
+
+def _phases(job_dir: str) -> list[float]:
+    out = subprocess.run(
+        [sys.executable, "-c", _PHASES, job_dir, str(P6_STEPS)],
+        cwd=ROOT, env=ENV, check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return json.loads(out.strip().splitlines()[-1])
+
 
 def _cpu() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -61,6 +102,7 @@ def _train_seconds(job_dir: str, deterministic: bool) -> tuple[float, float]:
 
 def run() -> str:
     kinds = {"import": [], "trainer": [], "on": [], "off": []}
+    phases: list[list[float]] = []
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         for n in range(REPEATS):
@@ -70,10 +112,14 @@ def run() -> str:
                 _wall([sys.executable, "-m", "trainer.task", "--job-dir", job,
                        "--train-steps", str(P6_STEPS)])
             )  # fmt: skip
+            phases.append(_phases(os.path.join(tmp, f"phases-{n}")))
             for mode in ("on", "off"):
                 kinds[mode].append(_train_seconds(os.path.join(tmp, f"{mode}-{n}"), mode == "on"))
     wall = {k: statistics.median(v[0] for v in runs) for k, runs in kinds.items()}
     cpu = {k: statistics.median(v[1] for v in runs) for k, runs in kinds.items()}
+    phase = [statistics.median(run[i] for run in phases) for i in range(len(PHASES))]
+    # What every trainer that exports a Keras model pays: both imports and the export.
+    floor = (phase[0] + phase[1] + phase[4]) / phase[0]
     return "\n".join(
         [
             "### Trainer: fixed cost (P6) and the cost of determinism (issues 12, 14)",
@@ -99,6 +145,17 @@ def run() -> str:
             f"| {cpu['off']:.2f} |",
             f"| cost of determinism | {(wall['on'] / wall['off'] - 1) * 100:+.0f}% "
             f"| {(cpu['on'] / cpu['off'] - 1) * 100:+.0f}% |",
+            "",
+            f"Where the {P6_STEPS}-step run's time goes, phase by phase in one process (medians):",
+            "",
+            "| phase | wall s |",
+            "| --- | ---: |",
+            *(f"| {name} | {s:.2f} |" for name, s in zip(PHASES, phase, strict=True)),
+            "",
+            "P6's floor: any trainer that exports a Keras model imports TensorFlow and Keras",
+            "and writes a SavedModel, whatever it trains: "
+            f"({phase[0]:.2f} + {phase[1]:.2f} + {phase[4]:.2f}) ÷ {phase[0]:.2f} = "
+            f"{floor:.2f}× the import. The rest, the steps and the evaluation, is the work.",
             "",
             "Both `train.run` rows seed everything and shuffle with stateless ops; the",
             "difference is `tf.config.experimental.enable_op_determinism()` alone. They",
