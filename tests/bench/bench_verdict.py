@@ -222,7 +222,9 @@ def run() -> str:
             f"The floor of P1: its processes used {med['p1_cpu']:.0f} CPU-seconds "
             f"({runs('p1_cpu')}), so on {os.cpu_count()} cores it cannot take less than "
             f"{med['p1_cpu'] / cores:.0f} s ({med['p1_cpu'] / cores / med['import']:.0f}× the "
-            "import): the run is bound by the work, not by waiting. In its first round the",
+            f"import); the other {med['p1'] - med['p1_cpu'] / cores:.0f} s are a core left idle",
+            "(a test waiting out the Google client's back-off between retries; lint,",
+            "`local_train` and `local_predict`, one process each). In its first round the",
             f"tests alone started TensorFlow in {tf_starts} processes ({kinds['trainer']} "
             f"trainers, {kinds['emulator']} emulators that loaded a model, {kinds['other']} "
             "others: pytest workers, `local-predict`, ...; counted by an import hook in the",
