@@ -4,8 +4,8 @@ SDK vs tooling: the same export uploaded as a new model each run; timed is deplo
 operation is done) plus one predict of data/test.json, through google-cloud-aiplatform
 (REST transport: ``model.deploy`` + ``endpoint.predict``) and through the tooling's own
 client (``ci.vertex.deploy`` + ``ci.predict.predict``: google-api-python-client polling
-every 0.25 s, its emulator default), alternating, in one emulator. Runtime parity: an
-emulator with ``--serving-runtime image`` and an empty cache (``XDG_CACHE_HOME`` and
+at the setting ``poll_interval``'s emulator default), alternating, in one emulator. Runtime
+parity: an emulator with ``--serving-runtime image`` and an empty cache (``XDG_CACHE_HOME`` and
 ``UV_CACHE_DIR`` in a temporary directory: a fresh machine) deploys the export under the
 tf2-cpu.2-15 image's TensorFlow: first use (build the environment, start the worker, load),
 then a second version (the worker is running: load), against the local runtime.
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ci import clients
 from ci.emulator import process
+from ci.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "bench-sdk"
@@ -81,7 +82,6 @@ def _endpoint(vertex, name: str) -> dict:
 def _tooling(emu, vertex, artifact_uri: str, n: int) -> float:
     from ci.cloud import Cloud
     from ci.predict import predict
-    from ci.settings import Settings
     from ci.vertex import deploy
 
     settings = Settings(project=PROJECT, api_endpoint=emu.vertex_url, bucket=BUCKET)
@@ -207,7 +207,8 @@ def run() -> str:
             *sdk_rows,
             "",
             "Both times include each client's own polling of the deploy operation (the",
-            "SDK's google-api-core backoff; the tooling's 0.25 s emulator interval).",
+            "SDK's google-api-core backoff; the tooling's `poll_interval`, "
+            f"{Settings().poll_seconds:g} s on emulators).",
             "",
             "Runtime parity (`--serving-runtime image`, setting `emulator_serving_runtime`):",
             "first deploy on an empty cache (downloads tensorflow-cpu 2.15.1, builds the",
