@@ -157,5 +157,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _leave(code: int) -> None:
+    """Exit with ``code``. A successful process that is the whole job skips TensorFlow's
+    interpreter teardown (seconds of freeing what the OS frees): its outputs are written
+    and closed. A task of a cluster leaves through TensorFlow's own shutdown, which its
+    peers expect."""
+    from trainer import cluster
+
+    if code == 0 and cluster.role().replicas == 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _leave(main())
