@@ -156,6 +156,9 @@ def run() -> str:
             "and writes a SavedModel, whatever it trains: "
             f"({phase[0]:.2f} + {phase[1]:.2f} + {phase[4]:.2f}) ÷ {phase[0]:.2f} = "
             f"{floor:.2f}× the import. The rest, the steps and the evaluation, is the work.",
+            f"The bare import's row is {wall['import'] - phase[0]:.2f} s longer than the import",
+            "inside a process: starting Python, and above all TensorFlow's interpreter",
+            "teardown at exit, which a successful trainer skips (docs/trainer.md).",
             "",
             "Both `train.run` rows seed everything and shuffle with stateless ops; the",
             "difference is `tf.config.experimental.enable_op_determinism()` alone. They",
