@@ -18,7 +18,7 @@ from typing import Any
 
 from ci import clients, local_dirs
 from ci.errors import CiError, UsageError
-from ci.settings import Settings
+from ci.settings import Settings, serving_image
 
 
 @dataclass
@@ -56,7 +56,8 @@ def connect(settings: Settings, *, deploys_its_job: bool = False) -> Iterator[Cl
     """Yield a :class:`Cloud`; for the embedded default, run the emulators meanwhile.
 
     ``deploys_its_job``: the command trains, then deploys (``pipeline``), so the embedded
-    emulator imports TensorFlow while the job runs; otherwise on the first model load.
+    emulator starts serving's TensorFlow (the local one, or under the image runtime the
+    serving image's) while the job runs; otherwise on the first model load.
     """
     if not settings.embedded:
         endpoint = settings.api_endpoint
@@ -71,7 +72,7 @@ def connect(settings: Settings, *, deploys_its_job: bool = False) -> Iterator[Cl
         state,
         max_local_replicas=settings.local_max_replicas,
         serving_runtime=settings.emulator_serving_runtime,
-        warm_up=deploys_its_job,
+        warm_up=serving_image(settings) if deploys_its_job else None,
     )
     with emulators:
         vertex, storage = _clients(settings, emulators.vertex_url, emulators.storage_url)

@@ -25,12 +25,12 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ci import flags, outputs, tiers, vertex
+from ci import flags, outputs, vertex
 from ci.cloud import Cloud, api, connect, wait_operation
 from ci.errors import CiError
 from ci.predict import predict, read_instances
 from ci.restore import drop_upload, restore
-from ci.settings import git_sha, resolve, tf_version
+from ci.settings import git_sha, resolve, serving_image
 from ci.train import SUCCEEDED
 
 CANARY = "canary"
@@ -93,9 +93,7 @@ def upload(
     model = {
         "displayName": s.model_name,
         "artifactUri": f"{directory}/model",
-        "containerSpec": {
-            "imageUri": s.serving_image or tiers.serving_image(tf_version(s), s.region)
-        },
+        "containerSpec": {"imageUri": serving_image(s)},
         "labels": {**version_labels(cloud, job, metrics), **(extra_labels or {})},
         "versionDescription": f"trained by {job['name']}",
     }

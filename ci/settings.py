@@ -221,6 +221,14 @@ def tf_version(settings: Settings) -> str:
     return _newest_prebuilt()
 
 
+def serving_image(settings: Settings) -> str:
+    """The image new versions are served with: the setting, else the prebuilt prediction
+    image for :func:`tf_version`."""
+    from ci import tiers
+
+    return settings.serving_image or tiers.serving_image(tf_version(settings), settings.region)
+
+
 def git_sha(settings: Settings) -> str:
     """The commit to label versions with: setting, ``GITHUB_SHA``, ``git``, else 'unknown'."""
     sha = settings.git_sha or os.environ.get("GITHUB_SHA")

@@ -109,9 +109,13 @@ def test_sigterm_ends_running_jobs_and_their_processes(tmp_path):
         assert "shut down" in ended["error"]["message"]
 
 
-def _imports_tensorflow(emu) -> bool:
+def _health(emu) -> dict:
     with urllib.request.urlopen(f"{emu.vertex_url}/_emulator/health") as health:
-        return json.load(health)["tensorflow"]
+        return json.load(health)
+
+
+def _imports_tensorflow(emu) -> bool:
+    return _health(emu)["tensorflow"]
 
 
 def test_tensorflow_is_imported_while_a_job_runs_only_when_asked(tmp_path):
@@ -122,12 +126,24 @@ def test_tensorflow_is_imported_while_a_job_runs_only_when_asked(tmp_path):
         _start_hanging_job(emu, vertex, poll, tmp_path / "lazy")  # SIGTERM at exit ends it
         assert _imports_tensorflow(emu) is False
     # `ci pipeline` deploys its job's export: the import starts once the job runs.
-    with process.start(tmp_path / "warm", warm_up=True) as emu:
+    with process.start(tmp_path / "warm", warm_up="") as emu:
         vertex, poll = _connect(emu)
         vertex.projects().locations().models().list(parent=PARENT).execute()
         assert _imports_tensorflow(emu) is False
         _start_hanging_job(emu, vertex, poll, tmp_path / "warm")
         poll.until(lambda: _imports_tensorflow(emu), 60, "TensorFlow to be imported")
+
+
+def test_under_the_image_runtime_the_warm_up_starts_the_serving_images_worker(tmp_path):
+    # The promote job of the workflows serves with the image's TensorFlow: its worker, not
+    # this process, is what a deploy after the job would otherwise wait for.
+    image = "us-docker.pkg.dev/vertex-ai/prediction/tf2-cpu.2-15:latest"
+    with process.start(tmp_path / "s", serving_runtime="image", warm_up=image) as emu:
+        vertex, poll = _connect(emu)
+        assert _health(emu)["serving_workers"] == []
+        _start_hanging_job(emu, vertex, poll, tmp_path / "s")
+        poll.until(lambda: _health(emu)["serving_workers"] == ["2.15"], 60, "the worker")
+        assert _imports_tensorflow(emu) is False  # the emulator itself never needs it
 
 
 def test_start_fails_clearly_when_a_port_is_taken(tmp_path, emulator):

@@ -68,9 +68,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--warm-up",
-        action="store_true",
-        help="import TensorFlow while the first job runs (serving runtime local), so a "
-        "deploy after it does not wait for it (default: on the first model load)",
+        nargs="?",
+        const="",
+        metavar="IMAGE",
+        help="while the first job runs, import serving's TensorFlow (with --serving-runtime "
+        "image, start the worker of IMAGE's TensorFlow), so a deploy after it does not wait "
+        "for it (default: on the first model load)",
     )
     return p
 

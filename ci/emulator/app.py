@@ -42,7 +42,7 @@ class Emulator:
         storage_port=0,
         max_local_replicas=None,
         serving_runtime="local",
-        warm_up=False,
+        warm_up=None,
     ):
         self.state_dir = Path(state_dir).resolve()
         self.vertex_port, self.storage_port = vertex_port, storage_port
@@ -65,7 +65,7 @@ class Emulator:
             self.store = Store(self.state_dir)
             self.runner = JobRunner(self.store, self.storage_url, self.max_local_replicas)
             self.runner.recover()
-            if self.warm_up and self.serving_runtime == "local":
+            if self.warm_up is not None:
                 self.runner.on_running.append(self._warm_up)
             self.operations = Operations(self.store, self.faults)
             self.operations.recover()
@@ -79,13 +79,22 @@ class Emulator:
         self._thread.start()
 
     def _warm_up(self, job_id: str) -> None:
-        # Import TensorFlow while the first job trains, so the deploy after it does not wait
-        # for it. Not sooner: the import holds the interpreter for seconds, and the job's
-        # start (package download, spawning) would wait behind it. Without --warm-up the
-        # first model load imports it (most `ci` commands never need it). Under the image
-        # runtime models load in their image's TensorFlow, in a worker: nothing to warm here.
+        # Start what serving the job's export will need while the first job trains, so the
+        # deploy after it does not wait for it: TensorFlow here, or under the image runtime
+        # the worker of the serving image's TensorFlow (--warm-up IMAGE). Not sooner: the
+        # import holds the interpreter (or a core) for seconds, and the job's start (package
+        # download, spawning) would wait behind it. Without --warm-up the first model load
+        # does it (most `ci` commands never need it).
         if self._warming.acquire(blocking=False):
-            threading.Thread(target=_import_serving, name="warm-up", daemon=True).start()
+            threading.Thread(target=self._warm, name="warm-up", daemon=True).start()
+
+    def _warm(self) -> None:
+        if self.serving_runtime == "image":
+            from ci.emulator import runtime
+
+            if runtime.warm_up(self.warm_up, self.store.cache_dir()):
+                return
+        _import_serving()
 
     @property
     def vertex_url(self) -> str:
@@ -152,8 +161,15 @@ class Emulator:
         return body
 
     def _health(self, request: Request):
-        # Whether serving has started to import TensorFlow (--warm-up or a model load did).
-        return 200, {"ok": True, "tensorflow": "tensorflow" in sys.modules}
+        # Whether serving has started to import TensorFlow (--warm-up or a model load did),
+        # here and in the serving image's workers (--serving-runtime image).
+        from ci.emulator import runtime
+
+        return 200, {
+            "ok": True,
+            "tensorflow": "tensorflow" in sys.modules,
+            "serving_workers": runtime.workers(),
+        }
 
     def _faults_list(self, request: Request):
         return 200, {"faults": self.faults.listing()}

@@ -76,7 +76,7 @@ def start(
     storage_port: int = 0,
     max_local_replicas: int | None = None,
     serving_runtime: str | None = None,
-    warm_up: bool = False,
+    warm_up: str | None = None,
     env: dict[str, str] | None = None,
 ) -> Emulators:
     """Launch the emulators and return once both print their URL (no sleeping).
@@ -85,7 +85,8 @@ def start(
     goes to ``<state_dir>/emulator.log``; on a failed start its tail is in the error.
     ``serving_runtime`` (``local`` or ``image``, see :mod:`ci.emulator.runtime`) is
     checked here, so a bad setting is a usage error before anything starts. ``warm_up``
-    imports TensorFlow while the first job runs, for callers that deploy its export.
+    (``""``, or the image the job's export will be served with) starts serving's TensorFlow
+    while the first job runs, for callers that deploy its export.
     """
     if serving_runtime is not None and serving_runtime not in RUNTIMES:
         raise UsageError(
@@ -110,8 +111,8 @@ def start(
         argv += ["--max-local-replicas", str(max_local_replicas)]
     if serving_runtime is not None:
         argv += ["--serving-runtime", serving_runtime]
-    if warm_up:
-        argv.append("--warm-up")
+    if warm_up is not None:
+        argv += ["--warm-up", warm_up] if warm_up else ["--warm-up"]
     # The child must import this very ``ci`` package, whatever the caller's directory.
     root = str(Path(__file__).resolve().parents[2])
     child_env = {**os.environ, **(env or {})}

@@ -180,14 +180,42 @@ _workers: dict[str, Worker] = {}
 _workers_lock = threading.Lock()
 
 
+def _worker(tf: str, log_dir: Path) -> Worker:
+    """The running worker of TensorFlow ``tf``, started (its environment built) if needed."""
+    python = environment(tf)
+    with _workers_lock:
+        worker = _workers.get(tf)
+        if worker is None or not worker.alive:
+            worker = _workers[tf] = Worker(python, log_dir / f"runtime-tf-{tf}.log")
+    return worker
+
+
 def load(image_uri: str, export_dir: Path, label: str):
     """A predictor for ``export_dir`` under ``image_uri``'s TensorFlow, or None for "local"."""
     tf = image_tf(image_uri)
     if tf is None:
         return None
-    python = environment(tf)
+    return RemotePredictor(_worker(tf, export_dir.parent), export_dir, label)
+
+
+def workers() -> list[str]:
+    """The TensorFlow versions whose worker is running."""
     with _workers_lock:
-        worker = _workers.get(tf)
-        if worker is None or not worker.alive:
-            worker = _workers[tf] = Worker(python, export_dir.parent / f"runtime-tf-{tf}.log")
-    return RemotePredictor(worker, export_dir, label)
+        return sorted(tf for tf, worker in _workers.items() if worker.alive)
+
+
+def warm_up(image_uri: str, log_dir: Path) -> bool:
+    """Start the worker of ``image_uri``'s TensorFlow now, so that it imports TensorFlow
+    before the first deploy asks it to load; False if the image is served locally.
+
+    A failure is left for the deploy to meet (and report) again.
+    """
+    tf = image_tf(image_uri)
+    if tf is None:
+        return False
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        _worker(tf, log_dir)
+    except Exception:  # the deploy that needs it builds it again, and says why
+        pass
+    return True
