@@ -29,7 +29,7 @@ from ci import (
 )
 from ci import package as packaging
 from ci.cloud import Cloud, connect
-from ci.errors import GateRejected, UsageError
+from ci.errors import CiError, GateRejected, UsageError
 from ci.settings import resolve
 
 
@@ -88,7 +88,8 @@ def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Prom
             plan.timeout,
             plan.extra_args,
         )
-        outputs.write_outputs(reports.outputs, tuned.outputs())
+        print(tuned.candidate(), flush=True)
+        outputs.write_outputs(reports.outputs, tuned.candidate_outputs())
         job_name, job_dir, labels = tuned.best["customJob"], tuned.trial_dir, tuned.labels()
     else:
         result = train.train(
@@ -112,9 +113,13 @@ def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Prom
     except GateRejected:
         report.after_gate(*job_report, plan.thresholds, best_effort=True)  # worth a look too
         raise
-    promotion = promote.promote(cloud, job_name, plan.instances_file, plan.canary, labels)
+    try:
+        promotion = promote.promote(cloud, job_name, plan.instances_file, plan.canary, labels)
+    except CiError:
+        report.after_gate(*job_report, plan.thresholds, best_effort=True)  # why it stopped
+        raise
     reports.step(promotion)
-    report.after_gate(*job_report, plan.thresholds)
+    report.after_gate(*job_report, plan.thresholds)  # it names the version it became
     # The smoke test's answer is the endpoint's answer for the instances file: no second call.
     outputs.write_outputs(reports.outputs, {"predictions": promotion.predictions})
     return promotion
@@ -131,8 +136,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--report-dir", metavar="DIR", help="write `ci report` there at the end")
     parser.add_argument(
         "--tune",
-        action="store_true",
-        help="tune (--tuning-config) instead of train; gate and promote the best trial",
+        nargs="?",
+        const="true",
+        default="false",
+        choices=("true", "false"),
+        help="tune (--tuning-config) instead of train; gate and promote the best trial "
+        "(--tune false, the default, trains once)",
     )
     tune.add_arguments(parser)
     args = parser.parse_args(ours)
@@ -148,7 +157,7 @@ def main(argv: list[str]) -> int:
         args.canary,
         args.gate_config,
         # --tune: the best trial's export is gated and promoted; the study is checked now.
-        tuning_config.load(Path(args.tuning_config)) if args.tune else None,
+        tuning_config.load(Path(args.tuning_config)) if args.tune == "true" else None,
     )
     predict.read_instances(plan.instances_file)
     if not settings.train_file or not settings.eval_file:

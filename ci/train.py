@@ -225,7 +225,7 @@ def main(argv: list[str]) -> int:
 
         with connect(settings) as cloud:
             tuned = tune.tune(cloud, study, pools, package, None, args.timeout, tuple(extra))
-        print(f"best trial {tuned.best['id']}: {tuned.best['customJob']}")
+        print(tuned.candidate())
         outputs.write_outputs(args.outputs, tuned.candidate_outputs())
         outputs.write_summary(args.summary, tuned.summary(study.metric))
         return 0

@@ -52,6 +52,10 @@ class TuneResult:
             "version_labels": self.labels(),
         }
 
+    def candidate(self) -> str:
+        """The line that names the candidate: the best trial and its CustomJob."""
+        return f"best trial {self.best['id']}: {self.best['customJob']}"
+
     def candidate_outputs(self) -> dict:
         """``ci train --tuning-config``'s outputs: ``job_name`` is the best trial's CustomJob,
         the candidate that gate, report and promote take; ``tuning_job`` is the tuning job."""

@@ -153,6 +153,26 @@ def test_standard_1_trains_with_several_processes_and_serves(workdir):
     assert len(predictions) == 3 and all("class_ids" in p for p in predictions)
 
 
+def test_a_failed_smoke_test_promotes_nothing_and_still_reports(workdir):
+    # Instances the model cannot take: the staging endpoint's smoke test fails.
+    (workdir / "wrong.json").write_text('{"petal_size": 1.0}\n')
+    report = workdir / "R"
+    result, values = _pipeline(
+        workdir,
+        *("--train-steps", "20", "--threshold", "accuracy.lower_bound=0"),
+        *("--instances-file", str(workdir / "wrong.json"), "--report-dir", str(report)),
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("Error: ") and "petal_size" in line, line
+    assert values["gate_decision"] == "yes" and "model_version" not in values
+    # Nothing serves (the version was uploaded, never deployed on the endpoint); the report
+    # says what was trained and gated.
+    assert all(traffic == 0 for _, _, traffic in _versions(workdir))
+    assert "gate says **yes**" in (report / "report.md").read_text()
+    assert "report not written" not in result.stdout
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

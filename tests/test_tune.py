@@ -269,9 +269,11 @@ def test_pipeline_tune_promotes_the_best_trial(tmp_path):
     assert values["gate_decision"] == "yes" and values["model_version"] == "1"
     versions = run_ci(["versions", "--json"], env, timeout=120)
     (version,) = json.loads(versions.stdout)
-    tuning_id = values["job_name"].rsplit("/", 1)[-1]
+    tuning_id = values["tuning_job"].rsplit("/", 1)[-1]
     assert version["labels"]["tuning-job"] == tuning_id
     assert version["labels"]["tuning-trial"] == best[0]
+    # job_name is the candidate, as `ci train --tuning-config` writes it: the best trial's.
+    assert values["job_name"] == values["best_trial_job"]
     assert version["labels"]["job-id"] == values["best_trial_job"].rsplit("/", 1)[-1]
     assert version["artifact_uri"] == values["best_trial_dir"] + "/model"
     predictions = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]

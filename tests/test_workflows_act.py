@@ -21,8 +21,9 @@ pytestmark = pytest.mark.act
 # The validation's tests session inside act runs this file only: the whole suite already
 # runs outside, and the act tests must not run themselves recursively.
 NARROW_TESTS = {"PYTEST_ADDOPTS": '-m "not act" tests/test_workflows_lint.py'}
-DEPLOY_JOBS = ("plan", "train and gate", "promote")
-TRAIN = "train and gate"
+# On the local platform the merge path is one job (`ci pipeline`): nothing waits for approval.
+TRAIN = "train, gate and promote (local)"
+DEPLOY_JOBS = ("plan", TRAIN)
 # A minimal caller of the reusable workflow alone, for the pull request comment runs.
 REHEARSE = """\
 on: pull_request
@@ -189,9 +190,7 @@ def test_a_dispatch_with_tune_promotes_the_best_trial(tmp_path):
     tuning = re.search(r"submitted \S+/hyperparameterTuningJobs/(\d+) \(2 trials, 2 at a", printed)
     best = re.search(r"best trial (\d+): (\S+/customJobs/(\d+))", printed)
     assert tuning and best, printed
-    trial_job = next(
-        j for j in job_records(run.artifact("local-cloud-trained")) if j["name"] == best[2]
-    )
+    trial_job = next(j for j in job_records(run.artifact("local-cloud")) if j["name"] == best[2])
     assert trial_job["state"] == "JOB_STATE_SUCCEEDED"
     (version,) = serving(box.latest_cache("local-cloud-"))
     assert version["aliases"] == ["default"]
@@ -208,8 +207,7 @@ def test_dispatch_inputs_reach_the_job_and_a_gate_that_says_no_stops_it(pushed, 
     inputs = {"train-steps": "1", "scale-tier": "BASIC_GPU"}
     run = sandbox.run(repo, "workflow_dispatch", {"inputs": inputs}, inputs=inputs)
     assert not run.job_ran_like("validation/")
-    assert run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Package, stage and train")
-    job = job_records(run.artifact("local-cloud-trained"))[-1]
+    job = job_records(run.artifact("local-cloud"))[-1]
     (pool,) = job["jobSpec"]["workerPoolSpecs"]
     args = pool["pythonPackageSpec"]["args"]
     assert args[args.index("--train-steps") + 1] == "1"
@@ -217,15 +215,16 @@ def test_dispatch_inputs_reach_the_job_and_a_gate_that_says_no_stops_it(pushed, 
     assert pool["machineSpec"]["acceleratorType"] == "NVIDIA_TESLA_T4"
     assert job["state"] == "JOB_STATE_SUCCEEDED"
     assert run.rc != 0
-    assert not run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Gate the candidate")
+    assert not run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Package, stage, train")
     assert "exit status 3" in run.log  # the gate's "no", not a broken tool
-    assert "### Evaluation gate: no" in run.output_of(f"deploy/train-and-deploy/{TRAIN}")
-    assert not run.job_ran_like("deploy/train-and-deploy/promote")
+    printed = run.output_of(f"deploy/train-and-deploy/{TRAIN}")
+    assert "### Evaluation gate: no" in printed
+    assert "serves on" not in printed  # nothing was promoted
     # A rejected candidate still gets its report.
-    assert run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Report")
+    assert run.step_succeeded(f"deploy/train-and-deploy/{TRAIN}", "Upload the report")
     assert (run.artifact("report") / "report.md").is_file()
     # The state this run worked on, and what the next run will see, keep the same champion.
-    assert ci_json(run.artifact("local-cloud-trained"), "versions") == before
+    assert ci_json(run.artifact("local-cloud"), "versions") == before
     assert sandbox.latest_cache("local-cloud-") == before_entry
 
 

@@ -139,7 +139,10 @@ def test_cloud_jobs_skip_fork_pull_requests():
     jobs = load(WORKFLOWS / "train-and-deploy.yml")["jobs"]
     same_repo = "github.event.pull_request.head.repo.full_name == github.repository"
     assert same_repo in jobs["train"]["if"]
-    assert "needs.plan.outputs.platform == 'local'" in jobs["train"]["if"]
+    assert "needs.plan.outputs.platform == 'vertex'" in jobs["train"]["if"]
+    # The local platform's one job never authenticates (no platform input: the default).
+    assert jobs["local"]["if"] == "needs.plan.outputs.platform == 'local'"
+    assert not any(authenticates(s) for s in jobs["local"]["steps"])
 
     def upstream(name: str) -> set:
         needs = jobs[name].get("needs", [])
@@ -217,7 +220,9 @@ def test_no_expression_is_expanded_inside_run_scripts():
             assert "${{" not in step.get("run", ""), f"{path.parent.name}: use env:"
 
 
-TOOLING_JOBS = [("train-and-deploy.yml", n) for n in ("plan", "train", "promote", "comment")]
+TOOLING_JOBS = [
+    ("train-and-deploy.yml", n) for n in ("plan", "local", "train", "promote", "comment")
+]
 
 
 @pytest.mark.parametrize(
