@@ -14,6 +14,7 @@ import pytest
 
 from tests import workflows_second_repo as second
 from tests.github_stub import GitHubStub
+from tests.merge_path import run_ci
 from tests.workflows_act import ROOT, SLUG, Sandbox, ci_json, job_records
 
 pytestmark = pytest.mark.act
@@ -24,6 +25,25 @@ NARROW_TESTS = {"PYTEST_ADDOPTS": '-m "not act" tests/test_workflows_lint.py'}
 # On the local platform the merge path is one job (`ci pipeline`): nothing waits for approval.
 TRAIN = "train, gate and promote (local)"
 DEPLOY_JOBS = ("plan", TRAIN)
+# A job that prints the called workflow's outputs (the caller's job named CALLER).
+SHOW = """\
+  show:
+    needs: CALLER
+    runs-on: ubuntu-latest
+    timeout-minutes: 5
+    permissions: {}
+    steps:
+      - env:
+          OUT: ${{ toJSON(needs.CALLER.outputs) }}
+        run: echo "outputs $OUT"
+"""
+
+
+def shown_outputs(run, workflow: str) -> dict:
+    """The outputs the SHOW job of ``workflow`` (its file name) printed."""
+    return json.loads(run.output_of(f"{workflow}/show").split("outputs ", 1)[1])
+
+
 # A minimal caller of the reusable workflow alone, for the pull request comment runs.
 REHEARSE = """\
 on: pull_request
@@ -120,7 +140,8 @@ def test_pull_request_runs_validation_and_the_local_rehearsal(tmp_path):
 
 def test_a_pull_request_gets_one_comment_edited_on_every_run(tmp_path):
     box = Sandbox(tmp_path)
-    repo = box.create_repo(SLUG, source=ROOT, files={".github/workflows/pr.yml": REHEARSE})
+    caller = REHEARSE + SHOW.replace("CALLER", "rehearsal")
+    repo = box.create_repo(SLUG, source=ROOT, files={".github/workflows/pr.yml": caller})
     with GitHubStub() as github:
         runs = []
         for change in ("first push to the branch", "second push to the branch"):
@@ -135,9 +156,14 @@ def test_a_pull_request_gets_one_comment_edited_on_every_run(tmp_path):
                     env={"GITHUB_API_URL": github.url},
                 )
             )
-        for run in runs:
+        for number, run in enumerate(runs, 1):
             assert run.rc == 0, run.log[-6000:]
             assert run.job_succeeded_like("rehearsal/train-and-deploy/comment")
+            # The local job's outputs are the workflow's, as the vertex jobs' are.
+            out = shown_outputs(run, "pr.yml")
+            assert (out["platform"], out["gate-decision"]) == ("local", "yes")
+            assert out["model-version"] == str(number)  # the second run gated against the first
+            assert out["job-name"].startswith("projects/local-project/locations/")
         writes = github.writes()
     assert [w.method for w in writes] == ["POST", "PATCH"]
     created, edited = writes
@@ -226,6 +252,55 @@ def test_dispatch_inputs_reach_the_job_and_a_gate_that_says_no_stops_it(pushed, 
     # The state this run worked on, and what the next run will see, keep the same champion.
     assert ci_json(run.artifact("local-cloud"), "versions") == before
     assert sandbox.latest_cache("local-cloud-") == before_entry
+
+
+# Platform vertex, as a push with a project deploys: Vertex AI is the session's emulator
+# (an http:// api_endpoint and storage_endpoint, reached without credentials), so the two
+# jobs an approval may separate, and their hand-over, run for real.
+VERTEX = """\
+on: push
+permissions: {}
+jobs:
+  deploy:
+    uses: ./.github/workflows/train-and-deploy.yml
+    permissions: {contents: read, id-token: write, pull-requests: write}
+    with:
+      project: acme-project
+      bucket: acme-models
+      workload-identity-provider: >-
+        projects/123456789/locations/global/workloadIdentityPools/github/providers/acme
+      service-account: deployer@acme-project.iam.gserviceaccount.com
+      train-steps: "200"
+""" + SHOW.replace("CALLER", "deploy")
+
+
+def test_a_push_with_a_project_trains_then_promotes_in_two_jobs_on_vertex(tmp_path, emulator):
+    from ci import clients
+
+    clients.storage("acme-project", emulator.storage_host).create_bucket("acme-models")
+    box = Sandbox(tmp_path)
+    repo = box.create_repo(SLUG, source=ROOT, files={".github/workflows/deploy.yml": VERTEX})
+    sha = box.commit(repo, "push to main")
+    payload = {"ref": "refs/heads/main", "after": sha, "repository": {"default_branch": "main"}}
+    cloud = {"CI_API_ENDPOINT": emulator.vertex_url, "CI_STORAGE_ENDPOINT": emulator.storage_host}
+    run = box.run(repo, "push", payload, workflow=".github/workflows/deploy.yml", env=cloud)
+    assert run.rc == 0, run.log[-6000:]
+    assert "platform: vertex" in run.output_of("deploy/train-and-deploy/plan")
+    assert run.job_succeeded_like("deploy/train-and-deploy/train and gate")
+    assert run.job_succeeded_like("deploy/train-and-deploy/promote")
+    assert not run.job_ran_like("deploy/train-and-deploy/local")
+    assert "Authenticate to Google Cloud" in run.steps_run()  # both jobs; the stand-in's file
+    out = shown_outputs(run, "deploy.yml")
+    assert (out["platform"], out["gate-decision"], out["model-version"]) == ("vertex", "yes", "1")
+    assert out["job-name"].startswith("projects/acme-project/locations/us-central1/customJobs/")
+    assert json.loads(out["metrics"])["accuracy"] >= 0.5
+    env = {"CI_PROJECT": "acme-project", **cloud, "CI_STATE_DIR": str(tmp_path / "unused")}
+    listed = run_ci(["versions", "--json"], env, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    (version,) = json.loads(listed.stdout)
+    assert version["traffic_percent"] == 100 and version["aliases"] == ["default"]
+    assert version["labels"]["job-id"] == out["job-name"].rsplit("/", 1)[-1]
+    assert (run.artifact("report") / "report.md").is_file()
 
 
 def test_a_second_repository_calls_the_reusable_workflow(sandbox, repo):
