@@ -2,19 +2,22 @@
 
 As pypa/build does: the package's ``[build-system]`` (``requires``, ``build-backend``,
 ``backend-path``; PEP 517/518's setuptools defaults without one) is installed into an
-isolated environment, and the backend's hooks run there through ``pyproject_hooks``. So a
-trainer built with setuptools, hatchling, flit or pdm works, and nothing of the package or
-of this process's site-packages takes part. Environments are kept per set of requirements
-under ``~/.cache/tf-vertex-ci/build-envs/``, so only the first build of a kind installs.
+isolated environment, and the backend's hooks (``get_requires_for_build_sdist``, then
+``build_sdist``) run there, in one process (:mod:`ci.sdist_hooks`). So a trainer built with
+setuptools, hatchling, flit or pdm works, and nothing of the package or of this process's
+site-packages takes part. Environments are kept per set of requirements under
+``~/.cache/tf-vertex-ci/build-envs/``, so only the first build of a kind installs.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import subprocess
+import tempfile
 import tomllib
 import venv
 from dataclasses import dataclass
@@ -27,6 +30,7 @@ from ci.inputs import output_dir
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 # PEP 518's default for a project without [build-system].requires.
 DEFAULT_REQUIRES = ("setuptools>=40.8.0",)
+HOOKS = Path(__file__).with_name("sdist_hooks.py")
 
 
 @dataclass(frozen=True)
@@ -100,52 +104,50 @@ def build_env(requires: tuple[str, ...]) -> Path:
 
 def build_sdist(package_dir: Path, dist_dir: Path) -> Path:
     """Build the sdist of ``package_dir`` into ``dist_dir``; return its path."""
-    from pyproject_hooks import BackendUnavailable, BuildBackendHookCaller
-
     package_dir = package_dir.resolve()
     if not (package_dir / "setup.py").is_file() and not (package_dir / "pyproject.toml").is_file():
         raise UsageError(f"no setup.py or pyproject.toml in package dir {str(package_dir)!r}")
     system = build_system(package_dir)
     python = build_env(system.requires)
     dist_dir = local_dirs.ensure(dist_dir, "built packages", announce=False).resolve()
-    hooks = BuildBackendHookCaller(
-        str(package_dir),
-        system.backend,
-        list(system.backend_path) or None,
-        runner=_runner,
-        python_executable=str(python),
-    )
+    request = {
+        "backend": system.backend,
+        "backend_path": [str((package_dir / p).resolve()) for p in system.backend_path],
+        "sdist_dir": str(dist_dir),
+        "requires_known": False,
+    }
     # setuptools leaves NAME.egg-info in the source tree; remove what this build added.
     before = set(package_dir.glob("*.egg-info"))
     try:
-        extra = hooks.get_requires_for_build_sdist()
-        if extra:
-            _install(python, list(extra))
-        name = hooks.build_sdist(str(dist_dir))
-    except BackendUnavailable as exc:
-        raise CiError(f"build backend {system.backend!r} unavailable: {exc.message}") from None
-    except subprocess.CalledProcessError as exc:
-        tail = ((exc.output or "").strip().splitlines() or ["(no output)"])[-1]
-        raise CiError(f"building the sdist in {str(package_dir)!r} failed: {tail}") from None
+        result = _hooks(python, package_dir, request)
+        if "requires" in result:  # the backend's extra requirements, then build
+            _install(python, result["requires"])
+            result = _hooks(python, package_dir, {**request, "requires_known": True})
     finally:
         for leftover in set(package_dir.glob("*.egg-info")) - before:
             shutil.rmtree(leftover, ignore_errors=True)
-    return dist_dir / name
+    if "unavailable" in result:
+        raise CiError(f"build backend {system.backend!r} unavailable: {result['unavailable']}")
+    return dist_dir / result["sdist"]
 
 
-def _runner(cmd, cwd=None, extra_environ=None) -> None:
-    # The hook's output is kept for the error message, not streamed into ours.
-    env = {**os.environ, **(extra_environ or {})}
-    subprocess.run(
-        cmd,
-        cwd=cwd,
-        env=env,
-        check=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    )
+def _hooks(python: Path, package_dir: Path, request: dict) -> dict:
+    """Run :mod:`ci.sdist_hooks` in the build environment; its result."""
+    with tempfile.TemporaryDirectory(prefix="ci-sdist-") as scratch:
+        result_file = Path(scratch) / "result.json"
+        # The hooks' output is kept for the error message, not streamed into ours.
+        proc = subprocess.run(
+            [str(python), "-P", str(HOOKS), str(result_file)],
+            cwd=package_dir,
+            input=json.dumps(request),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        if proc.returncode != 0 or not result_file.is_file():
+            tail = (proc.stdout.strip().splitlines() or ["(no output)"])[-1]
+            raise CiError(f"building the sdist in {str(package_dir)!r} failed: {tail}")
+        return json.loads(result_file.read_text())
 
 
 def add_arguments(parser) -> None:
