@@ -30,7 +30,14 @@ FINAL_JOB_STATES = ("JOB_STATE_SUCCEEDED", "JOB_STATE_FAILED", "JOB_STATE_CANCEL
 # The slowest test files, slowest first. The tests session runs files in parallel, one
 # worker per core, in collection order: a long file that started last would keep one core
 # busy long after the other had finished (`--durations` shows where the time goes).
-SLOW_FIRST = ("test_workflows_act", "test_promote", "test_pipeline", "test_trainer", "test_sdk")
+SLOW_FIRST = (
+    "test_workflows_act_runs",
+    "test_workflows_act",
+    "test_promote",
+    "test_pipeline",
+    "test_trainer",
+    "test_sdk",
+)
 
 
 def pytest_collection_modifyitems(items):

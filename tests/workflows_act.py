@@ -299,3 +299,65 @@ def job_records(state_dir: Path) -> list[dict]:
     """The emulator's customJob records (what Vertex would return for customJobs.get)."""
     folder = state_dir / "vertex" / "records" / "customJobs"
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+# --- what the act tests share: callers, payloads and readings of a run ------------------
+
+# The validation's tests session inside act runs the workflow lint tests only: the whole
+# suite already runs outside, and the act tests must not run themselves recursively.
+NARROW_TESTS = {"PYTEST_ADDOPTS": '-m "not act" tests/test_workflows_lint.py'}
+# On the local platform the merge path is one job (`ci pipeline`): nothing waits for approval.
+TRAIN = "train, gate and promote (local)"
+DEPLOY_JOBS = ("plan", TRAIN)
+# A job that prints the called workflow's outputs (the caller's job named CALLER).
+SHOW = """\
+  show:
+    needs: CALLER
+    runs-on: ubuntu-latest
+    timeout-minutes: 5
+    permissions: {}
+    steps:
+      - env:
+          OUT: ${{ toJSON(needs.CALLER.outputs) }}
+        run: echo "outputs $OUT"
+"""
+
+
+def shown_outputs(run, workflow: str) -> dict:
+    """The outputs the SHOW job of ``workflow`` (its file name) printed."""
+    return json.loads(run.output_of(f"{workflow}/show").split("outputs ", 1)[1])
+
+
+# A minimal caller of the reusable workflow alone, for the pull request comment runs.
+REHEARSE = """\
+on: pull_request
+permissions: {}
+jobs:
+  rehearsal:
+    uses: ./.github/workflows/train-and-deploy.yml
+    permissions: {contents: read, id-token: write, pull-requests: write}
+    with: {train-steps: "200"}
+"""
+
+
+def pull_request(sha: str, head_repo: str, number: int = 7) -> dict:
+    """A ``pull_request`` event payload from ``head_repo`` into this repository's main."""
+    return {
+        "number": number,
+        "pull_request": {
+            "number": number,
+            "head": {"ref": "feature", "sha": sha, "repo": {"full_name": head_repo}},
+            "base": {"ref": "main", "repo": {"full_name": SLUG}},
+        },
+    }
+
+
+def jobs_succeeded(run, prefix: str) -> dict:
+    """``{job: succeeded?}`` for the train-and-deploy jobs called as ``prefix``."""
+    return {job: run.job_succeeded_like(f"{prefix}/train-and-deploy/{job}") for job in DEPLOY_JOBS}
+
+
+def serving(state_dir, cwd=ROOT) -> list[dict]:
+    """Versions that hold traffic, with their aliases (``python -m ci versions --json``)."""
+    rows = ci_json(state_dir, "versions", cwd=cwd)
+    return [r for r in rows if r["traffic_percent"]]

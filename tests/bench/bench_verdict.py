@@ -24,8 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.test_workflows_act import REHEARSE, pull_request
-from tests.workflows_act import SLUG, Sandbox
+from tests.workflows_act import REHEARSE, SLUG, Sandbox, pull_request
 from tests.workflows_act import git as git_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +35,7 @@ P1_COMMANDS = [
     "python3 -m nox -s local_train",
     "python3 -m nox -s local_predict",
 ]
-# The rehearsal is test_workflows_act's caller of the reusable workflow (train-steps 200).
+# The rehearsal is the act tests' caller of the reusable workflow (train-steps 200).
 REHEARSAL_STEPS = int(re.search(r'train-steps: "(\d+)"', REHEARSE)[1])
 
 
