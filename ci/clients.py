@@ -10,7 +10,8 @@ than read from the process environment.
 from __future__ import annotations
 
 # How often google-api-python-client retries 429 and 5xx answers (exponential backoff
-# with jitter, its own implementation: ``HttpRequest.execute(num_retries=...)``).
+# with jitter, its own implementation: ``HttpRequest.execute(num_retries=...)``): the
+# default of the ``api_retries`` setting.
 NUM_RETRIES = 5
 
 
@@ -24,10 +25,21 @@ def is_emulator(endpoint: str | None) -> bool:
     return bool(endpoint and endpoint.startswith("http://"))
 
 
-def vertex(region: str, api_endpoint: str | None = None, anonymous: bool = False):
-    """An ``aiplatform`` v1 client from the static discovery document shipped with the library."""
+def vertex(
+    region: str,
+    api_endpoint: str | None = None,
+    anonymous: bool = False,
+    retries: int = NUM_RETRIES,
+):
+    """An ``aiplatform`` v1 client from the static discovery document shipped with the
+    library; its requests retry 429 and 5xx ``retries`` times when executed (:func:`call`)."""
     from google.auth.credentials import AnonymousCredentials
     from googleapiclient import discovery
+    from googleapiclient.http import HttpRequest
+
+    class RetryingRequest(HttpRequest):
+        def execute(self, http=None, num_retries=retries):
+            return super().execute(http=http, num_retries=num_retries)
 
     credentials = AnonymousCredentials() if anonymous else None
     return discovery.build(
@@ -37,6 +49,7 @@ def vertex(region: str, api_endpoint: str | None = None, anonymous: bool = False
         cache_discovery=False,
         credentials=credentials,
         client_options={"api_endpoint": vertex_endpoint(region, api_endpoint)},
+        requestBuilder=RetryingRequest,
     )
 
 
@@ -60,4 +73,4 @@ def storage(project: str | None = None, endpoint: str | None = None):
 
 def call(request):
     """Execute a discovery request, retrying 429 and 5xx with the library's backoff."""
-    return request.execute(num_retries=NUM_RETRIES)
+    return request.execute()  # the client's retries (vertex(retries=...))

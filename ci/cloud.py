@@ -85,7 +85,9 @@ def _clients(settings: Settings, vertex_endpoint: str | None, storage_endpoint: 
 
     try:
         anonymous = clients.is_emulator(vertex_endpoint)
-        vertex = clients.vertex(settings.region, vertex_endpoint, anonymous=anonymous)
+        vertex = clients.vertex(
+            settings.region, vertex_endpoint, anonymous=anonymous, retries=settings.api_retries
+        )
         return vertex, clients.storage(settings.project_id, storage_endpoint)
     except DefaultCredentialsError:
         raise CiError(

@@ -17,7 +17,6 @@ import threading
 import pytest
 
 from ci import cli, tiers
-from ci.clients import NUM_RETRIES
 from ci.emulator import faults
 from ci.errors import BadInstance
 from ci.promote import promote, version_labels
@@ -300,10 +299,13 @@ def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, job
     # retries (waiting for the deployment itself would race the client's next poll).
     faults.delay_operations(url, 1.5, count=3)
     faults.delay_operations(url, 20, count=1)
+    # One retry (setting api_retries), so that the client's backoff between them is a
+    # second or two, not the default five retries' half a minute.
+    retries = 1
     proc = subprocess.Popen(
         [sys.executable, "-m", "ci", "promote", "--job", b],
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env, "CI_API_RETRIES": str(retries)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -324,7 +326,7 @@ def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, job
             what="the production deploy of version 2 to start",
         )
         assert proc.poll() is None, "ci promote ended early: " + "".join(proc.communicate())
-        faults.inject(url, "operations.get", 503, count=NUM_RETRIES + 1)
+        faults.inject(url, "operations.get", 503, count=retries + 1)
         out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
