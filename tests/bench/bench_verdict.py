@@ -190,8 +190,7 @@ def run() -> str:
     tf_starts = sum(kinds.values())
     cores = os.cpu_count() or 1
     floor = tf_starts * med["import"] / cores
-    # P8's floor: the rehearsal runs the merge path's own jobs; its `ci` steps alone, with no
-    # runner around them, are as short as it can get without changing what it rehearses.
+    # P8's floor: the rehearsal's `ci` steps alone, with no runner around them.
     floor8 = med["ci"] / med["pipeline"]
 
     def runs(kind: str) -> str:
@@ -222,8 +221,9 @@ def run() -> str:
             f"({runs('p1_cpu')}), so on {os.cpu_count()} cores it cannot take less than "
             f"{med['p1_cpu'] / cores:.0f} s ({med['p1_cpu'] / cores / med['import']:.0f}× the "
             f"import); the other {med['p1'] - med['p1_cpu'] / cores:.0f} s are a core left idle",
-            "(a test waiting out the Google client's back-off between retries; lint,",
-            "`local_train` and `local_predict`, one process each). In its first round the",
+            "(tests waiting for what they provoke, such as a deploy the emulator delays on",
+            "purpose; lint, `local_train` and `local_predict`, one process each). In its first",
+            "round the",
             f"tests alone started TensorFlow in {tf_starts} processes ({kinds['trainer']} "
             f"trainers, {kinds['emulator']} emulators that loaded a model, {kinds['other']} "
             "others: pytest workers, `local-predict`, ...; counted by an import hook in the",
@@ -231,15 +231,13 @@ def run() -> str:
             f"{floor:.0f} s = {floor / med['import']:.0f}× the import, before any test does "
             f"its work. Ten times the import is, on {cores} cores, the time of {10 * cores}",
             "TensorFlow starts and nothing else.",
-            "P8's floor: the rehearsal runs the jobs a push to `main` runs (plan; train, gate",
-            "and report; promote with the serving image's TensorFlow), so that what it passes is",
-            "what the merge will do; each job checks out, sets up Python and the tooling, and",
-            "hands the local cloud on as an artifact. Its steps that run `python -m ci` (from",
-            f"act's log) took {med['ci']:.1f} s ({runs('ci')}): {floor8:.2f}× the pipeline; the",
-            f"rest, {med['p8'] - med['ci']:.1f} s, is the runner's (checkouts, set-up,",
-            "artifacts, cache, act itself). Against `ci pipeline`, which runs all of it in one",
-            "process with one emulator, the rehearsal pays for each command's own start and",
-            "emulator, and for the promote job's own TensorFlow: the image's, started when",
-            "that job deploys (the pipeline imports its serving TensorFlow while the job trains).",
+            "P8's floor: on platform `local` the rehearsal is two jobs, the plan and one job",
+            "that runs `ci pipeline` (nothing waits for an approval there), as a push to `main`",
+            "without a project deploys. Its steps that run `python -m ci` (from act's log: the",
+            f"plan, and the pipeline with its report) took {med['ci']:.1f} s ({runs('ci')}):",
+            f"{floor8:.2f}× the pipeline alone, which writes no report; the rest,",
+            f"{med['p8'] - med['ci']:.1f} s, is the runner's: act starting two jobs, their",
+            "checkouts, setting up Python and the tooling (pip checks every requirement),",
+            "restoring and saving the local cloud, uploading the report and the local cloud.",
         ]
     )
