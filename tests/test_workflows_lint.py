@@ -169,9 +169,11 @@ def test_cloud_jobs_skip_fork_pull_requests():
 
 def test_promotion_is_never_cancelled_and_one_at_a_time():
     # The group names the project (or branch) and model: tests/test_workflow.py checks it.
-    promote = load(WORKFLOWS / "train-and-deploy.yml")["jobs"]["promote"]
-    assert promote["concurrency"]["cancel-in-progress"] is False
-    assert promote["concurrency"]["group"] == "${{ needs.plan.outputs.promote-group }}"
+    jobs = load(WORKFLOWS / "train-and-deploy.yml")["jobs"]
+    for promoting in (jobs["promote"], jobs["local"]):
+        assert promoting["concurrency"]["cancel-in-progress"] is False
+        assert promoting["concurrency"]["group"] == "${{ needs.plan.outputs.promote-group }}"
+    promote = jobs["promote"]
     assert promote["environment"] == "${{ needs.plan.outputs.environment }}"
     assert "plan" in promote["needs"] and "train" in promote["needs"]
 

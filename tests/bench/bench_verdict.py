@@ -167,6 +167,9 @@ def run() -> str:
         starts = tmp / "tensorflow-starts.log"
         box = Sandbox(tmp / "github")
         repo = box.create_repo(SLUG, source=warm, files={".github/workflows/pr.yml": REHEARSE})
+        # Untimed: the first run fills the sandbox's tool cache (the setup-python stand-in
+        # makes its pip there once; a hosted runner's tool cache is ready).
+        _rehearsal_seconds(box, repo)
         for n in range(REPEATS):
             times["import"].append(_import_seconds(python))
             rehearsal, ci_steps = _rehearsal_seconds(box, repo)
@@ -213,7 +216,8 @@ def run() -> str:
             "| ≤ 10× |",
             f"| | `python -m ci pipeline --train-steps {REHEARSAL_STEPS}`, fresh state "
             f"| {med['pipeline']:.1f} ({runs('pipeline')}) | | |",
-            f"| P8 | the pull request's rehearsal (train-and-deploy, platform local) under act "
+            f"| P8 | the pull request's rehearsal (train-and-deploy, platform local) under act, "
+            "after an untimed one "
             f"| {med['p8']:.1f} ({runs('p8')}) | {med['p8'] / med['pipeline']:.2f}× pipeline "
             "| ≤ 1.5× |",
             "",
