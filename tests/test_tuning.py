@@ -10,6 +10,7 @@ import io
 import json
 import tarfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -413,6 +414,11 @@ def test_sdk_grid_search_with_failing_trials_then_cancel(trial_package, tmp_path
     assert slow.state.name == "JOB_STATE_CANCELLED"
 
 
+def _pid_files(folder: Path) -> list[Path]:
+    """The trials' complete pid files (``pid-N.tmp`` is one being written, then renamed)."""
+    return sorted(p for p in folder.glob("pid-*") if p.suffix != ".tmp")
+
+
 def test_a_killed_emulator_fails_its_tuning_jobs_and_their_trials_on_restart(tmp_path):
     state, logs = tmp_path / "state", tmp_path / "logs"
     logs.mkdir()
@@ -425,7 +431,7 @@ def test_a_killed_emulator_fails_its_tuning_jobs_and_their_trials_on_restart(tmp
         body = tuning_job(f"gs://{BUCKET}/p.tar.gz", logs, [X], args=["--seconds=600"])
         name = jobs(vertex).create(parent=PARENT, body=body).execute()["name"]
         pids = Poll(vertex).until(
-            lambda: (found := sorted(logs.glob("pid-*"))) and len(found) == 2 and found,
+            lambda: len(found := _pid_files(logs)) == 2 and found,
             60,
             "two trials to start",
         )
