@@ -15,12 +15,12 @@ from tests.merge_path import run_ci
 from tests.workflows_act import (
     DEPLOY_JOBS,
     NARROW_TESTS,
-    REHEARSE,
+    REHEARSAL_INPUTS,
     ROOT,
-    SHOW,
     SLUG,
     TRAIN,
     Sandbox,
+    caller,
     job_records,
     jobs_succeeded,
     pull_request,
@@ -74,8 +74,8 @@ def test_pull_request_runs_validation_and_the_local_rehearsal(tmp_path):
 
 def test_a_pull_request_gets_one_comment_edited_on_every_run(tmp_path):
     box = Sandbox(tmp_path)
-    caller = REHEARSE + SHOW.replace("CALLER", "rehearsal")
-    repo = box.create_repo(SLUG, source=ROOT, files={".github/workflows/pr.yml": caller})
+    shown = caller("pull_request", "rehearsal", REHEARSAL_INPUTS, show=True)
+    repo = box.create_repo(SLUG, source=ROOT, files={".github/workflows/pr.yml": shown})
     with GitHubStub() as github:
         runs = []
         for change in ("first push to the branch", "second push to the branch"):
@@ -147,21 +147,20 @@ def test_a_dispatch_with_tune_promotes_the_best_trial(tmp_path):
 # Platform vertex, as a push with a project deploys: Vertex AI is the session's emulator
 # (an http:// api_endpoint and storage_endpoint, reached without credentials), so the two
 # jobs an approval may separate, and their hand-over, run for real.
-VERTEX = """\
-on: push
-permissions: {}
-jobs:
-  deploy:
-    uses: ./.github/workflows/train-and-deploy.yml
-    permissions: {contents: read, id-token: write, pull-requests: write}
-    with:
-      project: acme-project
-      bucket: acme-models
-      workload-identity-provider: >-
-        projects/123456789/locations/global/workloadIdentityPools/github/providers/acme
-      service-account: deployer@acme-project.iam.gserviceaccount.com
-      train-steps: "200"
-""" + SHOW.replace("CALLER", "deploy")
+VERTEX = caller(
+    "push",
+    "deploy",
+    {
+        "project": "acme-project",
+        "bucket": "acme-models",
+        "workload-identity-provider": (
+            "projects/123456789/locations/global/workloadIdentityPools/github/providers/acme"
+        ),
+        "service-account": "deployer@acme-project.iam.gserviceaccount.com",
+        "train-steps": "200",
+    },
+    show=True,
+)
 
 
 def test_a_push_with_a_project_trains_then_promotes_in_two_jobs_on_vertex(tmp_path, emulator):

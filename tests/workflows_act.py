@@ -309,35 +309,42 @@ NARROW_TESTS = {"PYTEST_ADDOPTS": '-m "not act" tests/test_workflows_lint.py'}
 # On the local platform the merge path is one job (`ci pipeline`): nothing waits for approval.
 TRAIN = "train, gate and promote (local)"
 DEPLOY_JOBS = ("plan", TRAIN)
-# A job that prints the called workflow's outputs (the caller's job named CALLER).
-SHOW = """\
-  show:
-    needs: CALLER
-    runs-on: ubuntu-latest
-    timeout-minutes: 5
-    permissions: {}
-    steps:
-      - env:
-          OUT: ${{ toJSON(needs.CALLER.outputs) }}
-        run: echo "outputs $OUT"
-"""
+# The steps a caller's ``show`` job runs: print the called workflow's outputs as JSON.
+_SHOW_STEP = '[{env: {OUT: "${{ toJSON(needs.%s.outputs) }}"}, run: echo "outputs $OUT"}]'
+
+
+def caller(event: str, job: str, inputs: dict, show: bool = False) -> str:
+    """A workflow that calls train-and-deploy on ``event`` as ``job`` with ``inputs``; with
+    ``show``, a ``show`` job after it prints the workflow's outputs (:func:`shown_outputs`)."""
+    lines = [
+        f"on: {event}",
+        "permissions: {}",
+        "jobs:",
+        f"  {job}:",
+        "    uses: ./.github/workflows/train-and-deploy.yml",
+        "    permissions: {contents: read, id-token: write, pull-requests: write}",
+        f"    with: {json.dumps(inputs)}",
+    ]
+    if show:
+        lines += [
+            "  show:",
+            f"    needs: {job}",
+            "    runs-on: ubuntu-latest",
+            "    timeout-minutes: 5",
+            "    permissions: {}",
+            f"    steps: {_SHOW_STEP % job}",
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def shown_outputs(run, workflow: str) -> dict:
-    """The outputs the SHOW job of ``workflow`` (its file name) printed."""
+    """The outputs the ``show`` job of ``workflow`` (its file name) printed."""
     return json.loads(run.output_of(f"{workflow}/show").split("outputs ", 1)[1])
 
 
-# A minimal caller of the reusable workflow alone, for the pull request comment runs.
-REHEARSE = """\
-on: pull_request
-permissions: {}
-jobs:
-  rehearsal:
-    uses: ./.github/workflows/train-and-deploy.yml
-    permissions: {contents: read, id-token: write, pull-requests: write}
-    with: {train-steps: "200"}
-"""
+# The act tests' rehearsal: a pull request calls the reusable workflow alone.
+REHEARSAL_INPUTS = {"train-steps": "200"}
+REHEARSE = caller("pull_request", "rehearsal", REHEARSAL_INPUTS)
 
 
 def pull_request(sha: str, head_repo: str, number: int = 7) -> dict:

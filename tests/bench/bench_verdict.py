@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.workflows_act import REHEARSE, SLUG, Sandbox, pull_request
+from tests.workflows_act import REHEARSAL_INPUTS, REHEARSE, SLUG, Sandbox, pull_request
 from tests.workflows_act import git as git_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +36,7 @@ P1_COMMANDS = [
     "python3 -m nox -s local_predict",
 ]
 # The rehearsal is the act tests' caller of the reusable workflow (train-steps 200).
-REHEARSAL_STEPS = int(re.search(r'train-steps: "(\d+)"', REHEARSE)[1])
+REHEARSAL_STEPS = int(REHEARSAL_INPUTS["train-steps"])
 
 
 # Counts the processes of one environment that import TensorFlow: a .pth file runs this at
