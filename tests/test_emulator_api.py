@@ -200,6 +200,16 @@ def test_injected_faults_on_create_and_delayed_operations(vertex, poll, emulator
     assert done["done"] and time.monotonic() - started >= 1.0
     assert done["response"]["displayName"] == "slow"
 
+    # Held for ten minutes, then released: it finishes now, with its result.
+    faults.delay_operations(emulator.vertex_url, 600)
+    create = vertex.projects().locations().endpoints().create
+    op = create(parent=PARENT, body={"displayName": "held"}).execute()
+    ops = vertex.projects().locations().endpoints().operations()
+    assert ops.get(name=op["name"]).execute()["done"] is False
+    assert faults.release_operations(emulator.vertex_url) >= 1
+    done = poll.operation(op, timeout=30)
+    assert done["done"] and done["response"]["displayName"] == "held"
+
 
 def test_bad_fault_specs_are_refused(emulator):
     with pytest.raises(urllib.error.HTTPError) as caught:

@@ -294,11 +294,11 @@ def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, job
         endpoint = find_endpoint(cloud)["name"]
     before, served = snapshot(env), serving(env)
     # The operations of the run (upload, staging deploy and undeploy) stay running for a
-    # while, the production deploy's for 20 s: long enough for this test to see it running
-    # on a loaded machine and make its next polls answer 503 more often than the client
-    # retries (waiting for the deployment itself would race the client's next poll).
-    faults.delay_operations(url, 1.5, count=3)
-    faults.delay_operations(url, 20, count=1)
+    # while, the production deploy's until this test lets it go: long enough to see it
+    # running on a loaded machine and make its next polls answer 503 more often than the
+    # client retries (waiting for the deployment itself would race the client's next poll).
+    faults.delay_operations(url, 0.5, count=3)
+    faults.delay_operations(url, 600, count=1)
     # One retry (setting api_retries), so that the client's backoff between them is a
     # second or two, not the default five retries' half a minute.
     retries = 1
@@ -327,6 +327,9 @@ def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, job
         )
         assert proc.poll() is None, "ci promote ended early: " + "".join(proc.communicate())
         faults.inject(url, "operations.get", 503, count=retries + 1)
+        # The polls that follow answer 503 whatever the deploy's state: it may finish now,
+        # and the restore, which waits for it to settle, need not wait out the delay.
+        assert faults.release_operations(url) >= 1
         out, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
@@ -456,8 +459,10 @@ def test_ctrl_c_during_the_staging_deploy_restores(env, emulator, jobs, vertex):
         promote(cloud, a, INSTANCES)
         staging = find_endpoint(cloud, staging_name(cloud))["name"]
     before, served = snapshot(env), serving(env)
-    # The upload and the staging deploy stay running a while: Ctrl-C lands in between.
-    faults.delay_operations(emulator.vertex_url, 3, count=2)
+    # The upload stays running a while, the staging deploy until Ctrl-C has landed and the
+    # restore waits for it to settle (it would wait up to 30 s): then this test lets it go.
+    faults.delay_operations(emulator.vertex_url, 1, count=1)
+    faults.delay_operations(emulator.vertex_url, 600, count=1)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ci", "promote", "--job", b],
         cwd=ROOT,
@@ -477,7 +482,14 @@ def test_ctrl_c_during_the_staging_deploy_restores(env, emulator, jobs, vertex):
 
         Poll(vertex).until(deploying, timeout=90, what="the staging deployment of version 2")
         proc.send_signal(signal.SIGINT)
+        seen = []
+        for line in proc.stdout:  # each progress line is flushed as it is printed
+            seen.append(line)
+            if "restoring the previous state" in line:
+                break
+        assert faults.release_operations(emulator.vertex_url) >= 1, "".join(seen)
         out, err = proc.communicate(timeout=90)
+        out = "".join(seen) + out
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -234,7 +234,7 @@ def test_an_operation_delayed_by_fault_injection_is_waited_for(sdk, trained):
 def test_deleting_an_endpoint_while_a_deploy_runs_is_refused_and_the_deploy_completes(sdk, trained):
     model = _upload(trained, "sdk-racing")
     endpoint = aiplatform.Endpoint.create(display_name="sdk-racing")
-    faults.delay_operations(sdk.vertex_url, 3)
+    faults.delay_operations(sdk.vertex_url, 600)  # held until the delete has been refused
     deployed = {
         "model": model.resource_name,
         "dedicated_resources": {
@@ -248,6 +248,7 @@ def test_deleting_an_endpoint_while_a_deploy_runs_is_refused_and_the_deploy_comp
     # FAILED_PRECONDITION travels as HTTP 400, which the REST transport raises as BadRequest.
     with pytest.raises(gexc.BadRequest, match="being-deployed"):
         endpoint.delete()
+    assert faults.release_operations(sdk.vertex_url) >= 1
     result = operation.result(timeout=60)
     assert [d.id for d in aiplatform.Endpoint(endpoint.resource_name).list_models()] == [
         result.deployed_model.id

@@ -140,6 +140,9 @@ class Emulator:
         router.add("GET", "/_emulator/faults", "_emulator.faults.list", self._faults_list)
         router.add("POST", "/_emulator/faults", "_emulator.faults.add", self._faults_add)
         router.add("DELETE", "/_emulator/faults", "_emulator.faults.clear", self._faults_clear)
+        router.add(
+            "POST", "/_emulator/operations:release", "_emulator.operations.release", self._release
+        )
         router.add("GET", "/_emulator/health", "_emulator.health", self._health)
         router.before.append(self._before)
         router.after.append(self._after)
@@ -181,6 +184,9 @@ class Emulator:
         if not isinstance(request.body, dict):
             raise ApiError(400, "expected a JSON object describing one fault")
         return 200, self.faults.add(request.body)
+
+    def _release(self, request: Request):
+        return 200, {"released": self.operations.release()}
 
     def _faults_clear(self, request: Request):
         self.faults.clear()

@@ -12,6 +12,8 @@ The admin API lives outside ``/v1/`` so no Google client can hit it by accident:
   job enters that state ``seconds`` late),
   ``{"operation": "delay", "seconds": 2, "count": 1}`` (the next long-running operation
   stays ``done: false`` that long);
+- ``POST /_emulator/operations:release`` ends every such delay now (a test that must act
+  while an operation runs holds it long, then lets it go instead of waiting it out);
 - ``GET /_emulator/faults`` lists what is pending; ``DELETE /_emulator/faults`` clears it.
 """
 
@@ -146,6 +148,11 @@ def delay_operations(vertex_url: str, seconds: float, count: int = 1) -> None:
     """Keep the next ``count`` long-running operations ``done: false`` for ``seconds``."""
     spec = {"operation": "delay", "seconds": seconds, "count": count}
     _admin(vertex_url, "POST", "/_emulator/faults", spec)
+
+
+def release_operations(vertex_url: str) -> int:
+    """End the injected delays of the operations still held; how many there were."""
+    return _admin(vertex_url, "POST", "/_emulator/operations:release", {})["released"]
 
 
 def pending(vertex_url: str) -> list[dict]:

@@ -33,6 +33,7 @@ class Operations:
         self.faults = faults
         self._changed = threading.Condition(store.lock)
         self._cancelled: set[str] = set()
+        self._released: set[str] = set()  # ended their injected delay early (release())
 
     def routes(self):
         """(HTTP method, path regex, discovery method id, handler) for each method served."""
@@ -120,9 +121,10 @@ class Operations:
             result, error = None, {"code": _rpc_code(exc.status), "message": exc.message}
         except Exception as exc:
             result, error = None, {"code": 13, "message": f"emulator error: {exc!r}"}
-        with self._changed:  # an injected delay, if any; a cancel ends it early
+        with self._changed:  # an injected delay, if any; a cancel or a release ends it early
             self._changed.wait_for(
-                lambda: op_id in self._cancelled, max(0.0, deadline - time.monotonic())
+                lambda: op_id in self._cancelled or op_id in self._released,
+                max(0.0, deadline - time.monotonic()),
             )
             record = self.store.get("operations", op_id)
             if record is None:  # deleted by operations.delete: nobody is waiting for it
@@ -189,6 +191,17 @@ class Operations:
                 self._cancelled.add(record["name"].rsplit("/", 1)[-1])
                 self._changed.notify_all()
         return 200, {}
+
+    def release(self) -> int:
+        """End every injected delay now (the admin API's ``operations:release``): the
+        operations still held finish as their work decided; how many were released."""
+        with self._changed:
+            held = [
+                op["name"].rsplit("/", 1)[-1] for op in self.store.all("operations") if not op["done"]
+            ]
+            self._released.update(held)
+            self._changed.notify_all()
+        return len(held)
 
     def delete(self, request: Request):
         """``operations.delete``: forget the record (the work itself is not stopped)."""
