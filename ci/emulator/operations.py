@@ -196,9 +196,8 @@ class Operations:
         """End every injected delay now (the admin API's ``operations:release``): the
         operations still held finish as their work decided; how many were released."""
         with self._changed:
-            held = [
-                op["name"].rsplit("/", 1)[-1] for op in self.store.all("operations") if not op["done"]
-            ]
+            records = self.store.all("operations")
+            held = [op["name"].rsplit("/", 1)[-1] for op in records if not op["done"]]
             self._released.update(held)
             self._changed.notify_all()
         return len(held)
