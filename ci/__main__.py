@@ -1,12 +1,14 @@
+import contextlib
 import os
 import sys
 
 from ci.cli import main
 
 code = main(sys.argv[1:])
-if "tensorflow" in sys.modules:  # local-predict: everything is written by now, and
-    # TensorFlow's interpreter teardown (seconds of freeing what the OS frees) is skipped.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
-sys.exit(code)
+# Everything is written and closed by now (files in `with` blocks, thread pools joined,
+# emulators stopped): skip the interpreter's teardown, which frees module by module what
+# the OS frees at once (0.1 s after `ci pipeline`, seconds after TensorFlow was imported).
+for stream in (sys.stdout, sys.stderr):
+    with contextlib.suppress(OSError, ValueError):  # a reader that went away: nothing to say
+        stream.flush()
+os._exit(code)

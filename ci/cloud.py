@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -68,12 +69,16 @@ def connect(settings: Settings, *, deploys_its_job: bool = False) -> Iterator[Cl
     from ci.emulator.process import start
 
     state = local_dirs.ensure(Path(settings.state_dir), "the local emulators' state")
+    # This process only waits while the emulators start: import the clients meanwhile.
+    importing = threading.Thread(target=clients.import_libraries, daemon=True)
+    importing.start()
     emulators = start(
         state,
         max_local_replicas=settings.local_max_replicas,
         serving_runtime=settings.emulator_serving_runtime,
         warm_up=serving_image(settings) if deploys_its_job else None,
     )
+    importing.join()
     with emulators:
         vertex, storage = _clients(settings, emulators.vertex_url, emulators.storage_url)
         guard(lambda: _ensure_bucket(storage, settings.bucket_name), "create local bucket")

@@ -116,3 +116,26 @@ def test_cli_error_is_one_line(export, tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "Error: instance 0: field 'PetalLength' must be float, got \"x\""
     )
+
+
+def test_serving_keeps_pyplot_out_and_report_plots_do_not_need_it(tmp_path):
+    # Serving's TensorFlow start skips Keras's import of pyplot (ci.serving.skip_pyplot);
+    # `ci report`'s plots draw in such a process all the same.
+    png = tmp_path / "confusion.png"
+    code = "\n".join(
+        [
+            "from pathlib import Path",
+            "from ci import plots, serving",
+            "serving.skip_pyplot()",
+            f"plots.confusion_matrix([[2, 0], [1, 3]], ['a', 'b'], Path({str(png)!r}))",
+            "try:",
+            "    import matplotlib.pyplot",
+            "except ImportError:",
+            "    print('no pyplot')",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert (result.returncode, result.stdout) == (0, "no pyplot\n"), result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -198,6 +198,6 @@ def _import_storage_client() -> None:
 
 
 def _import_serving() -> None:
-    import tensorflow  # noqa: F401
+    from ci import serving
 
-    import ci.serving  # noqa: F401
+    serving.import_tensorflow()

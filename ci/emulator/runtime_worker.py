@@ -14,10 +14,10 @@ import sys
 
 def main() -> int:
     """Serve request lines until stdin closes (the emulator exited)."""
-    import tensorflow as tf
-
     from ci.errors import BadInstance
-    from ci.serving import Predictor
+    from ci.serving import Predictor, import_tensorflow
+
+    tf = import_tensorflow()
 
     loaded = {}
     for line in sys.stdin:
