@@ -31,8 +31,15 @@ from tests.workflows_act import (
 pytestmark = pytest.mark.act
 
 
-def test_pull_request_runs_validation_and_the_local_rehearsal(tmp_path):
-    box = Sandbox(tmp_path)
+@pytest.fixture(scope="module")
+def tools(tmp_path_factory):
+    """One tool cache for the runs of this file, as a runner image keeps its Pythons: the
+    first run's setup-python makes the interpreter that the others find (3-4 s each)."""
+    return tmp_path_factory.mktemp("act-tool-cache")
+
+
+def test_pull_request_runs_validation_and_the_local_rehearsal(tmp_path, tools):
+    box = Sandbox(tmp_path, tools)
     repo = box.create_repo(SLUG, source=ROOT)
     sha = box.commit(repo, "a change under review")
     payload = pull_request(sha, "someone/fork")
@@ -72,8 +79,8 @@ def test_pull_request_runs_validation_and_the_local_rehearsal(tmp_path):
     assert serving(entry)[0]["aliases"] == ["default"]
 
 
-def test_a_pull_request_gets_one_comment_edited_on_every_run(tmp_path):
-    box = Sandbox(tmp_path)
+def test_a_pull_request_gets_one_comment_edited_on_every_run(tmp_path, tools):
+    box = Sandbox(tmp_path, tools)
     shown = caller("pull_request", "rehearsal", REHEARSAL_INPUTS, show=True)
     repo = box.create_repo(SLUG, source=ROOT, files={".github/workflows/pr.yml": shown})
     with GitHubStub() as github:
@@ -123,8 +130,8 @@ values = [0.03, 0.1]
 ANY_ACCURACY = '[metrics.accuracy]\ndirection = "higher"\nlower_bound = 0.0\n'
 
 
-def test_a_dispatch_with_tune_promotes_the_best_trial(tmp_path):
-    box = Sandbox(tmp_path)
+def test_a_dispatch_with_tune_promotes_the_best_trial(tmp_path, tools):
+    box = Sandbox(tmp_path, tools)
     files = {"studies/tiny.toml": TINY_STUDY, "gate.toml": ANY_ACCURACY}
     repo = box.create_repo(SLUG, source=ROOT, files=files)
     inputs = {"tune": "true", "tuning-config": "studies/tiny.toml", "scale-tier": "BASIC"}
@@ -163,11 +170,13 @@ VERTEX = caller(
 )
 
 
-def test_a_push_with_a_project_trains_then_promotes_in_two_jobs_on_vertex(tmp_path, emulator):
+def test_a_push_with_a_project_trains_then_promotes_in_two_jobs_on_vertex(
+    tmp_path, emulator, tools
+):
     from ci import clients
 
     clients.storage("acme-project", emulator.storage_host).create_bucket("acme-models")
-    box = Sandbox(tmp_path)
+    box = Sandbox(tmp_path, tools)
     repo = box.create_repo(SLUG, source=ROOT, files={".github/workflows/deploy.yml": VERTEX})
     sha = box.commit(repo, "push to main")
     payload = {"ref": "refs/heads/main", "after": sha, "repository": {"default_branch": "main"}}

@@ -150,12 +150,15 @@ class Sandbox:
 
     _run_ids = itertools.count(1)
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, act_cache: Path | None = None):
+        """``act_cache``: act's action cache and the runner's tool cache (setup-python's
+        interpreters), shareable between sandboxes as a runner image's is between runs;
+        default: the sandbox's own."""
         self.root = root
         self.server = root / "server"
         self.artifact_store = root / "artifacts"
         self.cache_store = root / "cache"
-        self.act_cache = root / "act"
+        self.act_cache = act_cache or root / "act"
         for d in (self.server, self.artifact_store, self.cache_store, self.act_cache):
             d.mkdir(parents=True, exist_ok=True)
 
