@@ -152,17 +152,25 @@ def operations(cloud: Cloud, name: str):
 
 
 def wait_operation(cloud: Cloud, operation: dict, what: str, timeout: float = 1800.0) -> dict:
-    """Poll a long-running operation until done; return its response or raise its error."""
+    """Wait for a long-running operation; return its response or raise its error.
+
+    Each request is an ``operations.wait`` for up to the poll interval: it answers as soon
+    as the operation is done, so a quick one is seen done at once rather than up to an
+    interval later, and never asks more often than polling would. Vertex AI may answer a
+    wait early ("best effort"): the rest of the interval passes before the next request.
+    """
     start = time.monotonic()
-    interval = min(cloud.settings.poll_seconds, 1.0)
+    name = operation.get("name")
     while not operation.get("done"):
-        if time.monotonic() - start > timeout:
-            raise CiError(f"{what}: operation {operation.get('name')} not done after {timeout}s")
-        # Short first polls: most operations finish in seconds; back off to the poll interval.
-        time.sleep(interval)
-        interval = min(interval * 2, cloud.settings.poll_seconds)
-        ops = operations(cloud, operation["name"])
-        operation = api(ops.get(name=operation["name"]), f"{what} (poll)")
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            raise CiError(f"{what}: operation {name} not done after {timeout}s")
+        asked = time.monotonic()
+        wait = min(cloud.settings.poll_seconds, left)
+        request = operations(cloud, name).wait(name=name, timeout=f"{wait:.3f}s")
+        operation = api(request, f"{what} (poll)")
+        if not operation.get("done"):
+            time.sleep(max(0.0, wait - (time.monotonic() - asked)))
     if "error" in operation:
         raise CiError(f"{what} failed: {operation['error'].get('message', operation['error'])}")
     return operation.get("response", {})

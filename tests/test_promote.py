@@ -326,11 +326,16 @@ def test_deploy_poll_lost_beyond_retries_restores_what_served(env, emulator, job
             what="the production deploy of version 2 to start",
         )
         assert proc.poll() is None, "ci promote ended early: " + "".join(proc.communicate())
-        faults.inject(url, "operations.get", 503, count=retries + 1)
-        # The polls that follow answer 503 whatever the deploy's state: it may finish now,
-        # and the restore, which waits for it to settle, need not wait out the delay.
-        assert faults.release_operations(url) >= 1
+        faults.inject(url, "operations.wait", 503, count=retries + 1)
+        seen = []
+        for line in proc.stdout:  # each progress line is flushed as it is printed
+            seen.append(line)
+            if "restoring the previous state" in line:
+                break
+        # The restore waits for the deploy to settle: it need not wait out the delay.
+        assert faults.release_operations(url) >= 1, "".join(seen)
         out, err = proc.communicate(timeout=180)
+        out = "".join(seen) + out
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -507,7 +512,7 @@ def test_a_lost_upload_leaves_no_version(env, emulator, jobs):
     before = snapshot(env)
     # The upload is carried out, but its operation cannot be followed.
     faults.delay_operations(emulator.vertex_url, 1, count=1)
-    faults.inject(emulator.vertex_url, "operations.get", 404)
+    faults.inject(emulator.vertex_url, "operations.wait", 404)  # how ci follows operations
     result = run_ci(["promote", "--job", b], env)
     assert result.returncode == 1
     assert re.fullmatch(r"Error: upload model \(poll\) failed: HTTP 404: .*\n", result.stderr)
