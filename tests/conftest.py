@@ -16,8 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from ci import clients
+from ci import clients, serving
 from ci.emulator import faults, process
+
+# The test modules import TensorFlow in this process (trainer, ci.serving): without Keras's
+# pyplot import, as the emulator's serving does (0.4 s per worker).
+serving.skip_pyplot()
 
 ROOT = Path(__file__).resolve().parents[1]
 # The emulator tests' own project, so their models and endpoints never show up in the
