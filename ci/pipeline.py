@@ -113,13 +113,17 @@ def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Prom
     except GateRejected:
         report.after_gate(*job_report, plan.thresholds, best_effort=True)  # worth a look too
         raise
-    try:
-        promotion = promote.promote(cloud, job_name, plan.instances_file, plan.canary, labels)
-    except CiError:
-        report.after_gate(*job_report, plan.thresholds, best_effort=True)  # why it stopped
-        raise
-    reports.step(promotion)
-    report.after_gate(*job_report, plan.thresholds)  # it names the version it became
+    # The report's plots are drawn while the promotion waits on the cloud.
+    with report.drawn_ahead(
+        cloud, reports.report_dir, job_name, decision, plan.thresholds
+    ) as ahead:
+        try:
+            promotion = promote.promote(cloud, job_name, plan.instances_file, plan.canary, labels)
+        except CiError:
+            report.after_gate(*job_report, plan.thresholds, best_effort=True, ahead=ahead)
+            raise
+        reports.step(promotion)
+        report.after_gate(*job_report, plan.thresholds, ahead=ahead)  # names the new version
     # The smoke test's answer is the endpoint's answer for the instances file: no second call.
     outputs.write_outputs(reports.outputs, {"predictions": promotion.predictions})
     return promotion

@@ -12,10 +12,13 @@ candidate itself, the one holding ``previous``. Exits 0 whatever the gate decide
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci import events, flags, gate, gate_rules, gcs, outputs, plots, report_text, vertex
@@ -118,6 +121,59 @@ def _curves(cloud: Cloud, side: Side, dest: Path) -> events.Curves:
     return events.read_dir(dest) if dest.is_dir() else {}
 
 
+@dataclass
+class Ahead:
+    """A job's plots, drawn in a thread into ``tmp`` while the caller goes on (``pipeline``
+    promotes meanwhile). Only matplotlib works in the thread: the Google clients are not
+    thread-safe, so the sides and their curves were fetched before it started."""
+
+    cand: Side
+    champ: Side | None
+    tmp: Path
+    notes: list[str] = field(default_factory=list)
+    drawn: list = field(default_factory=list)
+    thread: threading.Thread | None = None
+
+    def start(self, names: list[str]) -> None:
+        def draw() -> None:
+            self.drawn = plots.draw_all(self.cand, self.champ, names, self.tmp, self.notes)
+
+        self.thread = threading.Thread(target=draw, name="report-plots", daemon=True)
+        self.thread.start()
+
+    def wait(self) -> list:
+        """``[(title, file name)]`` of the plots drawn in ``tmp``."""
+        if self.thread:
+            self.thread.join()
+        return self.drawn
+
+
+@contextlib.contextmanager
+def drawn_ahead(cloud: Cloud, out, job: str, result: gate.GateResult, thresholds: dict):
+    """``pipeline --report-dir``: start drawing the gated job's plots now (None without
+    ``out``, or when its sides cannot be read now: :func:`after_gate` then does it all)."""
+    if not out:
+        yield None
+        return
+    champion = result.champion.version_id if result.champion else None
+    with tempfile.TemporaryDirectory(prefix="ci-report-plots-") as scratch:
+        ahead = None
+        try:
+            cand, champ, _ = sides(cloud, job, None, champion)
+            for role, side in (("candidate", cand), ("champion", champ)):
+                if side:
+                    side.curves = _curves(cloud, side, Path(scratch) / "logs" / role)
+            ahead = Ahead(cand, champ, Path(scratch))
+            ahead.start(list(thresholds))
+        except Exception:  # only a head start: after_gate reads and draws it all again
+            ahead = None
+        try:
+            yield ahead
+        finally:
+            if ahead:
+                ahead.wait()  # its files go with the scratch directory
+
+
 def build(
     cloud: Cloud,
     out: Path,
@@ -125,8 +181,13 @@ def build(
     job: str | None = None,
     version: str | None = None,
     champion: str | None = AUTO,
+    ahead: Ahead | None = None,
 ) -> Report:
-    """Gather, decide, draw and write the report into ``out``; return what was written."""
+    """Gather, decide, draw and write the report into ``out``; return what was written.
+
+    ``ahead``: the plots, already being drawn (:func:`drawn_ahead`) for the same job and
+    champion; the sides are read again for what changed since (the version it became).
+    """
     check_out(out)
     cand, champ, model = sides(cloud, job, version, champion)
     decision = gate_rules.decide(thresholds, cand.metrics, champ and champ.metrics)
@@ -141,11 +202,19 @@ def build(
     # failure half-way leaves ``out`` as it was.
     with tempfile.TemporaryDirectory(dir=out, prefix=".report-") as scratch:
         tmp = Path(scratch)
-        for role, side in (("candidate", cand), ("champion", champ)):
-            if side:
-                side.curves = _curves(cloud, side, tmp / "logs" / role)
-        notes: list[str] = []
-        drawn = plots.draw_all(cand, champ, list(thresholds), tmp, notes)
+        if ahead:
+            drawn, notes = ahead.wait(), ahead.notes
+            cand.curves = ahead.cand.curves
+            if champ:
+                champ.curves = ahead.champ.curves if ahead.champ else None
+            for _, name in drawn:
+                shutil.copyfile(ahead.tmp / name, tmp / name)
+        else:
+            for role, side in (("candidate", cand), ("champion", champ)):
+                if side:
+                    side.curves = _curves(cloud, side, tmp / "logs" / role)
+            notes = []
+            drawn = plots.draw_all(cand, champ, list(thresholds), tmp, notes)
         text = report_text.markdown(cand, champ, result, drawn, notes)
         (tmp / "report.md").write_text(text.full)
         html = report_text.html(text.full, [(title, tmp / name) for title, name in drawn])
@@ -165,18 +234,26 @@ def check_out(out: Path) -> None:
 
 
 def after_gate(
-    cloud, out, summary, job: str, result: gate.GateResult, thresholds, best_effort=False
+    cloud,
+    out,
+    summary,
+    job: str,
+    result: gate.GateResult,
+    thresholds,
+    best_effort=False,
+    ahead: Ahead | None = None,
 ) -> None:
     """``pipeline --report-dir``: the report of the job just gated, against the champion
     it was gated against; the step summary gets the chart (the gate wrote its table).
 
     ``best_effort``: a failure is printed, not raised (after a "no", exit 3 must stand).
+    ``ahead``: its plots, drawn while the promotion ran (:func:`drawn_ahead`).
     """
     if not out:
         return
     champion = result.champion.version_id if result.champion else None
     try:
-        built = build(cloud, Path(out), thresholds, job=job, champion=champion)
+        built = build(cloud, Path(out), thresholds, job=job, champion=champion, ahead=ahead)
     except CiError as exc:
         if not best_effort:
             raise
