@@ -133,18 +133,25 @@ class Ahead:
     notes: list[str] = field(default_factory=list)
     drawn: list = field(default_factory=list)
     thread: threading.Thread | None = None
+    error: BaseException | None = None
 
     def start(self, names: list[str]) -> None:
         def draw() -> None:
-            self.drawn = plots.draw_all(self.cand, self.champ, names, self.tmp, self.notes)
+            try:
+                self.drawn = plots.draw_all(self.cand, self.champ, names, self.tmp, self.notes)
+            except BaseException as exc:  # raised in the caller's thread, by wait()
+                self.error = exc
 
         self.thread = threading.Thread(target=draw, name="report-plots", daemon=True)
         self.thread.start()
 
     def wait(self) -> list:
-        """``[(title, file name)]`` of the plots drawn in ``tmp``."""
+        """``[(title, file name)]`` of the plots drawn in ``tmp`` (what drawing raised, if
+        anything, is raised here, as drawing in this thread would have)."""
         if self.thread:
             self.thread.join()
+        if self.error:
+            raise self.error
         return self.drawn
 
 
@@ -170,8 +177,8 @@ def drawn_ahead(cloud: Cloud, out, job: str, result: gate.GateResult, thresholds
         try:
             yield ahead
         finally:
-            if ahead:
-                ahead.wait()  # its files go with the scratch directory
+            if ahead and ahead.thread:
+                ahead.thread.join()  # its files go with the scratch directory
 
 
 def build(
