@@ -31,6 +31,7 @@ COMMANDS = {
     "workflow-plan": ("ci.workflow", "check train-and-deploy's inputs and decide how it runs"),
     "tune": ("ci.tune", "run a hyperparameter tuning job from tuning.toml and wait for it"),
     "batch-predict": ("ci.batch_predict", "batch prediction of a JSON-lines file to gs://"),
+    "install-deps": ("ci.install_deps", "install a dependency group of the tooling unless present"),
 }
 
 
