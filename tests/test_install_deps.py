@@ -9,6 +9,7 @@ setup-python does with the host's packages).
 from __future__ import annotations
 
 import base64
+import ensurepip
 import hashlib
 import os
 import subprocess
@@ -24,18 +25,27 @@ from ci.install_deps import group_requirements, missing
 from tests.merge_path import ROOT
 
 
-def _venv(dest: Path, with_pip: bool, lend_packages: bool = False) -> Path:
-    args = [sys.executable, "-m", "venv", str(dest)] + ([] if with_pip else ["--without-pip"])
-    subprocess.run(args, check=True)
+def _venv(dest: Path, lend: list[str] = ()) -> Path:
+    """A venv without pip of its own that also imports from the paths in ``lend``."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(dest)], check=True)
     python = dest / "bin" / "python"
-    if lend_packages:  # see this environment's packages, as a runner image's are seen
-        paths = dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")])
-        site = subprocess.run(
-            [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip()  # fmt: skip
-        Path(site, "zz-lent.pth").write_text("".join(f"{p}\n" for p in paths))
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    Path(site, "zz-lent.pth").write_text("".join(f"{p}\n" for p in lend))
     return python
+
+
+def _these_packages() -> list[str]:
+    """This environment's site-packages, as the act stand-in lends the host's to a job."""
+    return list(dict.fromkeys([sysconfig.get_path("purelib"), sysconfig.get_path("platlib")]))
+
+
+def _old_pip() -> list[str]:
+    """The pip wheel bundled with this Python (ensurepip's: older than 25.1, no --group)."""
+    (wheel,) = (Path(ensurepip.__file__).parent / "_bundled").glob("pip-*.whl")
+    return [str(wheel)]
 
 
 def _install_deps(python: Path, *args: str, env: dict | None = None):
@@ -119,9 +129,10 @@ def test_only_exact_pins_installed_at_that_version_count_as_present():
 
 
 def test_tooling_group_present_means_pip_never_runs(tmp_path):
-    # A venv without pip that sees this environment's packages: pip cannot run at all, so
-    # success proves the installed pins were recognised without it.
-    python = _venv(tmp_path / "venv", with_pip=False, lend_packages=True)
+    # A venv that sees this environment's packages (uv made it: no pip among them), so pip
+    # cannot run at all there: success proves the pins were recognised without it.
+    python = _venv(tmp_path / "venv", lend=_these_packages())
+    assert subprocess.run([python, "-c", "import pip"], capture_output=True).returncode == 1
     done = _install_deps(python, "--group", "ci")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "group ci: all 7 requirements installed"
@@ -134,7 +145,7 @@ def test_missing_requirement_is_installed_with_a_pip_that_knows_no_groups(tmp_pa
     _wheel(wheels, "parcelx", "0.2.0")
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[dependency-groups]\nci = ["parcelx==0.2.0"]\n')
-    python = _venv(tmp_path / "venv", with_pip=True)  # ensurepip's bundled pip (no --group)
+    python = _venv(tmp_path / "venv", lend=_old_pip())
     offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheels)}
     first = _install_deps(python, "--group", "ci", "--pyproject", str(pyproject), env=offline)
     assert first.returncode == 0, first.stderr
@@ -148,7 +159,7 @@ def test_missing_requirement_is_installed_with_a_pip_that_knows_no_groups(tmp_pa
 def test_failed_pip_is_one_error_line_and_exit_1(tmp_path):
     pyproject = tmp_path / "pyproject.toml"
     pyproject.write_text('[dependency-groups]\nci = ["parcelx==9.9.9"]\n')
-    python = _venv(tmp_path / "venv", with_pip=False)
+    python = _venv(tmp_path / "venv")
     failed = _install_deps(python, "--group", "ci", "--pyproject", str(pyproject))
     assert failed.returncode == 1
     assert failed.stderr.splitlines()[-1] == (
@@ -158,7 +169,7 @@ def test_failed_pip_is_one_error_line_and_exit_1(tmp_path):
 
 
 def test_bad_group_or_file_is_a_usage_error(tmp_path):
-    python = _venv(tmp_path / "venv", with_pip=False)
+    python = _venv(tmp_path / "venv")
     for args, message in [
         (["--group", "nope"], f"Error: {ROOT / 'pyproject.toml'}: no dependency group 'nope'"),
         (["--group", "ci", "--pyproject", str(tmp_path / "gone.toml")], "no such file"),
