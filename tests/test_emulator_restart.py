@@ -36,7 +36,12 @@ def _start_hanging_job(emu, vertex, poll, tmp_path) -> tuple[dict, list[int]]:
     bucket.blob("staging/fakejob-0.1.tar.gz").upload_from_string(_sdist())
     package = f"gs://{BUCKET}/staging/fakejob-0.1.tar.gz"
     job = create(vertex, fake_job(package, "hang", [str(tmp_path)]))
-    pid_file = poll.until(lambda: next(tmp_path.glob("pids-*"), None), 60, "the job to start")
+
+    # The job writes pids-N.tmp and renames it: only the renamed file is complete.
+    def written():
+        return next((p for p in tmp_path.glob("pids-*") if p.suffix != ".tmp"), None)
+
+    pid_file = poll.until(written, 60, "the job to start")
     poll.job(job["name"], ("JOB_STATE_RUNNING",))
     return job, [int(p) for p in pid_file.read_text().split()]
 

@@ -336,7 +336,11 @@ def test_ctrl_c_cancels_the_tuning_job(tune_env, vertex, hp_package, tmp_path):
         lines = iter(proc.stdout.readline, "")  # staging lines come first
         found = (re.search(r"submitted (\S+/hyperparameterTuningJobs/\d+)", x) for x in lines)
         name = next(m for m in found if m)[1]
-        Poll(vertex).until(lambda: len(list(tmp_path.glob("pid-*"))) == 2, 60, "trials to run")
+
+        def two_written():  # each trial writes pid-N.tmp, then renames it
+            return len([p for p in tmp_path.glob("pid-*") if p.suffix != ".tmp"]) == 2
+
+        Poll(vertex).until(two_written, 60, "trials to run")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
     finally:
