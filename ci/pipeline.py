@@ -78,6 +78,10 @@ def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Prom
     files = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
     staging = stage.stage(cloud, sdist, files)
     reports.step(staging)
+    if reports.report_dir:
+        # matplotlib loads while the job trains: not sooner, where it would compete with the
+        # sdist build and the emulators' start for the cores and delay the job (0.4 s).
+        plots.warm_up()
     if plan.tuning:
         tuned = tune.tune(
             cloud,
@@ -172,7 +176,6 @@ def main(argv: list[str]) -> int:
     )
     if args.report_dir:
         report.check_out(Path(args.report_dir))
-        plots.warm_up()  # matplotlib loads while the job trains
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The build runs in its own process: let it overlap with starting the emulators.
