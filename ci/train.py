@@ -8,6 +8,7 @@ job's error (Vertex puts the replicas' last error lines there) is printed as its
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -139,10 +140,12 @@ def train(
     extra_args: tuple[str, ...] = (),
     display_name: str | None = None,
     data: list[Staged] | None = None,
+    on_submitted: Callable[[dict], object] | None = None,
 ) -> TrainResult:
     """Stage what is local, submit the job, wait; return the job, its output dir, its metrics.
 
-    ``data`` is the staged (train, eval) pair when the caller staged it already.
+    ``data`` is the staged (train, eval) pair when the caller staged it already;
+    ``on_submitted(job)`` runs once the job is created, before the wait.
     """
     s = cloud.settings
     if data is None:
@@ -160,6 +163,8 @@ def train(
     job = api(jobs.create(parent=cloud.parent, body=body), "create job")
     replicas = sum(p.replicas for p in pools)
     cloud.log(f"submitted {job['name']} ({replicas} replica(s), {train_steps} steps)")
+    if on_submitted is not None:
+        on_submitted(job)
     job = wait(cloud, job, timeout)
     if job["state"] != SUCCEEDED:
         cloud.log(log_tail(cloud, job))
