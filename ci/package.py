@@ -66,16 +66,24 @@ def backend_of(package_dir: Path) -> str:
     return build_system(package_dir).backend
 
 
+# What a build environment holds besides its requirements: "compiled" bytecode (_install).
+_ENV_LAYOUT = "compiled"
+
+
 def _cache_root() -> Path:
     root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(root) / "tf-vertex-ci" / "build-envs"
 
 
 def _install(python: Path, requirements: list[str]) -> None:
-    # uv installs from its cache in milliseconds; pip is the fallback everyone has.
+    # uv installs from its cache in milliseconds; pip is the fallback everyone has. Both
+    # compile the bytecode (pip does by default): where Python may not write it
+    # (PYTHONDONTWRITEBYTECODE), every build would compile the backend from source again,
+    # 0.5 s a build with setuptools instead of 0.25.
     uv = shutil.which("uv")
     if uv:
-        argv = [uv, "pip", "install", "--quiet", "--python", str(python), *requirements]
+        argv = [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(python)]
+        argv += requirements
     else:
         argv = [str(python), "-m", "pip", "install", "--quiet", *requirements]
     proc = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL)
@@ -86,7 +94,9 @@ def _install(python: Path, requirements: list[str]) -> None:
 
 def build_env(requires: tuple[str, ...]) -> Path:
     """The Python of an isolated environment holding ``requires`` (made on first use)."""
-    key = hashlib.sha256("\n".join(sorted(requires)).encode()).hexdigest()[:16]
+    # The layout is part of the key: environments made before their bytecode was compiled
+    # are made again rather than used as they are.
+    key = hashlib.sha256("\n".join([_ENV_LAYOUT, *sorted(requires)]).encode()).hexdigest()[:16]
     env_dir = _cache_root() / key
     python = env_dir / "bin" / "python"
     env_dir.parent.mkdir(parents=True, exist_ok=True)

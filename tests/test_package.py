@@ -8,7 +8,14 @@ import pytest
 
 from ci import cli
 from ci.errors import CiError, UsageError
-from ci.package import LEGACY_BACKEND, BuildSystem, backend_of, build_sdist, build_system
+from ci.package import (
+    LEGACY_BACKEND,
+    BuildSystem,
+    backend_of,
+    build_env,
+    build_sdist,
+    build_system,
+)
 from ci.stage import content_hash
 from tests.merge_path import trainer_copy
 
@@ -101,6 +108,10 @@ def test_hatchling_trainer_builds_in_an_isolated_env(tmp_path):
         names = tar.getnames()
     assert "hatched_trainer-0.2.0/hatched/task.py" in names
     assert "hatched_trainer-0.2.0/PKG-INFO" in names
+    # Its environment holds compiled bytecode: where Python may not write it, each build
+    # would otherwise compile the backend from source again.
+    env = build_env(build_system(tmp_path).requires).parent.parent
+    assert list(env.glob("lib/python3*/site-packages/hatchling/__pycache__/__init__.*.pyc"))
 
 
 def test_backend_path_is_honoured(tmp_path):
