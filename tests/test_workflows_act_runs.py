@@ -33,8 +33,8 @@ pytestmark = pytest.mark.act
 
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory):
-    """One tool cache for the runs of this file, as a runner image keeps its Pythons: the
-    first run's setup-python makes the interpreter that the others find (3-4 s each)."""
+    """One act cache (actions, the runner's tool cache) for the runs of this file, as a
+    runner image keeps its own between runs."""
     return tmp_path_factory.mktemp("act-tool-cache")
 
 

@@ -151,9 +151,8 @@ class Sandbox:
     _run_ids = itertools.count(1)
 
     def __init__(self, root: Path, act_cache: Path | None = None):
-        """``act_cache``: act's action cache and the runner's tool cache (setup-python's
-        interpreters), shareable between sandboxes as a runner image's is between runs;
-        default: the sandbox's own."""
+        """``act_cache``: act's action cache and the runner's tool cache, shareable between
+        sandboxes as a runner image's is between runs; default: the sandbox's own."""
         self.root = root
         self.server = root / "server"
         self.artifact_store = root / "artifacts"

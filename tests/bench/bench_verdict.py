@@ -170,8 +170,8 @@ def run() -> str:
         starts = tmp / "tensorflow-starts.log"
         box = Sandbox(tmp / "github")
         repo = box.create_repo(SLUG, source=warm, files={".github/workflows/pr.yml": REHEARSE})
-        # Untimed: the first run fills the sandbox's tool cache (the setup-python stand-in
-        # makes its pip there once; a hosted runner's tool cache is ready).
+        # Untimed: the first run fills the sandbox's caches (act's, and the local cloud's
+        # champion the next runs gate against, as on a branch that ran before).
         _rehearsal_seconds(box, repo)
         for n in range(REPEATS):
             times["import"].append(_import_seconds(python))
