@@ -92,7 +92,10 @@ def missing(requirements: list[str]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    parser = flags.parser("install-deps", __doc__, with_settings=False)
+    # No --outputs/--summary: nothing to hand on but what it prints.
+    parser = flags.Parser(
+        prog="python -m ci install-deps", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument(
         "--group", required=True, metavar="NAME", help="the dependency group to install"
     )
