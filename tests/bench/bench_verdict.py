@@ -250,7 +250,7 @@ def run() -> str:
             f"plan, and the pipeline with its report) took {med['ci']:.1f} s ({runs('ci')}):",
             f"{floor8:.2f}× the pipeline alone, which writes no report; the rest,",
             f"{med['p8'] - med['ci']:.1f} s, is the runner's: act starting two jobs, their",
-            "checkouts, setting up Python and the tooling (pip checks every requirement),",
+            "checkouts, setting up Python and the tooling (`ci install-deps` finds it installed),",
             "restoring and saving the local cloud, uploading the report and the local cloud.",
         ]
     )
