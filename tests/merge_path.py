@@ -64,7 +64,8 @@ def trainer_copy(dest: Path) -> Path:
     """A copy of the example trainer package (builds must not touch the repository)."""
     import shutil
 
-    shutil.copy(ROOT / "setup.py", dest / "setup.py")
+    for name in ("setup.py", "MANIFEST.in"):
+        shutil.copy(ROOT / name, dest / name)
     shutil.copytree(
         ROOT / "trainer", dest / "trainer", ignore=shutil.ignore_patterns("__pycache__")
     )

@@ -22,6 +22,8 @@ from tests.merge_path import trainer_copy
 
 def test_builds_the_trainer_sdist_and_cleans_up(tmp_path, capsys):
     src = trainer_copy(tmp_path)
+    (src / "tests").mkdir()
+    (src / "tests" / "test_trainer.py").write_text("def test_nothing():\n    pass\n")
     out = tmp_path / "out.txt"
     assert (
         cli.main(
@@ -41,7 +43,10 @@ def test_builds_the_trainer_sdist_and_cleans_up(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == str(sdist)
     assert out.read_text() == f"sdist={sdist}\n"
     with tarfile.open(sdist) as tar:
-        assert "trainer-0.1.0/trainer/task.py" in tar.getnames()
+        names = tar.getnames()
+    assert "trainer-0.1.0/trainer/task.py" in names
+    # The trainer only: setuptools would add tests/test*.py (MANIFEST.in prunes them).
+    assert not [n for n in names if "/tests/" in n or n.endswith("/tests")], names
     assert not list(src.glob("*.egg-info"))  # setuptools' leftovers are removed
 
 
