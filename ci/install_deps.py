@@ -115,7 +115,8 @@ def main(argv: list[str]) -> int:
     print(f"group {args.group}: installing {len(requirements)} requirements ({len(lacking)} "
           f"not installed as pinned: {', '.join(lacking)})", flush=True)  # fmt: skip
     # All of the group, not only what lacks: pip resolves them together, as --group would.
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", *requirements]
+    # -P: the working directory (the caller's checkout) stays off pip's sys.path too.
+    pip = [sys.executable, "-P", "-m", "pip", "install", "--quiet", *requirements]
     if subprocess.run(pip).returncode != 0:
         raise CiError(f"pip could not install dependency group {args.group!r} (its output above)")
     return 0
