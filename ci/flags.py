@@ -27,14 +27,17 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def parser(command: str, doc: str | None, with_settings: bool = True) -> Parser:
+def parser(
+    command: str, doc: str | None, with_settings: bool = True, with_outputs: bool = True
+) -> Parser:
     """A parser for ``python -m ci COMMAND`` with --outputs/--summary and the settings flags."""
     # Every setting is a flag too; listing them all in the usage line would bury the rest.
     usage = "%(prog)s [options]" + (" [settings]" if with_settings else "")
     p = Parser(
         prog=f"python -m ci {command}", usage=usage, description=(doc or "").split("\n\n")[0]
     )
-    outputs.add_arguments(p)
+    if with_outputs:
+        outputs.add_arguments(p)
     if with_settings:
         settings.add_arguments(p)
     return p

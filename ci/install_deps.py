@@ -93,9 +93,7 @@ def missing(requirements: list[str]) -> list[str]:
 
 def main(argv: list[str]) -> int:
     # No --outputs/--summary: nothing to hand on but what it prints.
-    parser = flags.Parser(
-        prog="python -m ci install-deps", description=(__doc__ or "").split("\n\n")[0]
-    )
+    parser = flags.parser("install-deps", __doc__, with_settings=False, with_outputs=False)
     parser.add_argument(
         "--group", required=True, metavar="NAME", help="the dependency group to install"
     )

@@ -176,11 +176,16 @@ def test_failing_module_fails_the_job_with_its_last_error_lines(
     )
 
 
+def written_pid_files(folder: Path) -> list[Path]:
+    """The replicas' complete pid files (``pids-N.tmp`` is one being written, then renamed)."""
+    return sorted(p for p in folder.glob("pids-*") if p.suffix != ".tmp")
+
+
 def test_cancel_stops_every_process_of_the_job(vertex, poll, fake_package, tmp_path):
     job = create(vertex, fake_job(fake_package, "hang", [str(tmp_path)], counts=(1, 1)))
 
     def both_started():
-        files = [f for f in tmp_path.glob("pids-*") if not f.name.endswith(".tmp")]
+        files = written_pid_files(tmp_path)
         return files if len(files) == 2 else None
 
     pid_files = poll.until(both_started, timeout=60, what="both replicas to start")

@@ -20,7 +20,7 @@ from tests.conftest import (
     storage_client,
     upload,
 )
-from tests.test_emulator_jobs import _sdist, alive, create, fake_job
+from tests.test_emulator_jobs import _sdist, alive, create, fake_job, written_pid_files
 
 INSTANCE = {"PetalLength": 1.7, "PetalWidth": 0.5, "SepalLength": 5.1, "SepalWidth": 3.3}
 
@@ -36,12 +36,8 @@ def _start_hanging_job(emu, vertex, poll, tmp_path) -> tuple[dict, list[int]]:
     bucket.blob("staging/fakejob-0.1.tar.gz").upload_from_string(_sdist())
     package = f"gs://{BUCKET}/staging/fakejob-0.1.tar.gz"
     job = create(vertex, fake_job(package, "hang", [str(tmp_path)]))
-
-    # The job writes pids-N.tmp and renames it: only the renamed file is complete.
-    def written():
-        return next((p for p in tmp_path.glob("pids-*") if p.suffix != ".tmp"), None)
-
-    pid_file = poll.until(written, 60, "the job to start")
+    first = poll.until(lambda: written_pid_files(tmp_path)[:1], 60, "the job to start")
+    pid_file = first[0]
     poll.job(job["name"], ("JOB_STATE_RUNNING",))
     return job, [int(p) for p in pid_file.read_text().split()]
 

@@ -21,7 +21,7 @@ from ci.emulator import faults
 from ci.errors import UsageError
 from tests.conftest import BUCKET, ROOT, Poll
 from tests.merge_path import run_ci, settings_env, trainer_copy
-from tests.test_tuning import jobs, max_overlap, trial_sdist
+from tests.test_tuning import _pid_files, jobs, max_overlap, trial_sdist
 
 
 @pytest.fixture(scope="session")
@@ -336,11 +336,7 @@ def test_ctrl_c_cancels_the_tuning_job(tune_env, vertex, hp_package, tmp_path):
         lines = iter(proc.stdout.readline, "")  # staging lines come first
         found = (re.search(r"submitted (\S+/hyperparameterTuningJobs/\d+)", x) for x in lines)
         name = next(m for m in found if m)[1]
-
-        def two_written():  # each trial writes pid-N.tmp, then renames it
-            return len([p for p in tmp_path.glob("pid-*") if p.suffix != ".tmp"]) == 2
-
-        Poll(vertex).until(two_written, 60, "trials to run")
+        Poll(vertex).until(lambda: len(_pid_files(tmp_path)) == 2, 60, "trials to run")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
     finally:
