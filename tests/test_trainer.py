@@ -60,6 +60,7 @@ def job(tmp_path_factory) -> Path:
 
 
 _SEEDED_RUNS = """
+import json
 import sys
 from trainer import cluster as trainer_cluster
 from trainer import task
@@ -67,6 +68,11 @@ base, steps, *seeds = sys.argv[1:]
 for seed in seeds:
     flags = ["--job-dir", f"{base}/seed-{seed}", "--train-steps", steps, "--seed", seed]
     assert task.main(flags) == 0, seed
+# Which of the packages TensorFlow would load for nothing it loaded; they import afterwards.
+loaded = {name: name in sys.modules for name in task._UNUSED_BY_TENSORFLOW}
+import googleapiclient.discovery, matplotlib.figure
+with open(f"{base}/unused-imports.json", "w") as f:
+    json.dump(loaded, f)
 """
 
 
@@ -93,6 +99,13 @@ def test_every_seed_predicts_the_pull_request_check_classes(seeded):
         rows = Predictor.load(seeded / f"seed-{seed}" / "model").predict(instances)
         assert [r["class_ids"] for r in rows] == [0, 1, 2], f"seed {seed}"
         assert json.loads((seeded / f"seed-{seed}" / "metrics.json").read_text())["seed"] == seed
+
+
+def test_tensorflow_loads_without_the_plotting_and_gce_packages_which_import_after(seeded):
+    # Both are installed here (the tooling's reports, its clients); the seeded process
+    # imported them after training, as a trainer's own code may.
+    loaded = json.loads((seeded / "unused-imports.json").read_text())
+    assert loaded == {"matplotlib": False, "googleapiclient": False}
 
 
 def test_same_seed_same_model_and_metrics_different_seed_different_weights(seeded, tmp_path):
