@@ -135,8 +135,8 @@ def test_tooling_group_present_means_pip_never_runs(tmp_path):
     assert subprocess.run([python, "-c", "import pip"], capture_output=True).returncode == 1
     done = _install_deps(python, "--group", "ci")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "group ci: all 7 requirements installed"
-    assert len(group_requirements(ROOT / "pyproject.toml", "ci")) == 7
+    assert done.stdout.strip() == "group ci: all 8 requirements installed"
+    assert len(group_requirements(ROOT / "pyproject.toml", "ci")) == 8
 
 
 def test_missing_requirement_is_installed_with_a_pip_that_knows_no_groups(tmp_path):
