@@ -28,6 +28,8 @@ from ci.errors import BadData
 from ci.settings import resolve
 
 DIGEST_LEN = 16
+# Files whose digests are remembered (the most recently hashed).
+MAX_CACHED_DIGESTS = 256
 GZIP_MAGIC = b"\x1f\x8b"
 _STAGED = re.compile(rf"/staging/([0-9a-f]{{{DIGEST_LEN}}})/[^/]+$")
 
@@ -81,11 +83,18 @@ def cached_hash(path: Path) -> str:
         cache = json.loads(cache_file.read_text())
     except (OSError, ValueError):
         cache = {}
+    if not isinstance(cache, dict):
+        cache = {}
     entry = cache.get(key)
     if isinstance(entry, dict) and entry.get("stat") == stamp:
         return entry["digest"]
     digest = content_hash(path)
-    cache[key] = {"stat": stamp, "digest": digest}
+    cache.pop(key, None)
+    cache[key] = {"stat": stamp, "digest": digest}  # the newest last
+    # Every staging reads the whole cache: keep it small. Files that are gone (a build's
+    # temporary sdist) are dropped, then the oldest beyond the cap.
+    kept = [(k, v) for k, v in cache.items() if k == key or os.path.isfile(k)]
+    cache = dict(kept[-MAX_CACHED_DIGESTS:])
     try:  # a cache that cannot be written only costs a rehash next time
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".digests-")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ci import cli
-from ci.stage import content_hash, data_hash, stage
+from ci.stage import MAX_CACHED_DIGESTS, cached_hash, content_hash, data_hash, stage
 from tests.merge_path import ROOT, cloud_for, settings_env
 
 
@@ -68,6 +70,28 @@ def test_digest_cache_notices_a_same_size_edit(env, tmp_path, monkeypatch):
     assert (tmp_path / "cache" / "tf-vertex-ci" / "digests.json").is_file()
     assert first.uploaded and not again.uploaded and again.digest == first.digest
     assert edited.uploaded and edited.digest == content_hash(data) != first.digest
+
+
+def test_digest_cache_forgets_files_that_are_gone_and_stays_bounded(tmp_path, monkeypatch):
+    # Every staging reads the whole cache: before this bound, a machine's cache had grown
+    # to 3,941 entries (789 KB) of deleted build outputs, and staging three files cost 50 ms.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cache_file = tmp_path / "cache" / "tf-vertex-ci" / "digests.json"
+    gone = tmp_path / "gone.csv"
+    gone.write_text("1,2\n")
+    cached_hash(gone)
+    gone.unlink()
+    files = []
+    for i in range(MAX_CACHED_DIGESTS + 3):
+        files.append(tmp_path / f"f{i}.csv")
+        files[-1].write_text(f"{i}\n")
+        digest = cached_hash(files[-1])
+    cache = json.loads(cache_file.read_text())
+    assert list(cache) == [str(f.resolve()) for f in files[-MAX_CACHED_DIGESTS:]]
+    assert cache[str(files[-1].resolve())]["digest"] == digest == content_hash(files[-1])
+    cache_file.write_text("[1, 2]")  # not the cache's shape: rebuilt, not a crash
+    assert cached_hash(files[0]) == content_hash(files[0])
+    assert list(json.loads(cache_file.read_text())) == [str(files[0].resolve())]
 
 
 def test_restage_lists_once_and_handles_glob_characters(env, tmp_path, monkeypatch):
