@@ -135,12 +135,19 @@ def test_model_ids_aliases_and_version_deletion_rules(vertex, poll):
     assert name in [m["name"] for m in found.execute()["models"]]
 
 
-def test_deploying_an_unloadable_model_fails_the_operation(vertex, poll):
-    model = upload(vertex, poll, "gs://test-bucket/nowhere/")["model"]
+@pytest.mark.parametrize(
+    "artifact_uri, why",
+    [
+        ("gs://test-bucket/nowhere/", "No files under artifactUri gs://test-bucket/nowhere/."),
+        ("gs://no-such-bucket/model", "The bucket of artifactUri gs://no-such-bucket/model"),
+    ],
+)
+def test_deploying_an_unloadable_model_fails_the_operation(vertex, poll, gcs, artifact_uri, why):
+    model = upload(vertex, poll, artifact_uri)["model"]
     endpoint = create_endpoint(vertex, poll, "broken")
     op = deploy(vertex, poll, endpoint, model)
     assert op["done"] and op["error"]["code"] == 9  # FAILED_PRECONDITION
-    assert "nowhere" in op["error"]["message"]
+    assert why in op["error"]["message"]
     got = vertex.projects().locations().endpoints().get(name=endpoint).execute()
     assert "deployedModels" not in got
 

@@ -116,6 +116,17 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def test_a_package_that_is_not_in_cloud_storage_fails_the_job(vertex, poll, fake_package):
+    missing = f"gs://{BUCKET}/staging/nothing-here-0.1.tar.gz"
+    body = fake_job(fake_package, "report", ["/nonexistent"])
+    body["jobSpec"]["workerPoolSpecs"][0]["pythonPackageSpec"]["packageUris"].append(missing)
+    job = poll.job(create(vertex, body)["name"])
+    assert job["state"] == "JOB_STATE_FAILED"
+    assert job["error"]["message"] == (
+        f"Cannot use package {missing}: no such object in Cloud Storage"
+    ), job["error"]
+
+
 def test_replicas_get_the_vertex_environment_and_one_consistent_cluster(
     vertex, poll, fake_package, tmp_path
 ):

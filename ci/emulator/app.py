@@ -15,6 +15,7 @@ from ci.emulator.httpd import ApiError, QuickStop, Request, Route, Router, Serve
 from ci.emulator.jobs import JobRunner
 from ci.emulator.jobs_api import CustomJobs
 from ci.emulator.models_api import Models
+from ci.emulator.objects import Objects
 from ci.emulator.operations import Operations
 from ci.emulator.pipelines_api import TrainingPipelines
 from ci.emulator.predict import ModelCache
@@ -29,7 +30,9 @@ def _storage_server(port: int, data_dir: Path) -> QuickStop:
     from gcp_storage_emulator.storage import Storage
 
     storage = Storage(use_memory_fs=False, data_dir=str(data_dir))
-    return QuickStop(("127.0.0.1", port), partial(RequestHandler, storage))
+    server = QuickStop(("127.0.0.1", port), partial(RequestHandler, storage))
+    server.objects = Objects(storage)
+    return server
 
 
 class Emulator:
@@ -63,12 +66,11 @@ class Emulator:
 
         try:
             self.store = Store(self.state_dir)
-            self.runner = JobRunner(self.store, self.storage_url, self.max_local_replicas)
+            self.runner = JobRunner(
+                self.store, self.storage_url, self.storage.objects.read, self.max_local_replicas
+            )
             self.runner.recover()
             if self.warm_up is not None:
-                # The first job fetches its package with google-cloud-storage (0.3 s to
-                # import): import it now, while the caller builds the package it will send.
-                threading.Thread(target=_import_storage_client, name="warm-up", daemon=True).start()
                 self.runner.on_running.append(self._warm_up)
             self.operations = Operations(self.store, self.faults)
             self.operations.recover()
@@ -119,7 +121,9 @@ class Emulator:
     def _router(self) -> Router:
         router = Router()
         models = Models(self.store, self.operations)
-        cache = ModelCache(self.store.cache_dir(), self.storage_url, self.serving_runtime)
+        cache = ModelCache(
+            self.store.cache_dir(), self.storage_url, self.storage.objects, self.serving_runtime
+        )
         jobs = CustomJobs(self.store, self.faults, self.runner)
         pipelines = TrainingPipelines(self.store, jobs, models, self.operations)
         pipelines.recover()
@@ -191,10 +195,6 @@ class Emulator:
     def _faults_clear(self, request: Request):
         self.faults.clear()
         return 200, {}
-
-
-def _import_storage_client() -> None:
-    import google.cloud.storage  # noqa: F401
 
 
 def _import_serving() -> None:

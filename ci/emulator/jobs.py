@@ -42,9 +42,16 @@ class _Live:
 class JobRunner:
     """Starts, watches and cancels job processes; state changes go through the store."""
 
-    def __init__(self, store: Store, storage_url: str, max_local_replicas: int | None = None):
+    def __init__(
+        self,
+        store: Store,
+        storage_url: str,
+        read_object: packages.ReadObject,
+        max_local_replicas: int | None = None,
+    ):
         self.store = store
-        self.storage_url = storage_url
+        self.storage_url = storage_url  # the jobs' processes talk to it
+        self.read_object = read_object  # this process reads packages directly
         self.max_local_replicas = max_local_replicas
         self._live: dict[str, _Live] = {}
         self._threads: list[threading.Thread] = []
@@ -103,7 +110,7 @@ class JobRunner:
             spec = job["jobSpec"]
             try:
                 paths = packages.fetch(
-                    spec["workerPoolSpecs"], self.store.job_dir(job_id), self.storage_url
+                    spec["workerPoolSpecs"], self.store.job_dir(job_id), self.read_object
                 )
             except packages.PackageError as exc:
                 raise JobFailed(str(exc)) from None

@@ -8,23 +8,27 @@ for ``executorImageUri``.
 
 from __future__ import annotations
 
-import os
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+
+# (bucket, object name) -> the object's bytes; KeyError when there is no such object.
+ReadObject = Callable[[str, str], bytes]
 
 
 class PackageError(Exception):
     """A package that cannot be fetched or unpacked."""
 
 
-def fetch(pool_specs: list[dict], job_dir: Path, storage_url: str) -> dict[int, list[Path]]:
-    """Download and unpack every pool's ``packageUris`` under ``job_dir`` (each URI once).
+def fetch(pool_specs: list[dict], job_dir: Path, read: ReadObject) -> dict[int, list[Path]]:
+    """Copy and unpack every pool's ``packageUris`` under ``job_dir`` (each URI once);
+    ``read`` gets an object from the emulator's Cloud Storage (Vertex reads the bucket as
+    its service agent; here the emulator reads its own storage, no client needed).
 
     Returns the directories to import from, by worker pool index. Raises PackageError
     naming the URI that could not be used.
     """
-    client = _client(storage_url)
     unpacked: dict[str, list[Path]] = {}
     by_pool: dict[int, list[Path]] = {}
     for pool, spec in enumerate(pool_specs):
@@ -36,7 +40,7 @@ def fetch(pool_specs: list[dict], job_dir: Path, storage_url: str) -> dict[int, 
                 n = str(len(unpacked))
                 try:
                     archive = job_dir / "packages" / n / uri.rsplit("/", 1)[-1]
-                    _download(client, uri, archive)
+                    _download(read, uri, archive)
                     unpacked[uri] = unpack(archive, job_dir / "src" / n)
                 except PackageError as exc:
                     raise PackageError(f"Cannot use package {uri}: {exc}") from None
@@ -44,16 +48,7 @@ def fetch(pool_specs: list[dict], job_dir: Path, storage_url: str) -> dict[int, 
     return by_pool
 
 
-def _client(storage_url: str):
-    from ci import clients
-
-    # Explicit endpoint rather than the environment: the emulator talks to its own storage.
-    return clients.storage("local", storage_url)
-
-
-def _download(client, uri: str, dest: Path) -> None:
-    from google.api_core.exceptions import NotFound
-
+def _download(read: ReadObject, uri: str, dest: Path) -> None:
     from ci import gcs
     from ci.errors import UsageError
 
@@ -61,12 +56,12 @@ def _download(client, uri: str, dest: Path) -> None:
         bucket, name = gcs.split(uri)
     except UsageError:
         raise PackageError("packageUris must be gs:// URIs") from None
-    dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        client.bucket(bucket).blob(name).download_to_filename(os.fspath(dest))
-    except NotFound:
-        dest.unlink(missing_ok=True)
+        content = read(bucket, name)
+    except KeyError:
         raise PackageError("no such object in Cloud Storage") from None
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(content)
 
 
 def unpack(archive: Path, dest: Path) -> list[Path]:

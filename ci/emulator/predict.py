@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 from ci.emulator.httpd import ApiError, precondition
+from ci.emulator.objects import Objects
 
 
 class ModelCache:
@@ -20,9 +21,10 @@ class ModelCache:
     (:mod:`ci.emulator.runtime`) instead of this process's.
     """
 
-    def __init__(self, cache_dir: Path, storage_url: str, runtime: str = "local"):
+    def __init__(self, cache_dir: Path, storage_url: str, objects: Objects, runtime: str = "local"):
         self.cache_dir = cache_dir
-        self.storage_url = storage_url
+        self.storage_url = storage_url  # batch prediction's client writes results there
+        self.objects = objects
         self.runtime = runtime
         self._loaded: dict[tuple[str, str], object] = {}
         self._locks: dict[tuple[str, str], threading.Lock] = {}
@@ -61,20 +63,17 @@ class ModelCache:
             raise precondition(f"Model {key[0]}@{key[1]} cannot be served: {exc}") from None
 
     def _download(self, artifact_uri: str, local: Path) -> None:
-        from google.api_core.exceptions import NotFound
-
-        from ci import clients, gcs
+        from ci import gcs
         from ci.errors import UsageError
 
         if not artifact_uri:
             raise precondition("The model has no artifactUri, so there is nothing to serve.")
         shutil.rmtree(local, ignore_errors=True)
-        client = clients.storage("local", self.storage_url)
         try:
-            files = gcs.download_prefix(client, artifact_uri, local)
+            files = self.objects.copy_prefix(*gcs.split(artifact_uri), local)
         except UsageError as exc:
             raise ApiError(400, f"artifactUri: {exc}") from None
-        except NotFound:
+        except KeyError:
             raise precondition(
                 f"The bucket of artifactUri {artifact_uri} does not exist."
             ) from None
