@@ -6,6 +6,7 @@ Only parses flags and calls the training function; errors come out as one line.
 from __future__ import annotations
 
 import argparse
+import atexit
 import math
 import os
 import sys
@@ -184,6 +185,9 @@ def _leave(code: int) -> None:
     from trainer import cluster
 
     if code == 0 and cluster.role().replicas == 1:
+        # What exit runs before the teardown still runs: TensorFlow deletes the temporary
+        # files AutoGraph wrote (two per export) in an atexit handler.
+        atexit._run_exitfuncs()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

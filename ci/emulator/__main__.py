@@ -7,6 +7,7 @@ flushed) once both accept connections; :mod:`ci.emulator.process` waits for thos
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import signal
 import sys
@@ -110,7 +111,9 @@ def serve(args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     """Parse ``argv`` and :func:`serve`."""
     code = serve(_parser().parse_args(argv))
-    # State is on disk and jobs are stopped: skip TensorFlow's slow interpreter teardown.
+    # State is on disk and jobs are stopped: skip TensorFlow's slow interpreter teardown,
+    # not what exit runs before it (TensorFlow deletes AutoGraph's temporary files then).
+    atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
