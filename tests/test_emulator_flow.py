@@ -1,7 +1,8 @@
 """The issue's acceptance flow with the real trainer: stage, train, upload, deploy, predict.
 
 One job trains the model every test here shares (200 steps: seconds, and enough for the
-three test instances); the multi-worker job trains its own.
+three test instances). A job of several replicas, trained and served: test_pipeline's
+STANDARD_1 test.
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ from tests.conftest import (
     create_endpoint,
     deploy,
     predict,
-    run_job,
-    trainer_job,
     upload,
 )
 
@@ -120,28 +119,3 @@ def test_injected_429_and_503_reach_the_client_and_retries_survive_them(vertex, 
     faults.inject(emulator.vertex_url, "endpoints.predict", 503, count=2)
     assert predict(vertex, served["endpoint"], TEST_INSTANCES[:1], retries=3)["predictions"]
     assert faults.pending(emulator.vertex_url) == []
-
-
-def test_chief_and_two_workers_run_three_processes_and_export_a_servable_model(
-    vertex, poll, emulator, staged
-):
-    output = f"gs://{BUCKET}/runs/multi"
-    job = run_job(vertex, poll, trainer_job(staged, output, steps=20, workers=2))
-    assert job["state"] == "JOB_STATE_SUCCEEDED", job.get("error")
-    logs = faults.job_logs(emulator.vertex_url, job["name"])
-    assert {"==> workerpool0-0 <==", "==> workerpool1-0 <==", "==> workerpool1-1 <=="} <= set(
-        logs.splitlines()
-    )
-    assert sorted(
-        p.name.removesuffix(".log") for p in _job_logs(emulator, job) if p.name != "emulator.log"
-    ) == ["workerpool0-0", "workerpool1-0", "workerpool1-1"]
-    model = upload(vertex, poll, f"{output}/model", model={"displayName": "iris-multi"})["model"]
-    endpoint = create_endpoint(vertex, poll, "iris-multi")
-    deploy(vertex, poll, endpoint, model)
-    answer = predict(vertex, endpoint, TEST_INSTANCES)
-    assert len(answer["predictions"]) == 3 and answer["model"] == model
-
-
-def _job_logs(emulator, job):
-    job_id = job["name"].rsplit("/", 1)[-1]
-    return sorted((emulator.state_dir / "vertex/jobs" / job_id / "logs").iterdir())

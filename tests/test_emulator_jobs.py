@@ -128,7 +128,7 @@ def test_a_package_that_is_not_in_cloud_storage_fails_the_job(vertex, poll, fake
 
 
 def test_replicas_get_the_vertex_environment_and_one_consistent_cluster(
-    vertex, poll, fake_package, tmp_path
+    vertex, poll, emulator, fake_package, tmp_path
 ):
     body = fake_job(
         fake_package,
@@ -162,6 +162,9 @@ def test_replicas_get_the_vertex_environment_and_one_consistent_cluster(
     assert (chief["FAKE_SETTING"], chief["argv"]) == ("on", ["--flag=1"])
     assert (chief["TF_CPP_MIN_LOG_LEVEL"], chief["TF_ENABLE_ONEDNN_OPTS"]) == ("2", "0")
     assert not alive(seen["ps-0"]["pid"])  # the parameter server was stopped with the job
+    headers = [line for line in faults.job_logs(emulator.vertex_url, job["name"]).splitlines()
+               if line.startswith("==> ")]  # fmt: skip
+    assert headers == [f"==> workerpool{p} <==" for p in ("0-0", "1-0", "1-1", "2-0", "3-0")]
 
 
 def test_single_replica_gets_no_cluster(vertex, poll, fake_package, tmp_path):

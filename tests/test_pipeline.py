@@ -148,6 +148,15 @@ def test_standard_1_trains_with_several_processes_and_serves(workdir):
     logs = workdir / "state" / "vertex" / "jobs" / values["job_id"] / "logs"
     replicas = sorted(p.stem for p in logs.glob("workerpool*.log"))
     assert replicas == ["workerpool0-0", "workerpool1-0", "workerpool1-1"]  # capped at 3
+    # One train file for three replicas: each reads all of it (the documented fallback) and
+    # the strategy hands each its own batches.
+    said = {}
+    for name, task in zip(replicas, ("chief:0", "worker:0", "worker:1"), strict=True):
+        (line,) = [x for x in (logs / f"{name}.log").read_text().splitlines() if "train file" in x]
+        said[task] = line
+    (uri,) = {line.rsplit(": ", 1)[1] for line in said.values()}
+    assert uri.startswith("gs://local-ci/staging/") and uri.endswith("/iris_training.csv")
+    assert said == {task: f"task {task} reads 1 train file(s): {uri}" for task in said}
     assert values["model_version"] == "1"
     predictions = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     assert len(predictions) == 3 and all("class_ids" in p for p in predictions)

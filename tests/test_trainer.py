@@ -395,7 +395,7 @@ def test_two_workers_read_disjoint_shards_and_repeat_exactly(shards, tmp_path):
     ],
 )
 def test_files_are_shared_out_by_replica(cluster, task, files, expected):
-    # (The fallback end to end: test_emulator_flow's two-worker job reads one file.)
+    # (The fallback end to end: test_pipeline's STANDARD_1 job, three replicas, one file.)
     assert trainer_cluster.share(files, trainer_cluster.Role(*task, cluster)) == expected
 
 
