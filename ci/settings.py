@@ -54,7 +54,9 @@ class Settings:
     state_dir: str = _s(".local-cloud", "where the embedded emulators keep their state")
     local_max_replicas: int | None = _s(None, "cap on local training processes per job")
     poll_interval: float | None = _s(None, "seconds between polls (default 10; emulators 0.05)")
-    api_retries: int = _s(NUM_RETRIES, "retries of a Vertex AI call answered 429 or 5xx (backoff)")
+    api_retries: int = _s(
+        NUM_RETRIES, "retries of a Vertex AI call answered 429 or 5xx (backoff; 1/20 on emulators)"
+    )
     heartbeat: float = _s(60.0, "seconds between 'still running' lines while waiting")
     tf_version: str | None = _s(None, "TensorFlow version for images (default: installed)")
     executor_image: str | None = _s(None, "training executorImageUri (default: from tf_version)")

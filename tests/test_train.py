@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import sys
 
 import pytest
 
-from ci import cli, tiers
+from ci import cli, clients, tiers
 from ci.emulator import faults
 from ci.settings import Settings
 from ci.train import job_body
@@ -53,13 +54,24 @@ def test_job_body_from_tier():
     assert body["labels"] == {"git-sha": "abc"}
 
 
+def test_retries_back_off_a_fraction_of_the_librarys_wait_only_against_an_emulator():
+    def list_request(client):
+        return client.projects().locations().customJobs().list(parent="projects/p/locations/l")
+
+    local = list_request(clients.vertex("us-central1", "http://127.0.0.1:9", anonymous=True))
+    assert all(0 <= local._rand() < clients.EMULATOR_BACKOFF_SCALE for _ in range(200))
+    google = list_request(clients.vertex("us-central1", anonymous=True))
+    assert google._rand is random.random  # Vertex AI gets the library's own backoff
+
+
 def test_trains_through_injected_429_and_503(
     env, emulator, trainer_sdist, vertex, tmp_path, capsys
 ):
     faults.inject(emulator.vertex_url, "customJobs.create", 503, count=1)
     faults.inject(emulator.vertex_url, "customJobs.get", 429, count=2)
-    # The retries' backoff may outlast a 20-step job: hold it in RUNNING long enough to be seen.
-    faults.delay_job_state(emulator.vertex_url, "JOB_STATE_SUCCEEDED", 5)
+    # Against an emulator the retries wait a fraction of a second (EMULATOR_BACKOFF_SCALE);
+    # a second more in RUNNING keeps the state in sight of a poll on a loaded machine.
+    faults.delay_job_state(emulator.vertex_url, "JOB_STATE_SUCCEEDED", 1)
     out = tmp_path / "out.txt"
     argv = ["train", "--scale-tier", "basic", "--train-steps", "20"]
     argv += ["--package", str(trainer_sdist), "--outputs", str(out), "--", "--batch-size", "8"]
