@@ -204,4 +204,10 @@ def dataset(
             _plain(lambda i, b: _parse_block(*b, seed=tf.stack([tf.constant(seed, tf.int64), i]))),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return parsed.rebatch(batch_size).prefetch(tf.data.AUTOTUNE)
+    # AUTOTUNE without the autotuner: parallelism is the core count and the prefetch buffer
+    # grows while the consumer waits. The autotuner's own thread, re-planning buffers and
+    # parallelism as batches flow, cost more than it found on two cores (2,000,000 rows:
+    # 2.05 s against 2.36 s, the consumer alone 1.88 s; BENCHMARKS.md).
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return parsed.rebatch(batch_size).prefetch(tf.data.AUTOTUNE).with_options(options)
