@@ -7,15 +7,15 @@ flushed) once both accept connections; :mod:`ci.emulator.process` waits for thos
 from __future__ import annotations
 
 import argparse
-import atexit
-import os
 import signal
 import sys
 import threading
 from pathlib import Path
+from typing import NoReturn
 
 from ci.emulator.runtime import RUNTIMES
 from ci.errors import UsageError
+from ci.quick_exit import quick_exit
 
 
 class _Parser(argparse.ArgumentParser):
@@ -108,15 +108,10 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
-    """Parse ``argv`` and :func:`serve`."""
+def main(argv: list[str]) -> NoReturn:
+    """Parse ``argv``, :func:`serve`, and exit with its code."""
     code = serve(_parser().parse_args(argv))
-    # State is on disk and jobs are stopped: skip TensorFlow's slow interpreter teardown,
-    # not what exit runs before it (TensorFlow deletes AutoGraph's temporary files then).
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    quick_exit(code)  # state is on disk and jobs are stopped
 
 
 if __name__ == "__main__":
