@@ -58,11 +58,30 @@ def skip_pyplot() -> None:
         sys.modules.setdefault("matplotlib.pyplot", None)
 
 
-def import_tensorflow():
-    """``import tensorflow`` for serving: :func:`skip_pyplot` first."""
-    skip_pyplot()
-    import tensorflow as tf
+# What ``import tensorflow`` loads of Keras: it imports the optimizers eagerly (an ImportError
+# is ignored) so that they are registered before a SavedModel holding one is loaded.
+_EAGER_KERAS = ("keras.src.optimizers", "tf_keras.src.optimizers")
 
+
+def import_tensorflow():
+    """``import tensorflow`` for serving, without Keras: :func:`skip_pyplot` first.
+
+    Serving loads and calls a signature; Vertex's TF Serving does it with no Python, let
+    alone Keras. TensorFlow's guarded eager import of Keras's optimizers (all of Keras,
+    0.4 CPU-s of a 2.5 s start) fails here as if Keras were absent; an object of a class
+    that is not registered still loads, as a plain trackable object. The names are
+    released at once: a later ``import keras`` in the same process works.
+    """
+    skip_pyplot()
+    loading = "tensorflow" not in sys.modules  # else loaded, or loading in another thread
+    blocked = [name for name in _EAGER_KERAS if loading and name not in sys.modules]
+    sys.modules.update(dict.fromkeys(blocked, None))
+    try:
+        import tensorflow as tf
+    finally:
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
     return tf
 
 

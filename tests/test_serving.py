@@ -118,24 +118,33 @@ def test_cli_error_is_one_line(export, tmp_path):
     )
 
 
-def test_serving_keeps_pyplot_out_and_report_plots_do_not_need_it(tmp_path):
-    # Serving's TensorFlow start skips Keras's import of pyplot (ci.serving.skip_pyplot);
-    # `ci report`'s plots draw in such a process all the same.
+def test_serving_keeps_keras_and_pyplot_out_and_what_needs_them_still_works(export, tmp_path):
+    # Serving's TensorFlow start skips Keras (ci.serving.import_tensorflow) and Keras's
+    # import of pyplot (ci.serving.skip_pyplot): the export loads and predicts all the same,
+    # `ci report`'s plots draw in such a process, and Keras imports later if asked for.
     png = tmp_path / "confusion.png"
     code = "\n".join(
         [
+            "import json, sys",
             "from pathlib import Path",
             "from ci import plots, serving",
-            "serving.skip_pyplot()",
+            f"predictor = serving.Predictor.load({str(export)!r})",
+            f"predictions = predictor.predict([{GOOD!r}])",
+            "loaded = sorted(m for m in ('keras', 'matplotlib.pyplot') if sys.modules.get(m))",
             f"plots.confusion_matrix([[2, 0], [1, 3]], ['a', 'b'], Path({str(png)!r}))",
             "try:",
             "    import matplotlib.pyplot",
+            "    pyplot = True",
             "except ImportError:",
-            "    print('no pyplot')",
+            "    pyplot = False",
+            "import keras",
+            "layer = type(keras.layers.Dense(1)).__name__",
+            "print(json.dumps([loaded, pyplot, layer, predictions[0]['class_ids']]))",
         ]
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
-    assert (result.returncode, result.stdout) == (0, "no pyplot\n"), result.stderr
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[], False, "Dense", 0]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
