@@ -6,6 +6,8 @@ trainer package. Used by ``python -m ci local-predict`` and by the emulator's pr
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import os
@@ -18,7 +20,8 @@ from ci.inputs import parse_json, read_text
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet start-up
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-_KINDS = {"float": (int, float), "int": (int,), "bool": (bool,), "string": (str,)}
+# A string tensor's value may also be binary: TF Serving's ``{"b64": "..."}``, decoded first.
+_KINDS = {"float": (int, float), "int": (int,), "bool": (bool,), "string": (str, bytes)}
 
 
 def read_instances(path: Path) -> list:
@@ -127,8 +130,8 @@ class Predictor:
         inner = spec.shape[1:]
         values = []
         for index, instance in enumerate(instances):
-            if not isinstance(instance, dict):
-                if len(self.inputs) == 1 and not isinstance(instance, dict):
+            if not isinstance(instance, dict) or _is_b64(instance):
+                if len(self.inputs) == 1:
                     value = instance
                 else:
                     raise BadInstance(
@@ -139,6 +142,7 @@ class Predictor:
                 raise BadInstance(f"instance {index}: missing field {name!r}")
             else:
                 value = instance[name]
+            value = _unpack_b64(index, name, value)
             _check_value(index, name, value, kind, inner.rank or 0)
             values.append(value)
         try:
@@ -146,12 +150,14 @@ class Predictor:
         except (ValueError, TypeError) as exc:
             raise BadInstance(f"field {name!r}: values do not fit {spec.shape}: {exc}") from None
 
-    def predict(self, instances: list) -> list[dict]:
-        """Predictions for a batch of instances, one dict of output values per instance."""
+    def predict(self, instances: list) -> list:
+        """Predictions for a batch of instances, in TF Serving's row format: one dict of
+        output values per instance, or the bare value when the signature has one output;
+        an output whose name ends in ``_bytes`` as ``{"b64": ...}``."""
         if not isinstance(instances, list) or not instances:
             raise BadInstance("'instances' must be a non-empty list")
         for index, instance in enumerate(instances):
-            if isinstance(instance, dict):
+            if isinstance(instance, dict) and not _is_b64(instance):
                 unknown = sorted(set(instance) - set(self.inputs))
                 if unknown:
                     raise BadInstance(
@@ -159,10 +165,13 @@ class Predictor:
                         f"signature takes {', '.join(self.inputs)})"
                     )
         tensors = {name: self._column(name, spec, instances) for name, spec in self.inputs.items()}
-        outputs = {name: value.numpy().tolist() for name, value in self._fn(**tensors).items()}
-        return [
-            {name: _plain(rows[i]) for name, rows in outputs.items()} for i in range(len(instances))
-        ]
+        outputs = {
+            name: [_plain(row, name.endswith("_bytes")) for row in value.numpy().tolist()]
+            for name, value in self._fn(**tensors).items()
+        }
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
+        return [{name: rows[i] for name, rows in outputs.items()} for i in range(len(instances))]
 
 
 def _check_value(index: int, name: str, value, kind: str, rank: int) -> None:
@@ -178,13 +187,33 @@ def _check_value(index: int, name: str, value, kind: str, rank: int) -> None:
         expected = f"a list (rank {rank}) of " if rank else ""
         raise BadInstance(
             f"instance {index}: field {name!r} must be {expected}{kind}, "
-            f"got {json.dumps(value)[:60]}"
+            f"got {json.dumps(value, default=lambda _: 'binary (b64)')[:60]}"
         )
 
 
-def _plain(value):
+def _is_b64(value) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"} and isinstance(value["b64"], str)
+
+
+def _unpack_b64(index: int, name: str, value):
+    """``{"b64": TEXT}`` (at any depth of a list) as the bytes it encodes."""
+    if isinstance(value, list):
+        return [_unpack_b64(index, name, item) for item in value]
+    if _is_b64(value):
+        try:
+            return base64.b64decode(value["b64"], validate=True)
+        except binascii.Error:
+            raise BadInstance(
+                f"instance {index}: field {name!r}: b64 is not base64: {value['b64'][:40]!r}"
+            ) from None
+    return value
+
+
+def _plain(value, binary: bool = False):
     if isinstance(value, bytes):
+        if binary:
+            return {"b64": base64.b64encode(value).decode("ascii")}
         return value.decode("utf-8", errors="replace")
     if isinstance(value, list):
-        return [_plain(v) for v in value]
+        return [_plain(v, binary) for v in value]
     return value

@@ -3,6 +3,7 @@ endpoints rules, operations, injected faults. Driven through google-api-python-c
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 import urllib.error
@@ -182,6 +183,58 @@ def test_traffic_split_rules_deploy_undeploy_and_delete(vertex, poll, trained):
     assert "deployedModels" not in got or got["deployedModels"] == []
     poll.operation(endpoints.delete(name=endpoint).execute())
     assert error_of(endpoints.get(name=endpoint))[0] == 404
+
+
+def raw_predict(emulator, endpoint: str, payload: bytes):
+    """POST ``payload`` to ``:rawPredict`` as curl does: (status, JSON answer, headers)."""
+    request = urllib.request.Request(
+        f"{emulator.vertex_url}/v1/{endpoint}:rawPredict",
+        data=payload,
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return answer.status, json.loads(answer.read()), answer.headers
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), exc.headers
+
+
+def test_raw_predict_passes_the_containers_request_and_answer(emulator, vertex, poll, trained):
+    model = upload(vertex, poll, trained["artifact_uri"], model={"displayName": "raw"})["model"]
+    endpoint = create_endpoint(vertex, poll, "raw")
+    rows = json.dumps({"instances": [INSTANCE]}).encode()
+    status, answer, _ = raw_predict(emulator, endpoint, rows)
+    assert (status, answer["error"]["status"]) == (400, "FAILED_PRECONDITION")  # Vertex's own
+    deployed = deploy(vertex, poll, endpoint, model)["response"]["deployedModel"]["id"]
+
+    status, answer, headers = raw_predict(emulator, endpoint, rows)
+    assert status == 200
+    assert answer == {"predictions": predict(vertex, endpoint, [INSTANCE])["predictions"]}
+    assert headers["X-Vertex-AI-Deployed-Model-Id"] == deployed
+    assert headers["X-Vertex-AI-Endpoint-Id"] == endpoint.rsplit("/", 1)[-1]
+    # A gRPC-transcoding client sends the RawPredictRequest message: the body is in httpBody.
+    wrapped = {
+        "httpBody": {"contentType": "application/json", "data": base64.b64encode(rows).decode()}
+    }
+    assert raw_predict(emulator, endpoint, json.dumps(wrapped).encode())[:2] == (200, answer)
+    columns = {"inputs": {name: [value] for name, value in INSTANCE.items()}}
+    status, columnar, _ = raw_predict(emulator, endpoint, json.dumps(columns).encode())
+    assert status == 200 and columnar["outputs"]["class_ids"] == [
+        answer["predictions"][0]["class_ids"]
+    ]
+
+    # The container's errors come back as it answers them, and the endpoint still serves.
+    status, answer, _ = raw_predict(emulator, endpoint, b"{not json")
+    assert status == 400 and "JSON Parse error" in answer["error"]
+    status, answer, _ = raw_predict(emulator, endpoint, b'{"instances": [{"Colour": 1}]}')
+    assert status == 400 and "unknown field 'Colour'" in answer["error"]
+    faults.inject(emulator.vertex_url, "endpoints.rawPredict", 503)
+    status, answer, _ = raw_predict(emulator, endpoint, rows)
+    assert (status, answer["error"]["status"]) == (503, "UNAVAILABLE")
+    assert raw_predict(emulator, endpoint, rows)[0] == 200
+    status, answer, _ = raw_predict(emulator, endpoint.replace("/endpoints/", "/endpoints/x"), rows)
+    assert (status, answer["error"]["status"]) == (404, "NOT_FOUND")
 
 
 def test_injected_faults_on_create_and_delayed_operations(vertex, poll, emulator):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ci import local_predict
+from ci.emulator.predict import tf_serving
 from ci.errors import BadData, BadInstance
 from ci.serving import Predictor, read_instances
 
@@ -69,6 +71,63 @@ def test_accepts_an_instances_body_file(export, tmp_path):
 def test_integers_are_accepted_for_float_features(predictor):
     (row,) = predictor.predict([{**GOOD, "SepalLength": 5}])
     assert row["class_ids"] == 0
+
+
+@pytest.fixture(scope="module")
+def echo(tmp_path_factory) -> Predictor:
+    """A model of another trainer: one string input, one output that ends in ``_bytes``."""
+    import tensorflow as tf
+
+    class Echo(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="blob")])
+        def serve(self, blob):
+            return {
+                "reversed_bytes": tf.strings.reduce_join(
+                    tf.reverse(tf.strings.bytes_split(blob).to_tensor(), axis=[1]), axis=1
+                )
+            }
+
+    path = tmp_path_factory.mktemp("echo") / "model"
+    module = Echo()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Predictor.load(path)
+
+
+def test_one_output_binary_values_and_the_columnar_format_as_tf_serving_answers(echo, predictor):
+    # TF Serving (so Vertex's TensorFlow container): one output is answered bare, not as a
+    # one-key object; {"b64": ...} carries binary input, and an output named *_bytes is b64.
+    binary = b"\xff\x00ab"
+    got = echo.predict([{"b64": base64.b64encode(binary).decode()}, "xyz"])
+    assert got == [{"b64": base64.b64encode(binary[::-1]).decode()}, {"b64": "enl4"}]
+    with pytest.raises(BadInstance, match=r"instance 0: field 'blob': b64 is not base64"):
+        echo.predict([{"b64": "not base64!"}])
+    with pytest.raises(BadInstance, match=r"field 'SepalWidth' must be float, got \"binary"):
+        predictor.predict([{**GOOD, "SepalWidth": {"b64": "AA=="}}])
+
+    # rawPredict passes TF Serving's own request formats: rows, or columns in and out.
+    rows = [GOOD, {**GOOD, "PetalLength": 6.0, "PetalWidth": 2.3}]
+    status, answer = tf_serving(predictor, json.dumps({"instances": rows}).encode())
+    assert status == 200 and answer == {"predictions": predictor.predict(rows)}
+    columns = {name: [row[name] for row in rows] for name in GOOD}
+    status, answer = tf_serving(predictor, json.dumps({"inputs": columns}).encode())
+    expected = predictor.predict(rows)
+    assert status == 200
+    assert answer == {
+        "outputs": {k: [p[k] for p in expected] for k in ("class_ids", "probabilities")}
+    }
+    status, answer = tf_serving(echo, b'{"inputs": ["ab"], "signature_name": "serving_default"}')
+    assert (status, answer) == (200, {"outputs": [{"b64": "YmE="}]})
+    for body, error in [
+        (b"{not json", "JSON Parse error"),
+        (b"[1]", "must be a JSON object"),
+        (b'{"rows": []}', "Missing 'inputs' or 'instances' key"),
+        (b'{"inputs": [], "instances": []}', "Not expecting both"),
+        (b'{"instances": ["a"], "signature_name": "x"}', 'Serving signature name: "x" not found'),
+        (json.dumps({"inputs": {**columns, "SepalLength": [1.0]}}).encode(), "same length"),
+        (json.dumps({"instances": [{**GOOD, "Colour": 1}]}).encode(), "unknown field 'Colour'"),
+    ]:
+        status, answer = tf_serving(echo if b"signature" in body else predictor, body)
+        assert status == 400 and list(answer) == ["error"] and error in answer["error"], body
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,5 @@
 """``projects.locations.endpoints``: create, get, list, patch, delete, deployModel,
-undeployModel, predict.
+undeployModel, predict, rawPredict.
 
 An endpoint record is a ``GoogleCloudAiplatformV1Endpoint`` plus ``_serving``: for each
 deployed model id, the model id, version id and artifactUri predict needs, so a predict
@@ -8,15 +8,18 @@ request costs a weighted random choice and a dict lookup before the model runs.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import random
 import re
 
 from ci.emulator import listing, masks
 from ci.emulator.deployments import Deployments, check_split, deployed_ids
-from ci.emulator.httpd import ApiError, Request, not_found, precondition
+from ci.emulator.httpd import ApiError, RawResponse, Request, not_found, precondition, raw_body
 from ci.emulator.models_api import Models
 from ci.emulator.operations import Operations
-from ci.emulator.predict import ModelCache
+from ci.emulator.predict import ModelCache, tf_serving
 from ci.emulator.store import Store, now, public
 from ci.errors import BadInstance
 
@@ -52,6 +55,7 @@ class Endpoints(Deployments):
             ("POST", ENDPOINT + ":deployModel", API + "deployModel", self.deploy),
             ("POST", ENDPOINT + ":undeployModel", API + "undeployModel", self.undeploy),
             ("POST", ENDPOINT + ":predict", API + "predict", self.predict),
+            ("POST", ENDPOINT + ":rawPredict", API + "rawPredict", self.raw_predict),
         ]
 
     def _endpoint(self, request: Request) -> dict:
@@ -135,8 +139,9 @@ class Endpoints(Deployments):
             self.store.delete("endpoints", record["name"].rsplit("/", 1)[-1])
         return 200, self.operations.run(record["name"], "Delete", dict, response=_EMPTY)
 
-    def predict(self, request: Request):
-        """``endpoints.predict``: route by traffic split, run the model, TF Serving rows out."""
+    def _serving(self, request: Request):
+        """The endpoint, the deployed model id the traffic split picks, its serving entry
+        and its loaded predictor."""
         with self.store.lock:  # a consistent split and serving table; cheap, no I/O
             endpoint = self._endpoint(request)
             split = endpoint.get("trafficSplit") or {}
@@ -152,6 +157,11 @@ class Endpoints(Deployments):
             serving["artifact_uri"],
             serving.get("image_uri", ""),
         )
+        return endpoint, deployed_id, serving, predictor
+
+    def predict(self, request: Request):
+        """``endpoints.predict``: route by traffic split, run the model, TF Serving rows out."""
+        _, deployed_id, serving, predictor = self._serving(request)
         try:
             predictions = predictor.predict(request.body["instances"])
         except BadInstance as exc:
@@ -163,3 +173,32 @@ class Endpoints(Deployments):
             "modelDisplayName": serving["display_name"],
             "modelVersionId": serving["version_id"],
         }
+
+    @raw_body
+    def raw_predict(self, request: Request):
+        """``endpoints.rawPredict``: the body goes to the serving container as it is, and
+        the container's answer (status and body) comes back as it is, with the headers
+        naming the endpoint and the deployed model that answered."""
+        endpoint, deployed_id, _, predictor = self._serving(request)
+        status, answer = tf_serving(predictor, _http_body(request.raw))
+        headers = {
+            "X-Vertex-AI-Endpoint-Id": endpoint["name"].rsplit("/", 1)[-1],
+            "X-Vertex-AI-Deployed-Model-Id": deployed_id,
+        }
+        return status, RawResponse(json.dumps(answer).encode(), headers=headers)
+
+
+def _http_body(raw: bytes) -> bytes:
+    """The container's request: the HTTP body itself (as ``curl`` sends it), or the
+    ``RawPredictRequest`` a gRPC-transcoding client sends, ``{"httpBody": {"data": BASE64}}``."""
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return raw
+    if isinstance(body, dict) and set(body) == {"httpBody"} and isinstance(body["httpBody"], dict):
+        data = body["httpBody"].get("data", "")
+        try:
+            return base64.b64decode(data, validate=True) if isinstance(data, str) else raw
+        except binascii.Error:
+            raise ApiError(400, "httpBody.data: not base64") from None
+    return raw

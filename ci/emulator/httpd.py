@@ -3,7 +3,9 @@
 Routes are matched by regular expression on the path; each route carries the discovery
 method id (``aiplatform.projects.locations.endpoints.predict``) so that fault injection and
 request validation can key on it. Handlers return ``(status, json_body)`` or raise
-:class:`ApiError`; nothing else about HTTP leaks into them.
+:class:`ApiError`; nothing else about HTTP leaks into them. A handler marked
+:func:`raw_body` gets the request's bytes unparsed and may answer with a
+:class:`RawResponse` (``rawPredict``: the serving container's request and answer).
 """
 
 from __future__ import annotations
@@ -59,13 +61,30 @@ def precondition(message: str) -> ApiError:
 
 @dataclass
 class Request:
-    """What a handler sees: path parameters, query parameters, the parsed JSON body."""
+    """What a handler sees: path parameters, query parameters, the parsed JSON body (or,
+    for a :func:`raw_body` handler, the bytes in ``raw``)."""
 
     method_id: str
     params: dict[str, str]
     query: dict[str, str]
     body: Any = None
     raw_path: str = ""
+    raw: bytes = b""
+
+
+@dataclass
+class RawResponse:
+    """An answer sent as it is: its bytes, their type, and headers of its own."""
+
+    payload: bytes
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def raw_body(handler: Callable) -> Callable:
+    """Mark ``handler`` as taking the request body as bytes: not parsed, not validated."""
+    handler.raw_body = True
+    return handler
 
 
 Handler = Callable[[Request], tuple[int, Any]]
@@ -92,6 +111,8 @@ class Router:
     def add(self, http_method, pattern, method_id, handler, request_schema=None) -> None:
         """Register ``pattern`` (a regex with named groups, matched on the whole path)."""
         regex = re.compile("^" + pattern + "$")
+        if getattr(handler, "raw_body", False):
+            request_schema = None
         self.routes.append(Route(http_method, regex, method_id, handler, request_schema))
 
     def dispatch(self, http_method: str, target: str, raw_body: bytes) -> tuple[int, Any]:
@@ -109,10 +130,15 @@ class Router:
                 continue
             request = Request(route.method_id, match.groupdict(), query, raw_path=path)
             try:
-                request.body = _parse_body(raw_body, route)
+                if getattr(route.handler, "raw_body", False):
+                    request.raw = raw_body
+                else:
+                    request.body = _parse_body(raw_body, route)
                 for hook in self.before:
                     hook(route, request)
                 status, body = route.handler(request)
+                if isinstance(body, RawResponse):
+                    return status, body
                 for after in self.after:
                     body = after(route, request, body)
                 return status, body
@@ -147,14 +173,18 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         status, body = self.server.router.dispatch(self.command, self.path, raw)
-        if isinstance(body, str):
+        extra = ""
+        if isinstance(body, RawResponse):
+            payload, ctype = body.payload, body.content_type
+            extra = "".join(f"{name}: {value}\r\n" for name, value in body.headers.items())
+        elif isinstance(body, str):
             payload, ctype = body.encode(), "text/plain; charset=utf-8"
         else:
             payload, ctype = json.dumps(body).encode(), "application/json; charset=UTF-8"
         # One write for headers and body: the same reason as TCP_NODELAY above.
         head = (
             f"HTTP/1.1 {status} {_reason(status)}\r\n"
-            f"Content-Type: {ctype}\r\nContent-Length: {len(payload)}\r\n\r\n"
+            f"Content-Type: {ctype}\r\nContent-Length: {len(payload)}\r\n{extra}\r\n"
         )
         self.wfile.write(head.encode("latin-1") + payload)
 

@@ -6,6 +6,7 @@ emulator starts in a fraction of a second and pays the import only when serving.
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -80,3 +81,55 @@ class ModelCache:
         if not files:
             raise precondition(f"No files under artifactUri {artifact_uri}.")
         (local / ".complete").touch()
+
+
+def tf_serving(predictor, raw: bytes) -> tuple[int, dict]:
+    """Answer ``raw`` as TF Serving's REST predict API does (what ``rawPredict`` passes to
+    and from Vertex's TensorFlow container): the row format (``instances`` in,
+    ``predictions`` out) or the columnar one (``inputs`` in, ``outputs`` out), an optional
+    ``signature_name``; a bad request is status 400 with ``{"error": MESSAGE}``.
+    """
+    from ci.errors import BadInstance
+
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return 400, {"error": f"JSON Parse error: {exc}"}
+    if not isinstance(body, dict):
+        return 400, {"error": "the request must be a JSON object with 'instances' or 'inputs'"}
+    given = sorted(body.keys() & {"instances", "inputs"})
+    if len(given) != 1:
+        both = "Not expecting both 'inputs' and 'instances'"
+        return 400, {"error": both if given else "Missing 'inputs' or 'instances' key"}
+    signature = body.get("signature_name", "serving_default")
+    if signature != "serving_default":
+        return 400, {"error": f'Serving signature name: "{signature}" not found in signature def'}
+    try:
+        if given == ["instances"]:
+            return 200, {"predictions": predictor.predict(body["instances"])}
+        predictions = predictor.predict(_rows(body["inputs"]))
+    except BadInstance as exc:
+        return 400, {"error": str(exc)}
+    # Rows of several outputs are objects; one output's value is bare ({"b64"} if binary).
+    if predictions and isinstance(predictions[0], dict) and set(predictions[0]) != {"b64"}:
+        return 200, {"outputs": {name: [p[name] for p in predictions] for name in predictions[0]}}
+    return 200, {"outputs": predictions}
+
+
+def _rows(inputs) -> list:
+    """The columnar format's ``inputs`` as rows: a list is one input's batch; an object maps
+    each input to its batch, all of one length."""
+    from ci.errors import BadInstance
+
+    if isinstance(inputs, list):
+        return inputs
+    if not isinstance(inputs, dict) or not inputs:
+        raise BadInstance("'inputs' must be a list or an object of named inputs")
+    lengths = {name: len(v) if isinstance(v, list) else None for name, v in inputs.items()}
+    if None in lengths.values() or len(set(lengths.values())) != 1:
+        raise BadInstance(
+            "'inputs': every named input must be a list of the same length (the batch), "
+            f"got lengths {lengths}"
+        )
+    size = next(iter(lengths.values()))
+    return [{name: values[i] for name, values in inputs.items()} for i in range(size)]
