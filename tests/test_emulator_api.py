@@ -89,6 +89,36 @@ def test_missing_resources_get_404_not_found(vertex):
         assert (status, error["status"]) == (404, "NOT_FOUND")
 
 
+def test_documented_methods_it_does_not_serve_are_501_and_evaluations_are_none(
+    emulator, vertex, poll
+):
+    models = vertex.projects().locations().models()
+    model = upload(vertex, poll, "gs://test-bucket/nowhere", model={"displayName": "evals"})
+    name = model["model"]
+    assert models.evaluations().list(parent=name).execute() == {}
+    for call in [
+        models.evaluations().get(name=f"{name}/evaluations/1"),
+        models.evaluations().list(parent=f"{PARENT}/models/424242"),
+    ]:
+        assert error_of(call)[1]["status"] == "NOT_FOUND"
+    for call, method in [
+        (models.export(name=name, body={"outputConfig": {}}), "models.export"),
+        (
+            vertex.projects()
+            .locations()
+            .endpoints()
+            .explain(endpoint=f"{PARENT}/endpoints/1", body={"instances": [INSTANCE]}),
+            "endpoints.explain",
+        ),
+    ]:
+        status, error = error_of(call)
+        assert (status, error["status"]) == (501, "UNIMPLEMENTED")
+        assert f"aiplatform.projects.locations.{method} is not emulated" in error["message"]
+    with pytest.raises(urllib.error.HTTPError) as caught:  # a path Vertex has not either
+        urllib.request.urlopen(f"{emulator.vertex_url}/v1/{PARENT}/nothings", timeout=10)
+    assert caught.value.code == 404
+
+
 def test_model_ids_aliases_and_version_deletion_rules(vertex, poll):
     models = vertex.projects().locations().models()
     first = upload(vertex, poll, "gs://test-bucket/nowhere", modelId="rules-model")

@@ -139,6 +139,7 @@ def test_upload_versions_aliases_and_the_registry(sdk, trained):
     assert aiplatform.Model(first.resource_name).version_id == third.version_id == "3"
     registry.delete_version("1")
     assert [v.version_id for v in registry.list_versions()] == ["2", "3"]
+    assert third.list_model_evaluations() == []  # none was imported, so none is listed
 
 
 def test_model_update_sets_labels_with_a_new_etag_and_a_stale_etag_is_refused(sdk, trained):

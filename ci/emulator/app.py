@@ -148,6 +148,7 @@ class Emulator:
             "POST", "/_emulator/operations:release", "_emulator.operations.release", self._release
         )
         router.add("GET", "/_emulator/health", "_emulator.health", self._health)
+        router.unserved = schema.not_emulated
         router.before.append(self._before)
         router.after.append(self._after)
         return router

@@ -107,6 +107,8 @@ class Router:
     before: list[Callable[[Route, Request], None]] = field(default_factory=list)
     # Rewrite a successful answer's body (e.g. enums as numbers when the client asks).
     after: list[Callable[[Route, Request, Any], Any]] = field(default_factory=list)
+    # The error for a path no route serves (HTTP method, path), or None for the plain 404.
+    unserved: Callable[[str, str], ApiError | None] | None = None
 
     def add(self, http_method, pattern, method_id, handler, request_schema=None) -> None:
         """Register ``pattern`` (a regex with named groups, matched on the whole path)."""
@@ -149,6 +151,9 @@ class Router:
                 return 500, ApiError(500, f"emulator error: {exc!r}").body()
         if allowed:
             return 405, ApiError(405, f"{http_method} is not allowed on {path}.").body()
+        error = self.unserved(http_method, path) if self.unserved else None
+        if error is not None:
+            return error.code, error.body()
         return 404, ApiError(404, f"The requested URL {path} was not found.").body()
 
 

@@ -1,5 +1,5 @@
 """``projects.locations.models``: upload (versions, aliases), get, list, listVersions,
-patch, mergeVersionAliases, deleteVersion, delete.
+patch, mergeVersionAliases, deleteVersion, delete, evaluations.list and get (none).
 
 A stored model is ``{"name", "createTime", "versions": [Model, ...]}``; each version is a
 complete ``GoogleCloudAiplatformV1Model`` as get returns it. ``name@3`` and ``name@alias``
@@ -42,6 +42,13 @@ class Models:
             ("POST", MODEL + ":mergeVersionAliases", API + "mergeVersionAliases", self.merge),
             ("DELETE", MODEL + ":deleteVersion", API + "deleteVersion", self.delete_version),
             ("DELETE", MODEL, API + "delete", self.delete),
+            ("GET", MODEL + "/evaluations", API + "evaluations.list", self.evaluations),
+            (
+                "GET",
+                MODEL + r"/evaluations/(?P<evaluation>[^/:]+)",
+                API + "evaluations.get",
+                self.evaluation,
+            ),
         ]
 
     # --- lookups used here and by endpoints ----------------------------------------
@@ -117,6 +124,20 @@ class Models:
         """``models.get`` of ``name``, ``name@version`` or ``name@alias``."""
         with self.store.lock:
             return 200, public(self._find(request)[1])
+
+    def evaluations(self, request: Request):
+        """``models.evaluations.list``: none. Vertex has evaluations of a trained model only
+        when they were imported or an evaluation pipeline ran, and neither is emulated."""
+        with self.store.lock:
+            self.find(request.raw_path.removeprefix("/v1/").split("/evaluations")[0])
+        return 200, {}
+
+    def evaluation(self, request: Request):
+        """``models.evaluations.get``: a model of the emulator has no evaluation to get."""
+        name = request.raw_path.removeprefix("/v1/")
+        with self.store.lock:
+            self.find(name.split("/evaluations")[0])
+        raise not_found(f"ModelEvaluation {name}")
 
     def patch(self, request: Request):
         """``models.patch``: the ``updateMask`` fields of a version (``name@v``) or, for a

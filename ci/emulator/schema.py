@@ -44,6 +44,28 @@ def methods() -> dict[str, dict]:
     return found
 
 
+@functools.cache
+def _paths() -> dict[str, list[tuple[re.Pattern, str]]]:
+    """(path regex, method id) of every documented method, by HTTP method."""
+    by_verb: dict[str, list[tuple[re.Pattern, str]]] = {}
+    for method_id, method in methods().items():
+        template = re.escape("/" + method["flatPath"])
+        regex = re.compile("^" + re.sub(r"\\\{[^}]*\\\}", "[^/:]+", template) + "$")
+        by_verb.setdefault(method["httpMethod"], []).append((regex, method_id))
+    return by_verb
+
+
+def not_emulated(http_method: str, path: str) -> ApiError | None:
+    """501 ``UNIMPLEMENTED`` naming the documented method ``path`` calls, when the emulator
+    does not serve it (``None`` for a path Vertex does not have either)."""
+    for regex, method_id in _paths().get(http_method, []):
+        if regex.match(path):
+            return ApiError(
+                501, f"{method_id} is not emulated (the methods served: docs/emulator.md)."
+            )
+    return None
+
+
 def request_schema(method_id: str) -> str | None:
     """The name of the schema a method's body must follow, or None when it takes no body."""
     return methods()[method_id].get("request", {}).get("$ref")
