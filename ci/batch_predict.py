@@ -39,8 +39,11 @@ class BatchResult:
         }
 
 
-def job_body(model: str, instances_uri: str, output: str, batch_size: int, name: str) -> dict:
-    """The BatchPredictionJob resource (pure)."""
+def job_body(
+    model: str, instances_uri: str, output: str, batch_size: int, name: str, machine_type: str
+) -> dict:
+    """The BatchPredictionJob resource (pure). A model served by a prebuilt container
+    supports dedicated resources only, so a batch job must name its machines."""
     return {
         "displayName": name,
         "model": model,
@@ -48,6 +51,10 @@ def job_body(model: str, instances_uri: str, output: str, batch_size: int, name:
         "outputConfig": {
             "predictionsFormat": "jsonl",
             "gcsDestination": {"outputUriPrefix": output},
+        },
+        "dedicatedResources": {
+            "machineSpec": {"machineType": machine_type},
+            "startingReplicaCount": 1,
         },
         "manualBatchTuningParameters": {"batchSize": batch_size},
     }
@@ -75,7 +82,9 @@ def batch_predict(
         raise CiError(f"model {model['name']} has no version or alias {model_version!r}")
     uri = ensure_staged(cloud, instances).uri
     name = f"{cloud.settings.model_name}-batch"
-    body = job_body(f"{model['name']}@{chosen['versionId']}", uri, output, batch_size, name)
+    version = f"{model['name']}@{chosen['versionId']}"
+    machine = cloud.settings.serving_machine_type
+    body = job_body(version, uri, output, batch_size, name, machine)
     jobs = JOBS.resource(cloud)
     job = api(jobs.create(parent=cloud.parent, body=body), "create batch prediction job")
     cloud.log(f"submitted {job['name']} (version {chosen['versionId']} over {uri})")

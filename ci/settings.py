@@ -61,7 +61,7 @@ class Settings:
     tf_version: str | None = _s(None, "TensorFlow version for images (default: installed)")
     executor_image: str | None = _s(None, "training executorImageUri (default: from tf_version)")
     serving_image: str | None = _s(None, "prediction image (default: from tf_version)")
-    serving_machine_type: str = _s("n1-standard-2", "machine type of deployed models")
+    serving_machine_type: str = _s("n1-standard-2", "machine type of endpoints and batch jobs")
     git_sha: str | None = _s(None, "commit labelled on versions (default: GITHUB_SHA or git)")
     # What a training job runs: steps, and the cluster (a legacy tier, or CUSTOM's machines).
     train_steps: int = _s(1000, "global training steps passed to the trainer")

@@ -227,16 +227,12 @@ def upload(vertex, poll, artifact_uri: str, **extra) -> dict:
     return poll.operation(op)["response"]
 
 
+# What a model served by a prebuilt container must be deployed with.
+DEDICATED = {"minReplicaCount": 1, "machineSpec": {"machineType": "n1-standard-2"}}
+
+
 def deploy(vertex, poll, endpoint: str, model: str, split=None) -> dict:
-    body = {
-        "deployedModel": {
-            "model": model,
-            "dedicatedResources": {
-                "minReplicaCount": 1,
-                "machineSpec": {"machineType": "n1-standard-2"},
-            },
-        }
-    }
+    body = {"deployedModel": {"model": model, "dedicatedResources": DEDICATED}}
     if split is not None:
         body["trafficSplit"] = split
     op = vertex.projects().locations().endpoints().deployModel(endpoint=endpoint, body=body)

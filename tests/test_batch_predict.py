@@ -163,6 +163,13 @@ def test_cancel_stops_a_running_batch(vertex, poll, gcs, batch_model):
             400,
             "gs:// URI",
         ),
+        # A model served by a prebuilt container supports dedicated resources only.
+        ({"dedicatedResources": None}, 400, "batch_prediction_job.dedicated_resources is required"),
+        (
+            {"dedicatedResources": {"machineSpec": {"acceleratorType": "NVIDIA_TESLA_T4"}}},
+            400,
+            "machine_spec.machine_type is required",
+        ),
     ],
 )
 def test_bad_batch_jobs_are_refused(vertex, batch_model, change, status, message):

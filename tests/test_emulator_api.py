@@ -13,7 +13,7 @@ import pytest
 from googleapiclient.errors import HttpError
 
 from ci.emulator import faults
-from tests.conftest import PARENT, create_endpoint, deploy, predict, upload
+from tests.conftest import DEDICATED, PARENT, create_endpoint, deploy, predict, upload
 
 INSTANCE = {"PetalLength": 1.7, "PetalWidth": 0.5, "SepalLength": 5.1, "SepalWidth": 3.3}
 PACKAGE_SPEC = {
@@ -133,6 +133,18 @@ def test_model_ids_aliases_and_version_deletion_rules(vertex, poll):
         )
     )
     assert (status, error["status"]) == (409, "ALREADY_EXISTS")
+    for model_id in ["1model", "-model", "Model", "a.b", "m" * 64]:
+        body = {
+            "modelId": model_id,
+            "model": {"displayName": "x", "containerSpec": {"imageUri": "x"}},
+        }
+        status, error = error_of(models.upload(parent=PARENT, body=body))
+        assert status == 400 and f"Invalid modelId {model_id!r}" in error["message"]
+    endpoints = vertex.projects().locations().endpoints()
+    for endpoint_id in ["0123", "1234567890", "abc-", "Abc", "a_b", "e" * 64]:
+        call = endpoints.create(parent=PARENT, endpointId=endpoint_id, body={"displayName": "x"})
+        status, error = error_of(call)
+        assert status == 400 and f"Invalid endpointId {endpoint_id!r}" in error["message"]
 
     name = first["model"]
     upload(
@@ -190,9 +202,28 @@ def test_traffic_split_rules_deploy_undeploy_and_delete(vertex, poll, trained):
     status, error = error_of(endpoints.predict(endpoint=endpoint, body={"instances": [INSTANCE]}))
     assert (status, error["status"]) == (400, "FAILED_PRECONDITION")
     first = deploy(vertex, poll, endpoint, model)["response"]["deployedModel"]["id"]
-    body = {"deployedModel": {"model": model}, "trafficSplit": {"0": 50, first: 40}}
+    wanted = {"model": model, "dedicatedResources": DEDICATED}
+    body = {"deployedModel": wanted, "trafficSplit": {"0": 50, first: 40}}
     status, error = error_of(endpoints.deployModel(endpoint=endpoint, body=body))
     assert status == 400 and "add up to 100" in error["message"]
+    # A model served by a prebuilt container supports dedicated resources only.
+    for resources, message in [
+        ({}, "deployedModel.dedicated_resources is required"),
+        ({"automaticResources": {"minReplicaCount": 1}}, "does not support AUTOMATIC_RESOURCES"),
+        ({"dedicatedResources": {"minReplicaCount": 1}}, "dedicatedResources.machineSpec; Message"),
+        ({"dedicatedResources": {**DEDICATED, "minReplicaCount": 0}}, "at least 1, not 0"),
+        (
+            {"dedicatedResources": {"machineSpec": {"machineType": "n1-standard-2"}}},
+            "min_replica_count must be at least 1",
+        ),
+        (
+            {"dedicatedResources": {**DEDICATED, "minReplicaCount": 2, "maxReplicaCount": 1}},
+            "max_replica_count (1) must not be less than min_replica_count (2)",
+        ),
+    ]:
+        body = {"deployedModel": {"model": model, **resources}}
+        status, error = error_of(endpoints.deployModel(endpoint=endpoint, body=body))
+        assert status == 400 and message in error["message"], (resources, error)
     second = deploy(vertex, poll, endpoint, model, {"0": 0, first: 100})
     second_id = second["response"]["deployedModel"]["id"]
     got = endpoints.get(name=endpoint).execute()
@@ -210,7 +241,7 @@ def test_traffic_split_rules_deploy_undeploy_and_delete(vertex, poll, trained):
     body = {"deployedModelId": second_id}
     poll.operation(endpoints.undeployModel(endpoint=endpoint, body=body).execute())
     got = endpoints.get(name=endpoint).execute()
-    assert "deployedModels" not in got or got["deployedModels"] == []
+    assert "deployedModels" not in got and "trafficSplit" not in got  # proto3 JSON: empty omitted
     poll.operation(endpoints.delete(name=endpoint).execute())
     assert error_of(endpoints.get(name=endpoint))[0] == 404
 

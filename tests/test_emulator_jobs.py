@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from googleapiclient.errors import HttpError
 
 from ci import clients
 from ci.emulator import faults, process
@@ -196,6 +197,7 @@ def written_pid_files(folder: Path) -> list[Path]:
 
 
 def test_cancel_stops_every_process_of_the_job(vertex, poll, fake_package, tmp_path):
+    jobs = vertex.projects().locations().customJobs()
     job = create(vertex, fake_job(fake_package, "hang", [str(tmp_path)], counts=(1, 1)))
 
     def both_started():
@@ -206,11 +208,18 @@ def test_cancel_stops_every_process_of_the_job(vertex, poll, fake_package, tmp_p
     pids = [int(p) for f in pid_files for p in f.read_text().split()]
     assert all(alive(p) for p in pids)
     assert poll.job(job["name"], ("JOB_STATE_RUNNING",))["state"] == "JOB_STATE_RUNNING"
-    vertex.projects().locations().customJobs().cancel(name=job["name"], body={}).execute()
+    with pytest.raises(HttpError) as refused:  # a running job is not deleted: cancel it first
+        jobs.delete(name=job["name"]).execute()
+    assert refused.value.resp.status == 400 and "cancel it first" in str(refused.value)
+    jobs.cancel(name=job["name"], body={}).execute()
     done = poll.job(job["name"])
     assert done["state"] == "JOB_STATE_CANCELLED" and done["error"]["code"] == 1
     # Replicas and the children they started: SIGKILLed, gone once the kernel has reaped them.
     poll.until(lambda: not any(alive(p) for p in pids), timeout=10, what="the processes to end")
+    poll.operation(jobs.delete(name=job["name"]).execute())  # a finished one is deleted
+    with pytest.raises(HttpError) as gone:
+        jobs.get(name=job["name"]).execute()
+    assert gone.value.resp.status == 404
 
 
 def test_job_faults_fail_and_delay(vertex, poll, emulator, fake_package, tmp_path):

@@ -149,6 +149,16 @@ def test_lists_page_filter_and_refuse_what_they_cannot_do(emulator, vertex, poll
     assert status == 400 and "'colour'" in error["error"]["message"]
     status, error = call(url, "GET", f"/v1/{PARENT}/customJobs", orderBy="create_time")
     assert status == 400 and "no orderBy" in error["error"]["message"]
+    # Query parameters by their proto (snake_case) names work as their JSON names do.
+    snake = {"filter": "labels.suite=paged", "page_size": "2", "order_by": "display_name desc"}
+    assert (
+        call(url, "GET", f"/v1/{PARENT}/endpoints", **snake)[1]["endpoints"] == first["endpoints"]
+    )
+    # ':' is display_name's wildcard comparison; a state that is no state's name is a 400.
+    status, found = call(url, "GET", f"/v1/{PARENT}/endpoints", filter='display_name:"paged-*"')
+    assert sorted(e["name"] for e in found["endpoints"]) == sorted(names)
+    status, error = call(url, "GET", f"/v1/{PARENT}/customJobs", filter="state=JOB_STATE_BOGUS")
+    assert status == 400 and "JOB_STATE_BOGUS" in error["error"]["message"]
     for name in names:
         call(url, "DELETE", f"/v1/{name}")
 
@@ -169,6 +179,9 @@ def test_filter_grammar():
     assert keep("NOT state=JOB_STATE_SUCCEEDED") == ["a"]
     assert keep("labels.k:*") == ["a"]
     assert keep('labels.k="v" AND displayName="a"') == ["a"]
+    assert keep('display_name:"*"') == ["a", "b"] and keep('display_name:"b*"') == ["b"]
+    assert keep('display_name:"a"') == ["a"] and keep('display_name:"a.*"') == []
+    assert keep('state="PIPELINE_STATE_FAILED"') == []  # a training pipeline's state
     with pytest.raises(ApiError, match="Invalid timestamp"):
         keep('create_time>"yesterday"')
 
@@ -189,6 +202,23 @@ def test_patch_applies_the_mask_and_checks_the_etag(emulator, vertex, poll):
     status, error = call(url, "PATCH", f"/v1/{endpoint}", stale, updateMask="displayName")
     assert (status, error["error"]["status"]) == (409, "ABORTED")
     assert call(url, "GET", f"/v1/{endpoint}")[1]["displayName"] == "renamed"
+    status, after = call(
+        url, "PATCH", f"/v1/{endpoint}", {"displayName": "snake"}, update_mask="display_name"
+    )
+    assert (status, after["displayName"]) == (200, "snake")
+    for labels, bad in [
+        ({"Team": "a"}, "label key 'Team'"),
+        ({"team": "A b"}, "value 'A b' of label"),
+        ({"1x": ""}, "label key '1x'"),
+    ]:
+        status, error = call(
+            url, "PATCH", f"/v1/{endpoint}", {"labels": labels}, updateMask="labels"
+        )
+        assert status == 400 and f"invalid {bad}" in error["error"]["message"], labels
+    status, after = call(
+        url, "PATCH", f"/v1/{endpoint}", {"labels": {"équipe": "ü-1"}}, updateMask="labels"
+    )
+    assert (status, after["labels"]) == (200, {"équipe": "ü-1"})
 
 
 def test_model_patch_by_bare_name_takes_any_versions_etag(emulator, vertex, poll, trained):

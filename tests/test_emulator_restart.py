@@ -78,7 +78,7 @@ def test_kill_9_and_restart_keeps_models_versions_aliases_endpoints(
         models = vertex.projects().locations().models()
         assert models.get(name=model).execute()["versionId"] == "2"
         versions = models.listVersions(name=model).execute()["models"]
-        aliases = {v["versionId"]: sorted(v["versionAliases"]) for v in versions}
+        aliases = {v["versionId"]: sorted(v.get("versionAliases", [])) for v in versions}
         assert aliases == {"1": [], "2": ["candidate", "default"]}
         assert versions[1]["deployedModels"][0]["endpoint"] == endpoint
         got = vertex.projects().locations().endpoints().get(name=endpoint).execute()

@@ -124,7 +124,7 @@ class Emulator:
         cache = ModelCache(
             self.store.cache_dir(), self.storage_url, self.storage.objects, self.serving_runtime
         )
-        jobs = CustomJobs(self.store, self.faults, self.runner)
+        jobs = CustomJobs(self.store, self.faults, self.runner, self.operations)
         pipelines = TrainingPipelines(self.store, jobs, models, self.operations)
         pipelines.recover()
         resources = [

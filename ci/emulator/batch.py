@@ -18,6 +18,7 @@ import time
 
 from ci.emulator import batch_io
 from ci.emulator.collection import JobCollection
+from ci.emulator.deployments import check_resources
 from ci.emulator.httpd import ApiError, Request, not_found
 from ci.emulator.jobs import ACTIVE
 from ci.emulator.models_api import Models
@@ -76,6 +77,7 @@ class BatchJobs(JobCollection):
             record, version = self.models.find(body["model"])
             if not record["name"].startswith(parent + "/"):
                 raise not_found(f"Model {body['model']}")
+            check_resources(body, version, "batch_prediction_job", batch=True)
             job_id = self.store.new_id()
             created = now()
             job = {
@@ -87,10 +89,11 @@ class BatchJobs(JobCollection):
                 "updateTime": created,
             }
             self.store.save(KIND, job_id, job)
+            answer = public(job)  # as created: the job's thread moves it on at once
         stop = self._stops[job_id] = threading.Event()
         args = (job_id, record, version, stop)
         threading.Thread(target=self._run, args=args, daemon=True).start()
-        return 200, public(job)
+        return 200, answer
 
     def _stop(self, job: dict) -> None:
         self._stops[job["name"].rsplit("/", 1)[-1]].set()

@@ -27,7 +27,6 @@ class JobCollection:
     cancellable = ACTIVE  # states cancel accepts
     running = ACTIVE  # states delete refuses
     cancelling = "JOB_STATE_CANCELLING"
-    deletable = True
     store: Store
     operations: Operations
 
@@ -41,9 +40,8 @@ class JobCollection:
             ("GET", many, api + "list", self.list),
             ("GET", one, api + "get", self.get),
             ("POST", one + ":cancel", api + "cancel", self.cancel),
+            ("DELETE", one, api + "delete", self.delete),
         ]
-        if self.deletable:
-            served.append(("DELETE", one, api + "delete", self.delete))
         return served
 
     def create(self, request: Request):

@@ -21,6 +21,7 @@ class Deployments:
         with self.store.lock:
             endpoint = self._endpoint(request)
             _, version = self.models.find(wanted["model"])
+            check_resources(wanted, version, "deployedModel")
             if split is not None:
                 check_split(split, {*deployed_ids(endpoint), "0"}, endpoint["name"])
         model_id, version_id = version["name"].rsplit("/", 1)[-1], version["versionId"]
@@ -120,6 +121,52 @@ class Deployments:
             if kept != refs:
                 version["deployedModels"] = kept
         self.store.save("models", record["name"].rsplit("/", 1)[-1], record)
+
+
+def check_resources(wanted: dict, version: dict, where: str, batch: bool = False) -> None:
+    """400 unless ``wanted`` (a DeployedModel, or a BatchPredictionJob when ``batch``) has
+    prediction resources of a type the model supports, with at least one replica."""
+    supported = version.get("supportedDeploymentResourcesTypes") or ["DEDICATED_RESOURCES"]
+    dedicated = wanted.get("dedicatedResources")
+    automatic = None if batch else wanted.get("automaticResources")
+    if dedicated is None and automatic is None:
+        if "AUTOMATIC_RESOURCES" in supported:
+            return
+        raise ApiError(
+            400,
+            f"{where}.dedicated_resources is required: Model {version['name']} supports "
+            f"{', '.join(supported)} only.",
+        )
+    kind = "DEDICATED_RESOURCES" if dedicated is not None else "AUTOMATIC_RESOURCES"
+    if kind not in supported:
+        raise ApiError(
+            400,
+            f"Model {version['name']} does not support {kind} "
+            f"(it supports {', '.join(supported)}).",
+        )
+    if dedicated is None:
+        return
+    machine = dedicated.get("machineSpec")
+    if not isinstance(machine, dict) or (batch and not machine.get("machineType")):
+        field = "machine_spec.machine_type" if batch else "machine_spec"
+        raise ApiError(400, f"{where}.dedicated_resources.{field} is required.")
+    first = "startingReplicaCount" if batch else "minReplicaCount"
+    low = int(dedicated.get(first, 1 if batch else 0))  # int32: the schema checked it
+    high = int(dedicated.get("maxReplicaCount", low))
+    if low < 1:
+        raise ApiError(
+            400, f"{where}.dedicated_resources.{_snake(first)} must be at least 1, not {low}."
+        )
+    if high and high < low:
+        raise ApiError(
+            400,
+            f"{where}.dedicated_resources.max_replica_count ({high}) must not be less than "
+            f"{_snake(first)} ({low}).",
+        )
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
 def _image(version: dict) -> str:

@@ -26,6 +26,10 @@ from ci.errors import BadInstance
 LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 ENDPOINT = LOC + r"/endpoints/(?P<endpoint>[^/:]+)"
 API = "aiplatform.projects.locations.endpoints."
+# endpoints.create's endpointId: a letter first (up to 63 of [a-z0-9-], the last a letter or
+# digit), or a number of up to 9 digits without a leading zero. An id the emulator picks
+# itself is a longer number, as Vertex's are.
+ENDPOINT_ID = re.compile(r"^(?:[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?|[1-9][0-9]{0,8})$")
 _ENDPOINT = "google.cloud.aiplatform.v1.Endpoint"
 _EMPTY = "google.protobuf.Empty"
 # What endpoints.patch may change (camelCase; masks accept snake_case too).
@@ -69,8 +73,12 @@ class Endpoints(Deployments):
     def create(self, request: Request):
         """``endpoints.create``: an operation whose response is the Endpoint."""
         endpoint_id = request.query.get("endpointId") or self.store.new_id()
-        if not re.match(r"^[a-z0-9][a-z0-9-]{0,62}$", endpoint_id):
-            raise ApiError(400, f"Invalid endpointId {endpoint_id!r}.")
+        if not ENDPOINT_ID.match(endpoint_id):
+            raise ApiError(
+                400,
+                f"Invalid endpointId {endpoint_id!r}: a letter, then up to 62 of [a-z0-9-] "
+                "ending in a letter or digit; or up to 9 digits, no leading zero.",
+            )
         with self.store.lock:
             if self.store.get("endpoints", endpoint_id) is not None:
                 raise ApiError(409, f"Endpoint {endpoint_id} already exists.")

@@ -121,7 +121,9 @@ class Router:
         """Answer one request; every failure becomes a Google JSON error."""
         parts = urlsplit(target)
         path = unquote(parts.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        # Google's HTTP mapping takes a query parameter by its proto name as well as its
+        # JSON name (`update_mask` or `updateMask`): handlers see the JSON name.
+        query = {_json_name(k): v[-1] for k, v in parse_qs(parts.query).items()}
         allowed = False
         for route in self.routes:
             match = route.pattern.match(path)
@@ -149,12 +151,18 @@ class Router:
             except Exception as exc:
                 # A bug must cost one request a 500, never the connection or the server.
                 return 500, ApiError(500, f"emulator error: {exc!r}").body()
-        if allowed:
-            return 405, ApiError(405, f"{http_method} is not allowed on {path}.").body()
         error = self.unserved(http_method, path) if self.unserved else None
         if error is not None:
             return error.code, error.body()
+        if allowed:
+            return 405, ApiError(405, f"{http_method} is not allowed on {path}.").body()
         return 404, ApiError(404, f"The requested URL {path} was not found.").body()
+
+
+def _json_name(name: str) -> str:
+    """``update_mask`` -> ``updateMask``; a JSON name (or ``$alt``) stays as it is."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
 def _parse_body(raw: bytes, route: Route) -> Any:

@@ -6,6 +6,7 @@ from ci.emulator.collection import JobCollection
 from ci.emulator.faults import FaultTable
 from ci.emulator.httpd import ApiError, Request, not_found
 from ci.emulator.jobs import JobRunner
+from ci.emulator.operations import Operations
 from ci.emulator.store import Store, now, public
 
 
@@ -28,10 +29,11 @@ def check_pools(job_spec: dict) -> None:
 class CustomJobs(JobCollection):
     """Handlers over the store; processes are the runner's business."""
 
-    kind, type_name, deletable = "customJobs", "CustomJob", False
+    kind, type_name = "customJobs", "CustomJob"
 
-    def __init__(self, store: Store, faults: FaultTable, runner: JobRunner):
+    def __init__(self, store: Store, faults: FaultTable, runner: JobRunner, operations: Operations):
         self.store, self.faults, self.runner = store, faults, runner
+        self.operations = operations  # delete's DeleteOperation
 
     def routes(self):
         """The collection's methods, and the job-logs admin path."""

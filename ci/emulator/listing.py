@@ -2,7 +2,8 @@
 
 ``filter`` is the AIP-160 subset Vertex documents for its lists: comparisons of a field
 with a value (``=``, ``!=``, ``<``, ``<=``, ``>``, ``>=``; timestamps compare as times),
-``labels.KEY=value``, ``labels.KEY:*`` / ``labels:KEY`` (key present), joined by ``AND``
+``field:"prefix*"`` (``*`` a wildcard), ``labels.KEY=value``, ``labels.KEY:*`` /
+``labels:KEY`` (key present), joined by ``AND``
 (or ``OR``, which binds tighter, as in AIP-160), each clause optionally after ``NOT``.
 Which fields a list accepts is given per list; anything else is a 400 naming it.
 Pure functions over plain records: tested directly and through the server.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import hashlib
 import json
 import re
@@ -90,9 +92,12 @@ def _compare(key: str, op: str, value: str, field: str) -> Predicate:
         wanted, get = str(value).lower() == "true", lambda r: bool(r.get("done"))
     else:
         wanted, get = value, lambda r: r.get(key)
+        if key == "state" and value not in _job_states():
+            raise ApiError(400, f"Invalid filter value {value!r} for state (a state's name).")
+    matches = _wildcard(wanted) if op == ":" else None
     ops = {
         "=": lambda a: a == wanted,
-        ":": lambda a: a == wanted,
+        ":": lambda a: a == wanted if matches is None else matches(a),
         "!=": lambda a: a != wanted,
         "<": lambda a: a is not None and a < wanted,
         "<=": lambda a: a is not None and a <= wanted,
@@ -100,6 +105,25 @@ def _compare(key: str, op: str, value: str, field: str) -> Predicate:
         ">=": lambda a: a is not None and a >= wanted,
     }
     return lambda r: ops[op](get(r))
+
+
+def _wildcard(value) -> Callable[[object], bool] | None:
+    """``display_name:"my_job_*"``: ``*`` matches any run of characters (Vertex documents
+    ``:`` as the wildcard comparison of display_name); None for a value without one."""
+    if not isinstance(value, str) or "*" not in value:
+        return None
+    pattern = re.compile("".join(".*" if c == "*" else re.escape(c) for c in value), re.DOTALL)
+    return lambda a: isinstance(a, str) and pattern.fullmatch(a) is not None
+
+
+@functools.cache
+def _job_states() -> frozenset[str]:
+    """The names a ``state`` filter may compare with: JobState's and PipelineState's."""
+    from ci.emulator import schema
+
+    kinds = ("GoogleCloudAiplatformV1CustomJob", "GoogleCloudAiplatformV1TrainingPipeline")
+    schemas = schema.document()["schemas"]
+    return frozenset(n for k in kinds for n in schemas[k]["properties"]["state"]["enum"])
 
 
 def _time(text: str, field: str) -> dt.datetime:

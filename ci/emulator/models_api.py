@@ -20,6 +20,9 @@ MODEL = LOC + r"/models/(?P<model>[^/:@]+)(?:@(?P<version>[^/:]+))?"
 API = "aiplatform.projects.locations.models."
 _EMPTY = "google.protobuf.Empty"
 # What models.patch may change: model-wide with a bare name, per version with name@v.
+# models.upload: "up to 63 characters, and valid characters are [a-z0-9_-]. The first
+# character cannot be a number or hyphen."
+MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
 MODEL_WIDE = ("displayName", "description", "labels")
 UPDATABLE = (*MODEL_WIDE, "versionDescription")
 ALIAS = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
@@ -92,6 +95,12 @@ class Models:
                 number = max(int(v["versionId"]) for v in record["versions"]) + 1
             else:
                 model_id = body.get("modelId") or self.store.new_id()
+                if body.get("modelId") and not MODEL_ID.match(model_id):
+                    raise ApiError(
+                        400,
+                        f"Invalid modelId {model_id!r}: up to 63 of [a-z0-9_-], the first "
+                        "neither a digit nor a hyphen.",
+                    )
                 if self.store.get("models", model_id) is not None:
                     raise ApiError(409, f"Model {model_id} already exists.")
                 record = {

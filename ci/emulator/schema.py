@@ -101,10 +101,41 @@ def _object(schema: dict, value: dict, where: str, partial: bool = False) -> dic
         if prop.get("readOnly"):
             continue
         cleaned[key] = _value(prop, item, _join(where, key), f"{schema.get('id')}.{key}")
+        if key == "labels" and isinstance(cleaned[key], dict):
+            _check_labels(cleaned[key], _join(where, key))
     for key, prop in props.items():
         if not partial and _required(prop) and cleaned.get(key) in (None, "", [], {}):
             raise ApiError(400, f"Field: {_join(where, key)}; Message: Required field is not set.")
     return cleaned
+
+
+def _check_labels(labels: dict, where: str) -> None:
+    """Google Cloud's label rules: at most 64; a key of 1-63 lowercase letters, digits,
+    ``_`` or ``-``, a letter first; a value of at most 63 of the same (international
+    letters allowed in both)."""
+    if len(labels) > 64:
+        raise ApiError(400, f"'{where}': at most 64 labels, not {len(labels)}.")
+    for key, value in labels.items():
+        if not (key and len(key) <= 63 and _label_char(key[0], first=True)) or not all(
+            map(_label_char, key)
+        ):
+            raise ApiError(
+                400,
+                f"'{where}': invalid label key {key!r} (a lowercase letter first, then "
+                "lowercase letters, digits, _ or -; at most 63).",
+            )
+        if not isinstance(value, str) or len(value) > 63 or not all(map(_label_char, value)):
+            raise ApiError(
+                400,
+                f"'{where}': invalid value {value!r} of label {key!r} (lowercase letters, "
+                "digits, _ or -; at most 63).",
+            )
+
+
+def _label_char(c: str, first: bool = False) -> bool:
+    if not c.isascii():
+        return c.isalpha() or (not first and c.isdigit())
+    return c.islower() or (not first and (c.isdigit() or c in "_-"))
 
 
 def _required(prop: dict) -> bool:

@@ -28,8 +28,14 @@ def now() -> str:
 
 
 def public(record: dict) -> dict:
-    """A deep copy of ``record`` without the emulator's private ``_`` keys."""
-    return {k: copy.deepcopy(v) for k, v in record.items() if not k.startswith("_")}
+    """A deep copy of ``record`` as Vertex answers it: without the emulator's private ``_``
+    keys, and without empty lists and maps (proto3 JSON leaves out an empty repeated or map
+    field: an endpoint with no deployed model has no ``deployedModels`` key)."""
+    return {
+        k: copy.deepcopy(v)
+        for k, v in record.items()
+        if not k.startswith("_") and v != [] and v != {}
+    }
 
 
 class Store:
