@@ -64,7 +64,9 @@ def job_body(model: str, uri: str, out: str, batch_size: int = 64) -> dict:
 
 
 def run(vertex, poll, body: dict, states=FINAL, timeout=180) -> dict:
-    name = batch_jobs(vertex).create(parent=PARENT, body=body).execute()["name"]
+    created = batch_jobs(vertex).create(parent=PARENT, body=body).execute()
+    assert created["state"] == "JOB_STATE_PENDING"  # as Vertex answers create
+    name = created["name"]
     return poll.until(
         lambda: (j := batch_jobs(vertex).get(name=name).execute())["state"] in states and j,
         timeout,
