@@ -159,7 +159,8 @@ class Emulator:
             self.faults.check_call(route.method_id)
             if route.request_schema:
                 partial = route.method_id.endswith(".patch")
-                request.body = schema.validate(route.request_schema, request.body, partial)
+                mask = request.query.get("updateMask") if partial else None
+                request.body = schema.validate(route.request_schema, request.body, partial, mask)
 
     def _after(self, route: Route, request: Request, body):
         # proto3 JSON clients may ask for enums as numbers ($alt=json;enum-encoding=int).

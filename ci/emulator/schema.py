@@ -71,16 +71,24 @@ def request_schema(method_id: str) -> str | None:
     return methods()[method_id].get("request", {}).get("$ref")
 
 
-def validate(schema_name: str, body, partial: bool = False) -> dict:
+def validate(schema_name: str, body, partial: bool = False, mask: str | None = None) -> dict:
     """Check ``body`` against ``schema_name``; return it without output-only fields.
 
     ``partial``: a patch body, where only the update mask's fields matter, so required
-    fields may be missing. Raises ApiError 400 naming the first offending field, the way
+    fields may be missing, unless ``mask`` (the update mask) names them: a patch cannot
+    empty a required field. Raises ApiError 400 naming the first offending field, the way
     Vertex does.
     """
     if not isinstance(body, dict):
         raise ApiError(400, f"Invalid JSON payload received. Expected an object, got {body!r}.")
-    return _object(document()["schemas"][schema_name], body, "", partial)
+    schema = document()["schemas"][schema_name]
+    cleaned = _object(schema, body, "", partial)
+    props = schema.get("properties", {})
+    for path in (mask or "").split(","):
+        key = _CAMEL.sub(lambda m: m[1].upper(), path.strip())
+        if key in props and _required(props[key]) and cleaned.get(key) in (None, "", [], {}):
+            raise ApiError(400, f"Field: {key}; Message: Required field is not set.")
+    return cleaned
 
 
 def _object(schema: dict, value: dict, where: str, partial: bool = False) -> dict:
