@@ -10,6 +10,8 @@ import importlib
 import signal
 import sys
 import threading
+import traceback
+from pathlib import Path
 
 from ci.errors import CiError
 
@@ -45,12 +47,16 @@ def _usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; ``argv`` defaults to ``sys.argv[1:]`` (the console script's way)."""
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:
+        print("Error: no command given (python -m ci --help lists them)", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(_usage())
-        return 0 if argv else 2
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
-        print(f"Error: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        known = ", ".join(COMMANDS)
+        print(f"Error: unknown command {name!r} (one of: {known})", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     # SIGTERM (a cancelled workflow, `kill`) is handled like Ctrl-C: commands clean up
@@ -70,6 +76,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: still one line, and what to report
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        print(
+            f"Error: unexpected {type(exc).__name__}: {first} (at {Path(where.filename).name}:"
+            f"{where.lineno}; a bug in ci, please report it with the command)",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)

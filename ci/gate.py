@@ -164,7 +164,10 @@ def main(argv: list[str]) -> int:
     settings = resolve(args)
     thresholds = gate_rules.thresholds_from(Path(args.gate_config), args.threshold)
     if args.candidate_metrics and not args.candidate_metrics.startswith("gs://"):
-        read_metrics(None, args.candidate_metrics)  # a bad local file fails before connecting
+        # A bad local file (the user's input) fails before connecting, as bad usage.
+        candidate = read_metrics(None, args.candidate_metrics)
+        for metric in thresholds:
+            gate_rules.require(candidate, metric, args.candidate_metrics, UsageError)
     with connect(settings) as cloud:
         location = candidate_location(cloud, args.candidate_metrics, args.job)
         result = gate(cloud, location, thresholds, args.gate_config)

@@ -12,6 +12,7 @@ relative_change``. So ``absolute_change = -0.01`` on accuracy means "may drop by
 
 from __future__ import annotations
 
+import json
 import math
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -136,15 +137,28 @@ def apply_overrides(thresholds: dict, overrides: list[str]) -> dict[str, dict]:
 
 
 def lookup(metrics: dict, name: str) -> float | None:
-    """The number at dotted path ``name`` in ``metrics``, or None when absent."""
+    """The finite number at dotted path ``name`` in ``metrics``, or None when there is none
+    (absent, not a number, NaN or infinite: no comparison with it means anything)."""
     value = metrics
     for part in name.split("."):
         if not isinstance(value, dict) or part not in value:
             return None
         value = value[part]
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return None
     return float(value)
+
+
+def require(metrics: dict, name: str, whose: str, error: type[CiError] = CiError) -> float:
+    """:func:`lookup`, or ``error`` naming the metric and what is there instead."""
+    value = lookup(metrics, name)
+    if value is None:
+        found = metrics
+        for part in name.split("."):
+            found = found.get(part) if isinstance(found, dict) else None
+        what = "nothing" if found is None else json.dumps(found)[:40]
+        raise error(f"{whose} metrics have no finite number {name!r} (found {what})")
+    return value
 
 
 def decide(
@@ -157,9 +171,7 @@ def decide(
     """
     checks: list[Check] = []
     for metric, spec in thresholds.items():
-        value = lookup(candidate, metric)
-        if value is None:
-            raise CiError(f"candidate metrics have no numeric {metric!r} (gate config names it)")
+        value = require(candidate, metric, "candidate")
         base = lookup(champion, metric) if champion is not None else None
         if "lower_bound" in spec:
             ok = value >= spec["lower_bound"]
@@ -173,7 +185,7 @@ def decide(
             if key not in spec:
                 continue
             if base is None:
-                raise CiError(f"champion metrics have no numeric {metric!r} to compare with")
+                require(champion, metric, "champion")
             checks.append(_change(metric, spec["direction"], key, spec[key], value, base))
     if not checks:
         raise UsageError(

@@ -9,12 +9,23 @@ from ci.errors import UsageError
 
 
 def split(uri: str) -> tuple[str, str]:
-    """``gs://bucket/a/b`` → ``("bucket", "a/b")``."""
+    """``gs://bucket/a/b`` → ``("bucket", "a/b")``; the bucket must be a valid name."""
+    from ci.settings import BUCKET
+
     if not uri.startswith("gs://") or len(uri) <= len("gs://"):
         raise UsageError(f"not a gs:// URI: {uri!r}")
     bucket, _, name = uri[len("gs://") :].partition("/")
     if not bucket:
         raise UsageError(f"no bucket in {uri!r}")
+    BUCKET.check(bucket, f"the bucket of {uri!r}")
+    return bucket, name
+
+
+def split_object(uri: str) -> tuple[str, str]:
+    """:func:`split` of a URI that must name one object (not a bucket or a folder)."""
+    bucket, name = split(uri)
+    if not name or name.endswith("/"):
+        raise UsageError(f"{uri!r} names no object (gs://BUCKET/PATH/FILE)")
     return bucket, name
 
 
@@ -41,7 +52,7 @@ def download_prefix(client, uri: str, dest: Path) -> list[Path]:
 
 
 def download_file(client, uri: str, dest: Path) -> Path:
-    bucket, name = split(uri)
+    bucket, name = split_object(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
     client.bucket(bucket).blob(name).download_to_filename(os.fspath(dest))
     return dest
@@ -51,7 +62,7 @@ def read_text(client, uri: str) -> str | None:
     """The object's text, or None when it does not exist."""
     from google.api_core.exceptions import NotFound
 
-    bucket, name = split(uri)
+    bucket, name = split_object(uri)
     try:
         return client.bucket(bucket).blob(name).download_as_text()
     except NotFound:
@@ -59,5 +70,5 @@ def read_text(client, uri: str) -> str | None:
 
 
 def upload_file(client, path: Path, uri: str) -> None:
-    bucket, name = split(uri)
+    bucket, name = split_object(uri)
     client.bucket(bucket).blob(name).upload_from_filename(os.fspath(path))

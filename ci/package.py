@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ci import flags, local_dirs, outputs
 from ci.errors import CiError, UsageError
-from ci.inputs import output_dir
+from ci.inputs import output_dir, read_text
 
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 # PEP 518's default for a project without [build-system].requires.
@@ -48,17 +48,33 @@ def build_system(package_dir: Path) -> BuildSystem:
     table: dict = {}
     if pyproject.is_file():
         try:
-            table = tomllib.loads(pyproject.read_text()).get("build-system", {})
+            table = tomllib.loads(read_text(pyproject, "file")).get("build-system", {})
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{pyproject}: not valid TOML: {exc}") from None
+
+    def bad(key: str, what: str) -> UsageError:
+        return UsageError(f"{pyproject}: build-system{key} must be {what}")
+
+    if not isinstance(table, dict):
+        raise bad("", "a table ([build-system])")
     requires = table.get("requires", list(DEFAULT_REQUIRES))
-    if not isinstance(requires, list) or not all(isinstance(r, str) for r in requires):
-        raise UsageError(f"{pyproject}: build-system.requires must be a list of strings")
-    return BuildSystem(
-        tuple(requires),
-        table.get("build-backend") or LEGACY_BACKEND,
-        tuple(table.get("backend-path", ())),
-    )
+    if not _strings(requires):
+        raise bad(".requires", "a list of strings")
+    backend = table.get("build-backend", LEGACY_BACKEND)
+    if not isinstance(backend, str) or not backend.strip():
+        raise bad(".build-backend", "a module name such as 'setuptools.build_meta'")
+    backend_path = table.get("backend-path", [])
+    if not _strings(backend_path):
+        raise bad(".backend-path", "a list of strings")
+    root = package_dir.resolve()
+    for entry in backend_path:  # PEP 517: relative, inside the source tree
+        if not (root / entry).resolve().is_relative_to(root):
+            raise bad(".backend-path", f"paths inside {str(package_dir)!r}, not {entry!r}")
+    return BuildSystem(tuple(requires), backend, tuple(backend_path))
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def backend_of(package_dir: Path) -> str:
@@ -70,9 +86,11 @@ def backend_of(package_dir: Path) -> str:
 _ENV_LAYOUT = "compiled"
 
 
-def _cache_root() -> Path:
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "tf-vertex-ci" / "build-envs"
+def _cache_root() -> tuple[Path, str]:
+    """Where build environments are kept, and the variable that says so."""
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "tf-vertex-ci" / "build-envs", "XDG_CACHE_HOME"
+    return Path.home() / ".cache" / "tf-vertex-ci" / "build-envs", "HOME"
 
 
 def _install(python: Path, requirements: list[str]) -> None:
@@ -97,18 +115,26 @@ def build_env(requires: tuple[str, ...]) -> Path:
     # The layout is part of the key: environments made before their bytecode was compiled
     # are made again rather than used as they are.
     key = hashlib.sha256("\n".join([_ENV_LAYOUT, *sorted(requires)]).encode()).hexdigest()[:16]
-    env_dir = _cache_root() / key
+    root, variable = _cache_root()
+    env_dir = root / key
     python = env_dir / "bin" / "python"
-    env_dir.parent.mkdir(parents=True, exist_ok=True)
-    # One builder at a time per environment: concurrent pipelines must not half-install it.
-    with open(env_dir.parent / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (env_dir / ".complete").is_file():
-            shutil.rmtree(env_dir, ignore_errors=True)
-            venv.create(env_dir, with_pip=shutil.which("uv") is None, symlinks=True)
-            if requires:
-                _install(python, list(requires))
-            (env_dir / ".complete").write_text("\n".join(requires) + "\n")
+    try:
+        env_dir.parent.mkdir(parents=True, exist_ok=True)
+        # One builder at a time per environment: concurrent pipelines must not half-install it.
+        with open(env_dir.parent / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (env_dir / ".complete").is_file():
+                shutil.rmtree(env_dir, ignore_errors=True)
+                venv.create(env_dir, with_pip=shutil.which("uv") is None, symlinks=True)
+                if requires:
+                    _install(python, list(requires))
+                (env_dir / ".complete").write_text("\n".join(requires) + "\n")
+    except OSError as exc:
+        where = f" {str(exc.filename)!r}" if exc.filename else ""
+        raise UsageError(
+            f"cannot use the build cache {str(root)!r} (from ${variable}):{where} "
+            f"{exc.strerror or exc}"
+        ) from None
     return python
 
 

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
+from urllib.parse import urlsplit
 
 from ci import flags, outputs
 from ci.errors import CiError, UsageError
+from ci.inputs import parse_json, read_text
 
 MARKER = "<!-- tf-vertex-ci report -->"
 MAX_BODY = 65_000  # GitHub refuses comment bodies over 65,536 characters
+# GitHub's names: an owner is letters, digits and hyphens; a repository adds . and _.
+REPOSITORY = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}")
 TIMEOUT = 30.0
 RETRY_PAUSE = 1.0  # seconds, times the attempt number
 
@@ -104,8 +108,15 @@ def compose(report: str, run_url: str | None) -> str:
     tail = f"\n\n[Workflow run]({run_url})" if run_url else ""
     room = MAX_BODY - len(MARKER) - len(tail) - 1
     if len(report) > room:
-        cut = "\n\n*(shortened: the full report is in the run's artifact)*"
-        report = report[: room - len(cut)] + cut
+        note = (
+            f"\n\n*(shortened: this is the start of a {len(report):,}-character report; "
+            "the whole report is in the run's artifact)*"
+        )
+        kept = report[: room - len(note) - 4]
+        kept = kept[: kept.rfind("\n") + 1] or kept  # whole lines: a table row is not cut
+        if kept.count("```") % 2:  # close a code block, or it would swallow the note
+            kept += "```"
+        report = kept.rstrip() + note
     return f"{MARKER}\n{report.rstrip()}{tail}\n"
 
 
@@ -145,25 +156,55 @@ def _post_or_update(gh: GitHub, pr: int, body: str) -> Posted:
 
 def fork_pull_request(event: dict) -> bool:
     """True for a PR whose head lives in another repository (its token is read-only)."""
-    pr = event.get("pull_request") or {}
-    head = (pr.get("head") or {}).get("repo") or {}
-    base = (pr.get("base") or {}).get("repo") or {}
-    return bool(pr) and head.get("full_name") != base.get("full_name")
+    head = _dig(event, "pull_request", "head", "repo", "full_name")
+    base = _dig(event, "pull_request", "base", "repo", "full_name")
+    return bool(_dig(event, "pull_request")) and head != base
+
+
+def _dig(value, *keys):
+    """``value[k1][k2]...``, or None where a level is missing or not an object."""
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _event(path: str | None) -> dict:
     if not path:
         return {}
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"cannot read GITHUB_EVENT_PATH {path!r}: {exc}") from None
+    event = parse_json(read_text(path, "GITHUB_EVENT_PATH"), f"GITHUB_EVENT_PATH {path!r}")
+    if not isinstance(event, dict):
+        raise UsageError(f"GITHUB_EVENT_PATH {path!r}: expected a JSON object")
+    return event
 
 
 def _required(env: dict, name: str) -> str:
     if not env.get(name):
         raise UsageError(f"{name} is not set (pr-comment runs in a GitHub Actions job)")
     return env[name]
+
+
+def _repository(env: dict) -> str:
+    name = _required(env, "GITHUB_REPOSITORY")
+    if not REPOSITORY.fullmatch(name):
+        raise UsageError(f"GITHUB_REPOSITORY {_cut(name)!r} is not OWNER/NAME")
+    return name
+
+
+def _url(env: dict, name: str, default: str) -> str:
+    """``env[name]``, an http(s) URL with a host, or ``default`` when unset."""
+    url = env.get(name) or default
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != -1
+    except ValueError:  # an invalid port or bracketed host
+        ok = False
+    if not ok or any(c.isspace() or ord(c) < 32 for c in url):
+        raise UsageError(f"{name} {_cut(url)!r} is not an http(s) URL")
+    return url
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def main(argv: list[str], env: dict[str, str] | None = None) -> int:
@@ -173,24 +214,27 @@ def main(argv: list[str], env: dict[str, str] | None = None) -> int:
     parser.add_argument("--pr", type=flags.positive_int, help="PR number (default: the event's)")
     args = parser.parse_args(argv)
     summary = args.summary or env.get("GITHUB_STEP_SUMMARY")
-    try:
-        report = Path(args.body_file).read_text()
-    except OSError as exc:
-        raise UsageError(f"cannot read --body-file {args.body_file!r}: {exc.strerror}") from None
+    report = read_text(args.body_file, "--body-file")
+    if not report.strip():
+        raise UsageError(f"--body-file {args.body_file!r} is empty: there is no report to post")
     event = _event(env.get("GITHUB_EVENT_PATH"))
-    pr = args.pr or (event.get("pull_request") or {}).get("number") or event.get("number")
+    pr = args.pr or _dig(event, "pull_request", "number") or event.get("number")
     if not pr:
         raise UsageError("no pull request number: give --pr N or run on a pull_request event")
+    if isinstance(pr, bool) or not isinstance(pr, int) or pr < 1:
+        raise UsageError(
+            f"GITHUB_EVENT_PATH: pull request number {_cut(repr(pr))} is not 1 or more"
+        )
     if fork_pull_request(event):
         return _skip(summary, "this pull request comes from a fork, whose token cannot comment")
     gh = GitHub(
-        env.get("GITHUB_API_URL") or "https://api.github.com",
-        _required(env, "GITHUB_REPOSITORY"),
+        _url(env, "GITHUB_API_URL", "https://api.github.com"),
+        _repository(env),
         _required(env, "GITHUB_TOKEN"),
     )
     run_url = None
     if env.get("GITHUB_RUN_ID"):
-        server = env.get("GITHUB_SERVER_URL") or "https://github.com"
+        server = _url(env, "GITHUB_SERVER_URL", "https://github.com")
         run_url = f"{server}/{gh.repository}/actions/runs/{env['GITHUB_RUN_ID']}"
     try:
         posted = post_or_update(gh, int(pr), compose(report, run_url))

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import importlib.metadata
 import os
+import re
 import subprocess
 import tomllib
 from dataclasses import dataclass, field
@@ -29,24 +30,61 @@ LOCAL_BUCKET = "local-ci"
 STORAGE_EMULATOR_HOST = "STORAGE_EMULATOR_HOST"
 
 
-def _s(default, help_: str):
-    return field(default=default, metadata={"help": help_})
+@dataclass(frozen=True)
+class Form:
+    """What a text setting must look like: a pattern, and how to say it."""
+
+    pattern: str
+    says: str
+
+    def check(self, value: str, what: str) -> None:
+        if not re.fullmatch(self.pattern, value):
+            raise UsageError(f"{what}: bad value {value!r} ({self.says})")
+
+
+# Google Cloud's rules for the names the settings hold.
+PROJECT = Form(
+    r"([a-z][a-z0-9.-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]",
+    "a project id: 6-30 lowercase letters, digits or hyphens, a letter first",
+)
+REGION = Form(r"[a-z]+(-[a-z]+)+[0-9]+", "a region such as us-central1")
+BUCKET = Form(
+    r"(?!.*\.\.)[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]",
+    "a bucket name, not a gs:// URI: 3-63 lowercase letters, digits, '-', '_' or '.', "
+    "a letter or digit at each end",
+)
+DISPLAY_NAME = Form(r"(?=.*\S)[^\x00-\x1f\x7f]{1,128}", "up to 128 printable characters")
+MACHINE = Form(r"[a-z][a-z0-9]*(-[a-z0-9]+)+", "a machine type such as n1-standard-4")
+MODULE = Form(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", "a Python module such as trainer.task")
+URL = Form(r"https?://[^\s/?#]+(/\S*)?", "an http:// or https:// URL")
+# An integer setting above this is a typo, not a plan (and no API field takes it).
+INT_MAX = 2**31 - 1
+
+
+def _s(default, help_: str, form: Form | None = None):
+    return field(default=default, metadata={"help": help_, "form": form})
 
 
 @dataclass(frozen=True)
 class Settings:
     """The resolved settings. Field metadata is the single declaration of each setting."""
 
-    project: str | None = _s(None, "Google Cloud project; unset = the embedded local emulators")
-    region: str = _s("us-central1", "Vertex AI region")
-    bucket: str | None = _s(None, f"Cloud Storage bucket (local default: {LOCAL_BUCKET})")
-    api_endpoint: str | None = _s(None, "Vertex AI endpoint URL, e.g. a running emulator")
-    storage_endpoint: str | None = _s(
-        None, "Cloud Storage endpoint URL (default: STORAGE_EMULATOR_HOST when set, else Google)"
+    project: str | None = _s(
+        None, "Google Cloud project; unset = the embedded local emulators", PROJECT
     )
-    model_name: str = _s("model", "display name of the Vertex AI model")
-    endpoint_name: str | None = _s(None, "display name of the endpoint (default: MODEL-endpoint)")
-    trainer_module: str = _s("trainer.task", "python module the training job runs")
+    region: str = _s("us-central1", "Vertex AI region", REGION)
+    bucket: str | None = _s(None, f"Cloud Storage bucket (local default: {LOCAL_BUCKET})", BUCKET)
+    api_endpoint: str | None = _s(None, "Vertex AI endpoint URL, e.g. a running emulator", URL)
+    storage_endpoint: str | None = _s(
+        None,
+        "Cloud Storage endpoint URL (default: STORAGE_EMULATOR_HOST when set, else Google)",
+        URL,
+    )
+    model_name: str = _s("model", "display name of the Vertex AI model", DISPLAY_NAME)
+    endpoint_name: str | None = _s(
+        None, "display name of the endpoint (default: MODEL-endpoint)", DISPLAY_NAME
+    )
+    trainer_module: str = _s("trainer.task", "python module the training job runs", MODULE)
     data_dir: str = _s("data", "directory of relative train/eval/instances files")
     train_file: str | None = _s(None, "training CSV (local path or gs:// URI)")
     eval_file: str | None = _s(None, "evaluation CSV (local path or gs:// URI)")
@@ -61,13 +99,17 @@ class Settings:
     tf_version: str | None = _s(None, "TensorFlow version for images (default: installed)")
     executor_image: str | None = _s(None, "training executorImageUri (default: from tf_version)")
     serving_image: str | None = _s(None, "prediction image (default: from tf_version)")
-    serving_machine_type: str = _s("n1-standard-2", "machine type of endpoints and batch jobs")
+    serving_machine_type: str = _s(
+        "n1-standard-2", "machine type of endpoints and batch jobs", MACHINE
+    )
     git_sha: str | None = _s(None, "commit labelled on versions (default: GITHUB_SHA or git)")
     # What a training job runs: steps, and the cluster (a legacy tier, or CUSTOM's machines).
     train_steps: int = _s(1000, "global training steps passed to the trainer")
     scale_tier: str = _s("BASIC", "legacy ML Engine scale tier (docs/cli.md: tiers)")
-    master_type: str | None = _s(None, "CUSTOM tier: chief machine type, e.g. n1-standard-4")
-    worker_type: str | None = _s(None, "CUSTOM tier: worker machine type")
+    master_type: str | None = _s(
+        None, "CUSTOM tier: chief machine type, e.g. n1-standard-4", MACHINE
+    )
+    worker_type: str | None = _s(None, "CUSTOM tier: worker machine type", MACHINE)
     worker_count: int | None = _s(None, "CUSTOM tier: number of workers (default none)")
     accelerator_type: str | None = _s(None, "CUSTOM tier: accelerator, e.g. NVIDIA_TESLA_T4")
     accelerator_count: int | None = _s(None, "CUSTOM tier: accelerators per replica")
@@ -143,7 +185,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _convert(name: str, value, source: str):
+def convert(name: str, value, source: str):
+    """Setting ``name``'s value from text (or TOML) ``value``; a UsageError naming ``source``."""
     kind = FIELDS[name].type
     what = f"setting {name!r} from {source}"
     # One check per kind of value (ci.inputs): NaN, inf, booleans and 2.5-for-an-int fail.
@@ -154,11 +197,14 @@ def _convert(name: str, value, source: str):
         return out
     if "int" in kind:
         out = whole(value, what)
-        if out < 1:
-            raise UsageError(f"{what}: bad value {value!r} (must be at least 1)")
+        if not 1 <= out <= INT_MAX:
+            raise UsageError(f"{what}: bad value {value!r} (must be 1 to {INT_MAX})")
         return out
     if not isinstance(value, str) or not value:
         raise UsageError(f"setting {name!r} from {source}: expected a non-empty string")
+    form = FIELDS[name].metadata["form"]
+    if form is not None:
+        form.check(value, what)
     return value
 
 
@@ -187,11 +233,11 @@ def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> 
     for name in FIELDS:
         flag = args_d.get(f"setting_{name}")
         if flag is not None:
-            values[name] = _convert(name, flag, f"--{name.replace('_', '-')}")
+            values[name] = convert(name, flag, f"--{name.replace('_', '-')}")
         elif env.get(env_var(name)):
-            values[name] = _convert(name, env[env_var(name)], env_var(name))
+            values[name] = convert(name, env[env_var(name)], env_var(name))
         elif name in from_file:
-            values[name] = _convert(name, from_file[name], str(path))
+            values[name] = convert(name, from_file[name], str(path))
     # google-cloud-storage's own variable, read here once: the client gets the endpoint
     # explicitly, so nothing depends on the process environment after this point.
     if "storage_endpoint" not in values and env.get(STORAGE_EMULATOR_HOST):
@@ -203,6 +249,17 @@ def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> 
 
 def _validate(settings: Settings) -> None:
     """Checks across settings, done here so they fail before anything is built or started."""
+    DISPLAY_NAME.check(settings.endpoint_display_name, "the endpoint's display name")
+    if settings.accelerator_type:
+        from ci.emulator import schema  # the API's own list (its discovery document)
+
+        spec = schema.document()["schemas"]["GoogleCloudAiplatformV1MachineSpec"]
+        known = spec["properties"]["acceleratorType"]["enum"][1:]  # not UNSPECIFIED
+        if settings.accelerator_type not in known:
+            raise UsageError(
+                f"setting 'accelerator_type': bad value {settings.accelerator_type!r} "
+                f"(one of {', '.join(known)})"
+            )
     if settings.tf_version:
         from ci import tiers
 

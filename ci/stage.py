@@ -17,6 +17,7 @@ import os
 import re
 import tarfile
 import tempfile
+import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,8 @@ DIGEST_LEN = 16
 # Files whose digests are remembered (the most recently hashed).
 MAX_CACHED_DIGESTS = 256
 GZIP_MAGIC = b"\x1f\x8b"
+# What pip installs a trainer from: an sdist (gzipped tar or zip) or a wheel.
+PACKAGE_SUFFIXES = (".tar.gz", ".tgz", ".zip", ".whl")
 _STAGED = re.compile(rf"/staging/([0-9a-f]{{{DIGEST_LEN}}})/[^/]+$")
 
 
@@ -169,7 +172,7 @@ def check_local(locations: list[str]) -> None:
     """Fail early, before any emulator starts, on a local file that cannot be staged."""
     for location in locations:
         if location.startswith("gs://"):
-            gcs.split(location)
+            gcs.split_object(location)
             continue
         path = Path(location)
         if not path.is_file():
@@ -182,10 +185,31 @@ def check_local(locations: list[str]) -> None:
                     raise BadData(f"{location!r} is named .tar.gz but is not gzip data")
 
 
+def check_sdist(location: str) -> None:
+    """Fail early on a package pip could not install: it must open as an sdist or wheel."""
+    check_local([location])
+    if location.startswith("gs://"):
+        return
+    path = Path(location)
+    if not path.name.endswith(PACKAGE_SUFFIXES):
+        raise BadData(f"package {location!r} is not an sdist or wheel (.tar.gz, .zip or .whl)")
+    try:
+        if is_tarball(path):
+            with tarfile.open(path, "r:gz") as tar:
+                names = tar.getnames()
+        else:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+        raise BadData(f"package {location!r} is not a readable archive ({exc})") from None
+    if not names:
+        raise BadData(f"package {location!r} is an empty archive")
+
+
 def ensure_staged(cloud: Cloud, location: str, existing: set[str] | None = None) -> Staged:
     """A ``gs://`` URI as is, a local path staged (so commands accept either)."""
     if location.startswith("gs://"):
-        gcs.split(location)
+        gcs.split_object(location)
         match = _STAGED.search(location)
         digest = match.group(1) if match else _remote_digest(cloud, location)
         return Staged(location.rsplit("/", 1)[-1], location, digest, uploaded=False)
@@ -195,7 +219,7 @@ def ensure_staged(cloud: Cloud, location: str, existing: set[str] | None = None)
 
 
 def _remote_digest(cloud: Cloud, uri: str) -> str:
-    bucket, name = gcs.split(uri)
+    bucket, name = gcs.split_object(uri)
     blob = guard(lambda: cloud.storage.bucket(bucket).get_blob(name), f"read {uri}")
     if blob is None:
         raise BadData(f"object not found: {uri!r}")
@@ -234,6 +258,7 @@ class Staging(NamedTuple):
 def stage(cloud: Cloud, sdist: Path, data: list[str]) -> Staging:
     """Stage the sdist and the data files; print one line per file."""
     local = [Path(item) for item in [str(sdist), *data] if not item.startswith("gs://")]
+    check_sdist(str(sdist))
     check_local([str(p) for p in local])
     existing = already_staged(cloud, local)
     package = ensure_staged(cloud, str(sdist), existing)
@@ -251,7 +276,8 @@ def main(argv: list[str]) -> int:
     data = args.data or [
         settings.data_path(f) for f in (settings.train_file, settings.eval_file) if f
     ]
-    check_local([args.sdist, *data])
+    check_sdist(args.sdist)
+    check_local(data)
     with connect(settings) as cloud:
         result = stage(cloud, Path(args.sdist), data)
     everything = [result.package, *result.data]

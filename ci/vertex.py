@@ -193,12 +193,11 @@ def read_metrics(cloud: Cloud, location: str) -> dict:
             text = guard(lambda: gcs.read_text(cloud.storage, location), f"read {location}")
         except UnicodeDecodeError as exc:
             raise BadData(f"metrics {location!r} are not UTF-8 text (byte {exc.start})") from None
-    else:
-        path = Path(location)
-        text = read_text(path, "metrics file") if path.is_file() else None
+    else:  # a path the user gave: what is wrong with it is bad usage
+        text = read_text(Path(location), "metrics file")
     if text is None:
         raise CiError(f"metrics not found: {location}")
     metrics = parse_json(text, f"metrics {location}")
     if not isinstance(metrics, dict):
-        raise CiError(f"metrics are not a JSON object: {location}")
+        raise BadData(f"metrics are not a JSON object: {location}")
     return metrics

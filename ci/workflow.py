@@ -11,14 +11,13 @@ checked here too (the plan job checks the caller out for it).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci import flags, outputs, tuning_config
+from ci import flags, outputs, settings, tuning_config
 from ci.errors import UsageError
 from ci.tiers import TIER_NAMES
 
@@ -156,12 +155,10 @@ def check(inputs: Mapping) -> None:
     tier = _text(inputs, "scale-tier")
     if tier and tier not in TIER_NAMES:
         raise UsageError(f"input 'scale-tier': {tier!r} is not one of {', '.join(TIER_NAMES)}")
-    steps = _text(inputs, "train-steps")
-    if steps:
-        try:
-            flags.positive_int(steps)
-        except argparse.ArgumentTypeError:
-            raise UsageError(f"input 'train-steps': {steps!r} is not a whole number >= 1") from None
+    for name in inputs:  # an input that is a setting is checked as the setting is
+        value, key = _text(inputs, name), name.replace("-", "_")
+        if value and key in settings.FIELDS:
+            settings.convert(key, value, f"input {name!r}")
     for name in ("pr-comment", "tune"):
         if _text(inputs, name) not in ("", "true", "false"):
             raise UsageError(f"input {name!r}: {_text(inputs, name)!r} is not true or false")

@@ -38,9 +38,9 @@ def settings_table() -> str:
     for name, f in FIELDS.items():
         default = DEFAULTS.get(name) or ("unset" if f.default is None else f"`{f.default}`")
         flag = "--" + name.replace("_", "-")
-        lines.append(
-            f"| `{name}` | `{flag}` | `{env_var(name)}` | {default} | {f.metadata['help']} |"
-        )
+        form = f.metadata["form"]
+        meaning = f.metadata["help"] + (f"; must be {form.says}" if form else "")
+        lines.append(f"| `{name}` | `{flag}` | `{env_var(name)}` | {default} | {meaning} |")
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 
@@ -88,8 +89,12 @@ def test_bad_override_and_missing_metric(thresholds):
         gate_rules.apply_overrides(thresholds, ["accuracy=0.9"])
     with pytest.raises(UsageError, match="'abc' is not a number"):
         gate_rules.apply_overrides(thresholds, ["accuracy.lower_bound=abc"])
-    with pytest.raises(CiError, match="no numeric 'loss'"):
+    with pytest.raises(CiError, match=r"no finite number 'loss' \(found nothing\)"):
         gate_rules.decide(thresholds, {"accuracy": 0.95}, None)
+    # An infinite (or NaN) metric is no number to judge: never a "yes".
+    for bad in (math.inf, -math.inf, math.nan):
+        with pytest.raises(CiError, match="no finite number 'accuracy'"):
+            gate_rules.decide(thresholds, {"accuracy": bad, "loss": 0.1}, None)
 
 
 def test_markdown_table_candidate_against_champion(thresholds):
@@ -114,10 +119,31 @@ def test_cli_errors_are_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NO_GCE_CHECK", "True")  # no metadata-server probe on this machine
     (tmp_path / "metrics.json").write_text(json.dumps({"accuracy": 0.5, "loss": 0.2}))
     (tmp_path / "gate.toml").write_text(CONFIG)
-    argv = ["gate", "--candidate-metrics", "metrics.json", "--project", "p", "--bucket", "b"]
+    argv = [
+        "gate",
+        "--candidate-metrics",
+        "metrics.json",
+        "--project",
+        "my-project",
+        "--bucket",
+        "my-bucket",
+    ]
     assert cli.main(argv) == 1
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and err.count("\n") == 1
     assert "credentials" in err
     assert cli.main(["gate", "--job", "1", "--candidate-metrics", "m", "--config", "x"]) == 2
     assert "cannot read gate config 'x'" in capsys.readouterr().err
+    # A bad local metrics file is bad usage (exit 2), found before connecting; no decision.
+    (tmp_path / "inf.json").write_text('{"accuracy": Infinity, "loss": 1e999}')
+    (tmp_path / "list.json").write_text("[1]")
+    for name, message in [
+        ("inf.json", "inf.json metrics have no finite number 'accuracy' (found Infinity)"),
+        ("list.json", "metrics are not a JSON object: list.json"),
+        ("missing.json", "cannot read metrics file 'missing.json'"),
+    ]:
+        argv = ["gate", "--candidate-metrics", name, "--decision-out", "d.json"]
+        assert cli.main(argv) == 2, name
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "d.json").exists()

@@ -27,13 +27,13 @@ def test_download_prefix_after_a_restart_on_new_ports(tmp_path):
     state = tmp_path / "state"
     with start(state) as first:
         client = clients.storage("p", first.storage_url)
-        client.create_bucket("b")
+        client.create_bucket("bkt")
         for name, text in {"job/model/saved_model.pb": "pb", "job/model/variables/v": "v"}.items():
-            client.bucket("b").blob(name).upload_from_string(text)
+            client.bucket("bkt").blob(name).upload_from_string(text)
     with start(state) as second:
         assert second.storage_url != first.storage_url
         client = clients.storage("p", second.storage_url)
-        written = gcs.download_prefix(client, "gs://b/job/model", tmp_path / "out")
+        written = gcs.download_prefix(client, "gs://bkt/job/model", tmp_path / "out")
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == [
         "saved_model.pb",
         "variables/v",
@@ -41,10 +41,19 @@ def test_download_prefix_after_a_restart_on_new_ports(tmp_path):
     assert (tmp_path / "out" / "variables" / "v").read_text() == "v"
 
 
-@pytest.mark.parametrize("uri", ["s3://b/x", "gs://", "gs:///x", "b/x"])
+@pytest.mark.parametrize(
+    "uri", ["s3://b/x", "gs://", "gs:///x", "b/x", "gs://Bad Bucket/x", "gs://UPPER/x", "gs://a/x"]
+)
 def test_split_names_a_bad_uri(uri):
     with pytest.raises(UsageError, match="gs://"):
         gcs.split(uri)
+
+
+@pytest.mark.parametrize("uri", ["gs://bucket", "gs://bucket/", "gs://bucket/data/"])
+def test_an_object_uri_must_name_an_object(uri):
+    assert gcs.split(uri)[0] == "bucket"  # a prefix is fine where a prefix is meant
+    with pytest.raises(UsageError, match=f"{uri!r} names no object"):
+        gcs.split_object(uri)
 
 
 def test_split_and_join():

@@ -17,7 +17,7 @@ from ci.package import (
     build_system,
 )
 from ci.stage import content_hash
-from tests.merge_path import trainer_copy
+from tests.merge_path import ROOT, run_ci, trainer_copy
 
 
 def test_builds_the_trainer_sdist_and_cleans_up(tmp_path, capsys):
@@ -69,6 +69,47 @@ def test_backend_and_errors(tmp_path):
     with pytest.raises(UsageError, match=r"no setup\.py or pyproject\.toml"):
         build_sdist(tmp_path / "missing", tmp_path / "d")
     assert cli.main(["package", "--package-dir", str(tmp_path / "nowhere")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xff\xfe\x00\x81 not utf-8\n", "pyproject.toml' is not UTF-8 text (byte 0)"),
+        (b"build-system = 5\n", "pyproject.toml: build-system must be a table ([build-system])"),
+        (b"[build-system]\nrequires = 'setuptools'\n", "build-system.requires must be a list"),
+        (b"[build-system]\nbuild-backend = 5\n", "build-system.build-backend must be a module"),
+        (b"[build-system]\nbuild-backend = ''\n", "build-system.build-backend must be a module"),
+        (b"[build-system]\nbackend-path = '.'\n", "build-system.backend-path must be a list"),
+        (b"[build-system]\nbackend-path = ['..']\n", "must be paths inside"),
+    ],
+)
+def test_a_bad_pyproject_is_one_line_naming_file_and_key(tmp_path, capsys, content, message):
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "pyproject.toml").write_bytes(content)
+    dist = tmp_path / "dist"
+    assert cli.main(["package", "--package-dir", str(package), "--dist-dir", str(dist)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and err.count("\n") == 1, err
+    assert str(package / "pyproject.toml") in err and message in err, err
+    assert not dist.exists()
+
+
+def test_a_build_cache_that_cannot_be_made_is_one_line_naming_the_variable(tmp_path):
+    not_a_dir = tmp_path / "a-file"
+    not_a_dir.write_text("x\n")
+    dist = tmp_path / "dist"
+    result = run_ci(
+        ["package", "--package-dir", str(ROOT), "--dist-dir", str(dist)],
+        env={"XDG_CACHE_HOME": str(not_a_dir)},
+    )
+    assert result.returncode == 2, result.stderr
+    root = not_a_dir / "tf-vertex-ci" / "build-envs"
+    assert result.stderr == (
+        f"Error: cannot use the build cache {str(root)!r} (from $XDG_CACHE_HOME): "
+        f"{str(root)!r} Not a directory\n"
+    )
+    assert not dist.exists() and not_a_dir.read_text() == "x\n"
 
 
 HATCH_TRAINER = """\

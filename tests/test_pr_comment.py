@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -119,11 +120,34 @@ def test_as_a_command_with_explicit_pr_and_outputs(github, tmp_path):
         ("GITHUB_EVENT_PATH", [], "no pull request number: give --pr N"),
         (None, ["--body-file", "missing.md"], "cannot read --body-file 'missing.md'"),
         (None, ["--pr", "0"], "must be at least 1: '0'"),
+        (None, ["--body-file", "binary.csv"], "--body-file 'binary.csv' is not UTF-8 text"),
+        (None, ["--body-file", "empty.md"], "--body-file 'empty.md' is empty"),
+        (None, ["--body-file", "blank.md"], "--body-file 'blank.md' is empty"),
+        ("GITHUB_REPOSITORY=not a repo", [], "GITHUB_REPOSITORY 'not a repo' is not OWNER/NAME"),
+        ("GITHUB_REPOSITORY=octo", [], "GITHUB_REPOSITORY 'octo' is not OWNER/NAME"),
+        ("GITHUB_REPOSITORY=o/r/issues", [], "GITHUB_REPOSITORY 'o/r/issues' is not OWNER/NAME"),
+        ("GITHUB_API_URL=nota url", [], "GITHUB_API_URL 'nota url' is not an http(s) URL"),
+        ("GITHUB_API_URL=ftp://h/api", [], "GITHUB_API_URL 'ftp://h/api' is not an http(s) URL"),
+        ("GITHUB_API_URL=http://h:x/", [], "GITHUB_API_URL 'http://h:x/' is not an http(s) URL"),
+        ("GITHUB_API_URL=https://", [], "GITHUB_API_URL 'https://' is not an http(s) URL"),
+        ("GITHUB_SERVER_URL=a b", [], "GITHUB_SERVER_URL 'a b' is not an http(s) URL"),
+        ("event=[1]", [], "expected a JSON object"),
+        ('event={"pull_request": "x", "number": "7"}', [], "pull request number '7' is not"),
+        ("event=\xff", [], "GITHUB_EVENT_PATH '"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(github, tmp_path, monkeypatch, capsys, drop, argv, message):
     env = _env(github, tmp_path)
-    if drop:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "binary.csv").write_bytes(b"\xff\xfe\x00\x81 not utf-8\n" * 100)
+    (tmp_path / "empty.md").write_text("")
+    (tmp_path / "blank.md").write_text(" \n\n")
+    if drop and drop.startswith("event="):
+        Path(env["GITHUB_EVENT_PATH"]).write_bytes(drop.removeprefix("event=").encode("latin-1"))
+    elif drop and "=" in drop:
+        key, value = drop.split("=", 1)
+        env[key] = value
+    elif drop:
         del env[drop]
         monkeypatch.delenv(drop, raising=False)
     for key, value in env.items():
@@ -131,20 +155,39 @@ def test_bad_input_is_one_line_exit_2(github, tmp_path, monkeypatch, capsys, dro
     argv = argv if "--body-file" in argv else [*_body(tmp_path, "x"), *argv]
     assert cli.main(["pr-comment", *argv]) == 2
     err = capsys.readouterr().err
-    assert message in err and err.startswith("Error: ") and err.count("\n") == 1
-    assert github.writes() == []
+    assert message in err and err.startswith("Error: ") and err.count("\n") == 1, err
+    assert github.requests == []
 
 
 def test_api_error_is_exit_1(github, tmp_path, capsys, monkeypatch):
     env = _env(github, tmp_path)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.setenv("GITHUB_REPOSITORY", "octo")  # not owner/name: GitHub answers 404
+    monkeypatch.setenv("GITHUB_API_URL", github.url + "/nowhere")  # the API answers 404
     assert cli.main(["pr-comment", *_body(tmp_path, "x")]) == 1
     assert "HTTP 404: Not Found" in capsys.readouterr().err
+
+
+def test_an_oversized_report_is_posted_shortened_with_a_note(github, tmp_path):
+    # GitHub (and the stub) refuse a comment over 65,536 characters with a 422.
+    report = "| check | verdict |\n|---|---|\n" + "| accuracy | ok |\n" * 10_000
+    result = run_ci(["pr-comment", *_body(tmp_path, report)], env=_env(github, tmp_path))
+    assert result.returncode == 0, result.stderr
+    (comment,) = github.comments[(REPO, 7)]
+    body = comment["body"]
+    assert len(report) > 65_536 >= len(body) and body.startswith(pr_comment.MARKER)
+    assert f"start of a {len(report):,}-character report" in body
+    kept = body.split("\n\n*(shortened")[0]
+    assert kept.endswith("| accuracy | ok |"), kept[-40:]  # cut at a line end
 
 
 def test_long_reports_are_shortened_to_what_github_accepts():
     body = pr_comment.compose("x" * 100_000, "https://run")
     assert len(body) <= 65_536 and body.startswith(pr_comment.MARKER)
     assert "shortened" in body and body.rstrip().endswith("[Workflow run](https://run)")
+
+
+def test_shortening_closes_an_open_code_block():
+    body = pr_comment.compose("```\n" + "log line\n" * 20_000, None)
+    assert len(body) <= 65_536 and body.count("```") == 2
+    assert body.rindex("```") < body.index("*(shortened")

@@ -52,6 +52,49 @@ def test_numbers_are_converted_and_bad_ones_named(tmp_path):
         resolve(_parse(["--poll-interval", "-1"], tmp_path), {})
 
 
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CI_BUCKET": "local-ci/"}, "bad value 'local-ci/' (a bucket name"),
+        ({"CI_BUCKET": "gs://local-ci"}, "not a gs:// URI"),
+        ({"CI_BUCKET": "UPPER"}, "CI_BUCKET: bad value 'UPPER'"),
+        ({"CI_BUCKET": "x..y"}, "bad value 'x..y'"),
+        ({"CI_REGION": "us/x"}, "CI_REGION: bad value 'us/x' (a region such as us-central1)"),
+        ({"CI_REGION": "moon-1"}, "bad value 'moon-1'"),
+        ({"CI_PROJECT": " "}, "CI_PROJECT: bad value ' ' (a project id"),
+        ({"CI_MODEL_NAME": "m" * 129}, "(up to 128 printable characters)"),
+        ({"CI_MODEL_NAME": "a\nb"}, "bad value 'a\\nb'"),
+        ({"CI_MODEL_NAME": "m" * 120}, "the endpoint's display name: bad value"),
+        ({"CI_TRAINER_MODULE": "no such"}, "(a Python module such as trainer.task)"),
+        ({"CI_SERVING_MACHINE_TYPE": "big"}, "(a machine type such as n1-standard-4)"),
+        ({"CI_API_ENDPOINT": "localhost:8080"}, "(an http:// or https:// URL)"),
+        ({"CI_TRAIN_STEPS": "99999999999999999999999"}, "(must be 1 to 2147483647)"),
+        ({"CI_ACCELERATOR_TYPE": "BOGUS"}, "'accelerator_type': bad value 'BOGUS' (one of "),
+    ],
+)
+def test_names_follow_google_clouds_rules(tmp_path, env, message):
+    with pytest.raises(UsageError) as info:
+        resolve(_parse([], tmp_path), env)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_good_names_pass(tmp_path):
+    good = {
+        "CI_PROJECT": "acme-ml-prod",
+        "CI_BUCKET": "acme_ml.data-1",
+        "CI_REGION": "northamerica-northeast1",
+        "CI_MODEL_NAME": "Iris classifier (v2) — é",
+        "CI_ACCELERATOR_TYPE": "NVIDIA_TESLA_T4",
+        "CI_API_ENDPOINT": "http://127.0.0.1:8080",
+    }
+    s = resolve(_parse([], tmp_path), good)
+    assert (s.project, s.bucket, s.region) == (
+        "acme-ml-prod",
+        "acme_ml.data-1",
+        "northamerica-northeast1",
+    )
+
+
 def test_unknown_key_in_file_is_an_error(tmp_path):
     with pytest.raises(UsageError, match="unknown setting 'modle_name'"):
         resolve(_parse([], tmp_path, 'modle_name = "x"\n'), {})

@@ -105,7 +105,7 @@ def test_custom_tier_from_ci_toml_env_and_flags(tmp_path, monkeypatch):
     assert workers.replicas == 4
     _, workers = pools_for(resolve(None, {"CI_WORKER_COUNT": "3"}))
     assert workers.replicas == 3
-    (tmp_path / "ci.toml").write_text('scale_tier = "BASIC"\nmaster_type = "x"\n')
+    (tmp_path / "ci.toml").write_text('scale_tier = "BASIC"\nmaster_type = "n1-standard-4"\n')
     with pytest.raises(UsageError, match="only apply to scale tier CUSTOM, not BASIC"):
         pools_for(resolve(None, {}))
 

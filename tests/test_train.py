@@ -125,7 +125,14 @@ def test_timeout_cancels_the_job(env, trainer_sdist, vertex, capsys):
         (["--scale-tier", "HUGE"], "unknown scale tier 'HUGE'"),
         (["--scale-tier", "CUSTOM"], "CUSTOM needs --master-type"),
         (
-            ["--scale-tier", "CUSTOM", "--master-type", "a", "--parameter-server-count", "2"],
+            [
+                "--scale-tier",
+                "CUSTOM",
+                "--master-type",
+                "n1-standard-4",
+                "--parameter-server-count",
+                "2",
+            ],
             "all-reduce",
         ),
         (["--train-steps", "0"], "'train_steps' from --train-steps: bad value '0'"),

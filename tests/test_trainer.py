@@ -231,6 +231,33 @@ BAD_FILES = {
     ),
     "empty file": ("", ": empty file (expected a header line, then data rows)"),
     "header only": (HEADER, ": no data rows after the header line"),
+    "wrong header": (
+        "a,b,c,d,e\n" + GOOD_ROW,
+        ":1: unexpected header 'a,b,c,d,e' (expected the columns "
+        "SepalLength,SepalWidth,PetalLength,PetalWidth,Species, TensorFlow's Iris header "
+        "'<rows>,4,setosa,versicolor,virginica', or a data row)",
+    ),
+    "other class names": (
+        "120,4,cat,dog,cow\n" + GOOD_ROW,
+        ":1: unexpected header '120,4,cat,dog,cow' (expected the columns",
+    ),
+    # A 12 MB line or value is quoted as its first 77 characters and an ellipsis.
+    "12 MB header": (
+        "h" * 12_000_000 + "\n" + GOOD_ROW,
+        ":1: unexpected header '" + "h" * 77 + "...'",
+    ),
+    "12 MB line": (
+        HEADER + GOOD_ROW + "5.0," * 3_000_000 + "\n",
+        ":3: expected 5 columns, got 3000001: '" + ("5.0," * 20)[:77] + "...'",
+    ),
+    "12 MB value": (
+        HEADER + "x" * 12_000_000 + ",3.5,1.4,0.2,0\n",
+        ":2: non-numeric value '" + "x" * 77 + "...' for SepalLength",
+    ),
+    "long label": (
+        HEADER + "5.1,3.5,1.4,0.2," + "7" * 1000 + "\n",
+        ":2: label '" + "7" * 77 + "...'",
+    ),
 }
 
 
@@ -241,10 +268,30 @@ def test_bad_data_is_refused_with_file_line_and_value(case, which, tmp_path, cap
     bad = tmp_path / "bad.csv"
     bad.write_text(content)
     code = task.main(["--job-dir", str(tmp_path / "job"), "--train-steps", "3", which, str(bad)])
-    err = capsys.readouterr().err.strip()
+    err = capsys.readouterr().err
     assert code == 1
-    assert err == f"Error: {bad}{expected}", err
+    assert err.startswith(f"Error: {bad}{expected}") and err.count("\n") == 1, err[:500]
+    assert len(err) < 400 or case == "wrong header"
     assert not (tmp_path / "job").exists(), "no export or metrics may be written"
+
+
+IRIS_TEST_ROWS = (ROOT / "data" / "iris_test.csv").read_text().splitlines(keepends=True)[1:]
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "SepalLength,SepalWidth,PetalLength,PetalWidth,Species\n", "\n"],
+    ids=["no header", "column names", "blank first line"],
+)
+def test_every_row_is_read_with_or_without_a_header(header, tmp_path):
+    # data/iris_test.csv has TensorFlow's Iris header and 30 rows; none may be dropped.
+    eval_file = tmp_path / "eval.csv"
+    eval_file.write_text(header + "".join(IRIS_TEST_ROWS))
+    job = tmp_path / "job"
+    flags = ["--job-dir", str(job), "--train-steps", "2", "--eval-file", str(eval_file)]
+    assert task.main(flags) == 0
+    metrics = json.loads((job / "metrics.json").read_text())
+    assert metrics["num_eval_examples"] == len(IRIS_TEST_ROWS) == 30
 
 
 BINARY = {

@@ -315,7 +315,69 @@ def test_tuning_toml_becomes_the_study_spec():
         ('goal = "BIGGER"\n' + X_TOML, "goal: goal must be one of MAXIMIZE, MINIMIZE"),
         (
             '[parameters.n]\ntype = "INTEGER"\nmin = 1.5\nmax = 3\n',
-            "parameters.n.min: INTEGER needs a number, got 1.5",
+            "parameters.n.min: INTEGER needs a whole number within int64, got 1.5",
+        ),
+        (
+            '[parameters.n]\ntype = "INTEGER"\nmin = 1\nmax = 9223372036854775808\n',
+            "parameters.n.max: INTEGER needs a whole number within int64, got 9223372036854775808",
+        ),
+        (
+            '[parameters.x]\ntype = "DOUBLE"\nmin = nan\nmax = 1.0\n',
+            "parameters.x.min: DOUBLE needs a finite number, got nan",
+        ),
+        (
+            '[parameters.x]\ntype = "DOUBLE"\nmin = 0.0\nmax = inf\n',
+            "parameters.x.max: DOUBLE needs a finite number, got inf",
+        ),
+        (
+            '[parameters.x]\ntype = "DOUBLE"\nmin = "0"\nmax = 1\n',
+            "parameters.x.min: DOUBLE needs a finite number, got '0'",
+        ),
+        (
+            '[parameters.x]\ntype = "DOUBLE"\nmin = 0.5\nmax = 0.5\n',
+            "parameters.x: min (0.5) must be less than max (0.5)",
+        ),
+        ("display_name = 5\n" + X_TOML, "display_name: expected a string of 1 to 128 characters"),
+        (f'display_name = "{"n" * 129}"\n' + X_TOML, "display_name: expected a string of 1 to"),
+        ("goal = 5\n" + X_TOML, "goal: expected a string, got 5"),
+        ("[parameters.x]\ntype = 1\nmin = 0\nmax = 1\n", "parameters.x.type: expected a string"),
+        (
+            '[parameters.x]\ntype = "DOUBLE"\nmin = 0\nmax = 1\nscale = []\n',
+            "parameters.x.scale: expected a string, got []",
+        ),
+        (
+            '[parameters.c]\ntype = "CATEGORICAL"\nvalues = [[1], {a=1}]\n',
+            "parameters.c.values: CATEGORICAL values must be non-empty strings, got [1]",
+        ),
+        (
+            '[parameters.c]\ntype = "CATEGORICAL"\nvalues = ["a", "a"]\n',
+            "parameters.c.values: CATEGORICAL values must not repeat",
+        ),
+        (
+            '[parameters.d]\ntype = "DISCRETE"\nvalues = [1, nan]\n',
+            "parameters.d.values: DISCRETE values must be finite numbers, got nan",
+        ),
+        (
+            '[parameters.d]\ntype = "DISCRETE"\nvalues = [1, "2"]\n',
+            "parameters.d.values: DISCRETE values must be finite numbers, got '2'",
+        ),
+        (
+            "max_trial_count = 100000000\n" + X_TOML,
+            "max_trial_count: 100000000 is more than Vertex's 1000 trials a study",
+        ),
+        (
+            "max_trial_count = 1000\nparallel_trial_count = 100000000\n" + X_TOML,
+            "parallel_trial_count: 100000000 is more than Vertex's 1000 trials a study",
+        ),
+        (
+            "max_trial_count = 3\nparallel_trial_count = 4\n" + X_TOML,
+            "parallel_trial_count: parallel_trial_count (4) must not be greater than",
+        ),
+        ("max_failed_trial_count = 1001\n" + X_TOML, "max_failed_trial_count: 1001 is more"),
+        ("train_steps = 1.5\n" + X_TOML, "train_steps: expected an integer, got 1.5"),
+        (
+            '[parameters.c]\ntype = "CATEGORICAL"\nvalues = [' + "1" * 500 + "]\n",
+            "got " + "1" * 77 + "...",
         ),
     ],
 )
@@ -323,6 +385,21 @@ def test_bad_tuning_toml_names_the_key(toml, message):
     with pytest.raises(UsageError) as caught:
         tuning_config.parse(tomllib.loads('metric = "score"\n' + toml), "t.toml")
     assert str(caught.value).startswith("t.toml: ") and message in str(caught.value)
+    assert len(str(caught.value)) < 200
+
+
+def test_the_largest_study_vertex_takes_is_accepted():
+    toml = "max_trial_count = 1000\nparallel_trial_count = 1000\n" + X_TOML
+    config = tuning_config.parse(tomllib.loads('metric = "score"\n' + toml), "t.toml")
+    assert config.job_fields()["maxTrialCount"] == config.job_fields()["parallelTrialCount"]
+
+
+def test_a_binary_tuning_file_is_one_line_exit_2(tmp_path, capsys):
+    binary = tmp_path / "t-bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00\x81 not utf-8\n" * 50)
+    assert cli.main(["tune", "--tuning-config", str(binary)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"Error: tuning file {str(binary)!r} is not UTF-8 text (byte 0)\n"
 
 
 def test_ctrl_c_cancels_the_tuning_job(tune_env, vertex, hp_package, tmp_path):

@@ -1,7 +1,9 @@
 """The input pipeline: CSV lines streamed with ``tf.data`` and parsed a block at a time.
 
-Rows are validated as they stream (text encoding, column count, numbers, label range), so
-a bad file fails with its path, line and value instead of training on garbage. Reading,
+The first line is a header (the column names, or TensorFlow's Iris header) or already a
+data row; any other first line is refused. Rows are validated as they stream (text
+encoding, column count, numbers, label range), so a bad file fails with its path, line and
+value (cut to 80 characters) instead of training on garbage. Reading,
 parsing and shuffling work on blocks of lines with vectorised ops: per-row dataset
 elements would cost far more than the arithmetic. Several files (shards) are read
 interleaved, in parallel and in a fixed order. Memory stays flat whatever the size.
@@ -9,6 +11,7 @@ interleaved, in parallel and in a fixed order. Memory stays flat whatever the si
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 
@@ -24,6 +27,14 @@ _FLOAT = r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*"
 _ROW = ",".join([_FLOAT] * len(C.FEATURES) + [rf"\s*[0-{len(C.CLASSES) - 1}]\s*"])
 # Files read at once when there are several; more only adds buffers, not speed, on few cores.
 _CYCLE = 4
+# The first line may name the columns, or be TensorFlow's Iris header (rows, features, class
+# names), or be a data row already (no header).
+_NAMES_HEADER = ",".join([*C.FEATURES, C.LABEL])
+_IRIS_HEADER = ",".join(rf"\s*{f}\s*" for f in [r"\d+", len(C.FEATURES), *C.CLASSES])
+# Messages quote at most this many characters of a line or value (a line may be megabytes).
+_QUOTE = 80
+# Bytes of the first line looked at: a longer line is no header.
+_HEADER_BYTES = 4096
 # The pipeline's functions use tf.cond, never Python control flow on tensors: AutoGraph's
 # source conversion would only add seconds of start-up to every run.
 _plain = tf.autograph.experimental.do_not_convert
@@ -33,24 +44,53 @@ class DataError(ValueError):
     """A data file that cannot be used; the message names file, line and value."""
 
 
-def check_file(path: str, name: str | None = None) -> None:
-    """Fail early on a missing file, an empty one, or one with a header and no rows.
+def check_file(path: str, name: str | None = None) -> int:
+    """Fail early on a missing or empty file, a wrong header, or a header and no rows.
 
-    ``name`` is what messages call the file (its URI when ``path`` is a downloaded copy).
+    Returns the number of header lines (0 or 1). ``name`` is what messages call the file
+    (its URI when ``path`` is a downloaded copy).
     """
     name = name or path
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            header = f.readline()
-            first_row = f.readline()
+        with open(path, "rb") as f:
+            first = f.readline(_HEADER_BYTES)
+            more = iter(lambda: f.readline(_HEADER_BYTES), b"")
+            has_rows = any(line.strip() for line in more)
     except FileNotFoundError:
         raise DataError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{name}: is a directory, not a CSV file") from None
-    if not header:
+    if not first:
         raise DataError(f"{name}: empty file (expected a header line, then data rows)")
-    if not first_row.strip():
+    try:  # final=False: a multi-byte character cut by the byte limit is not an error
+        line = codecs.getincrementaldecoder("utf-8")().decode(first, final=False).strip()
+    except UnicodeDecodeError:
+        line = "\0"
+    if re.search(r"[\x00-\x08\x0e-\x1f]", line):
+        raise DataError(f"{name}:1: not UTF-8 text (is this a binary file?)")
+    if re.fullmatch(_ROW, line) or (not line and has_rows):
+        return 0  # no header (a blank first line is skipped like any blank line)
+    names = re.fullmatch(_NAMES_HEADER, line.replace(" ", ""), re.IGNORECASE)
+    if line and not names and not re.fullmatch(_IRIS_HEADER, line):
+        raise DataError(
+            f"{name}:1: unexpected header '{_excerpt(line)}' (expected the columns "
+            f"{_NAMES_HEADER}, TensorFlow's Iris header "
+            f"'<rows>,{len(C.FEATURES)},{','.join(C.CLASSES)}', or a data row)"
+        )
+    if not has_rows:
         raise DataError(f"{name}: no data rows after the header line")
+    return 1
+
+
+def _excerpt(text: str) -> str:
+    return text if len(text) <= _QUOTE else text[: _QUOTE - 3] + "..."
+
+
+def _quote(text):
+    """A string tensor as messages quote it: cut to ``_QUOTE`` characters, then ``...``."""
+    long = tf.strings.length(text, unit="UTF8_CHAR") > _QUOTE
+    head = tf.strings.substr(text, 0, _QUOTE - 3, unit="UTF8_CHAR")
+    return tf.where(long, tf.strings.join([head, "..."]), text)
 
 
 def bad_data_message(error: Exception) -> str | None:
@@ -90,7 +130,7 @@ def _diagnose(path, number, line):
     def columns():
         return tf.strings.join(
             [where, f"expected {C.NUM_COLUMNS} columns, got ", tf.strings.as_string(count),
-             ": '", line, "'"]
+             ": '", _quote(line), "'"]
         )  # fmt: skip
 
     def values():
@@ -99,9 +139,11 @@ def _diagnose(path, number, line):
         names = tf.constant(C.FEATURES)
         return tf.cond(
             tf.reduce_all(numeric),
-            lambda: tf.strings.join([where, "label '", fields[-1], "' is not one of 0, 1, 2"]),
             lambda: tf.strings.join(
-                [where, "non-numeric value '", fields[first], "' for ", names[first]]
+                [where, "label '", _quote(fields[-1]), "' is not one of 0, 1, 2"]
+            ),
+            lambda: tf.strings.join(
+                [where, "non-numeric value '", _quote(fields[first]), "' for ", names[first]]
             ),
         )
 
@@ -132,7 +174,7 @@ def _parse_block(path, line_numbers, lines, seed=None):
     return x, y
 
 
-def _lines(path, size, name):
+def _lines(path, size, name, header_lines):
     """Blocks of ``(name, line numbers, lines)`` read ``READ_CHUNK`` bytes at a time.
 
     Reading fixed-size chunks and splitting them with one vectorised op keeps per-element
@@ -158,8 +200,8 @@ def _lines(path, size, name):
         return (parts[-1], seen + count), (numbers, tf.strings.strip(complete))
 
     def data_rows(numbers, lines):
-        # Skip the header (line 1) and blank lines; numbers still count them, as an editor would.
-        keep = (numbers > 1) & (tf.strings.length(lines) > 0)
+        # Skip the header, if any, and blank lines; numbers still count them, as an editor would.
+        keep = (numbers > header_lines) & (tf.strings.length(lines) > 0)
         return name, tf.boolean_mask(numbers, keep), tf.boolean_mask(lines, keep)
 
     start = (tf.constant(""), tf.constant(0, tf.int64))
@@ -184,10 +226,11 @@ def dataset(
     """
     files = [files] if isinstance(files, str) else list(files)
     names = list(names or files)
-    for path, name in zip(files, names, strict=True):
-        check_file(path, name)
+    headers = [check_file(path, name) for path, name in zip(files, names, strict=True)]
     sizes = tf.constant([os.path.getsize(path) for path in files], tf.int64)
-    blocks = tf.data.Dataset.from_tensor_slices((files, sizes, names))
+    blocks = tf.data.Dataset.from_tensor_slices(
+        (files, sizes, names, tf.constant(headers, tf.int64))
+    )
     parallel = {"num_parallel_calls": tf.data.AUTOTUNE, "deterministic": True}
     blocks = blocks.interleave(
         _plain(_lines), cycle_length=min(len(files), _CYCLE), **(parallel if len(files) > 1 else {})

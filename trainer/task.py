@@ -151,15 +151,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         train.run(config)
     except (data.DataError, FileNotFoundError, ValueError, train.TrainingError) as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except tf.errors.OpError as exc:
         message = data.bad_data_message(exc)
         if message is None:
             raise
-        print(f"Error: {message}", file=sys.stderr)
+        print(f"Error: {_one_line(message)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(message, limit: int = 1000) -> str:
+    """The message on one line and of a readable length, whatever it quotes."""
+    text = " ".join(str(message).splitlines())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _import_tensorflow():

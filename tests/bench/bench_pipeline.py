@@ -91,7 +91,11 @@ def _staging(tmp: Path, data: list[str]) -> tuple[float, float]:
             bucket = f"bench-{i}"
             # A fresh digest cache too: a first staging hashes everything, as it would.
             os.environ["XDG_CACHE_HOME"] = str(tmp / f"digest-cache-{len(data)}-{i}")
-            env = {"CI_PROJECT": "bench", "CI_BUCKET": bucket, "CI_API_ENDPOINT": emu.vertex_url}
+            env = {
+                "CI_PROJECT": "bench-project",
+                "CI_BUCKET": bucket,
+                "CI_API_ENDPOINT": emu.vertex_url,
+            }
             with connect(resolve(None, env)) as cloud, contextlib.redirect_stdout(io.StringIO()):
                 cloud.storage.create_bucket(bucket)
                 for times in (first, again):  # a fresh bucket, then the same inputs again
