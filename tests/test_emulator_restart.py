@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +20,7 @@ from ci.errors import CiError
 from tests.conftest import (
     BUCKET,
     PARENT,
+    ROOT,
     Poll,
     create_endpoint,
     deploy,
@@ -151,3 +159,116 @@ def test_start_fails_clearly_when_a_port_is_taken(tmp_path, emulator):
     port = int(emulator.vertex_url.rsplit(":", 1)[1])
     with pytest.raises(CiError, match="Address already in use"):
         process.start(tmp_path / "state", vertex_port=port)
+
+
+SLEEPER = {
+    "setup.py": "from setuptools import setup\nsetup(name='sleeper', version='0.1')\n",
+    "sleeper/__init__.py": "",
+    "sleeper/task.py": "import time\nprint('training', flush=True)\ntime.sleep(600)\n",
+}
+
+
+def _sleeper_sdist(path: Path) -> Path:
+    with tarfile.open(path, mode="w:gz") as tar:
+        for name, text in SLEEPER.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"sleeper-0.1/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _processes_using(state: Path) -> list[int]:
+    """Pids whose command line names ``state`` (the embedded emulator's state directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile, or not a process
+            continue
+        if entry.name.isdigit() and str(state).encode() in argv and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def test_ctrl_c_in_a_terminal_cancels_the_embedded_job_before_the_emulator_stops(tmp_path):
+    # A terminal's Ctrl-C sends SIGINT to the whole foreground process group. The embedded
+    # emulator runs in its own session, so it is still there to cancel the job: the job ends
+    # CANCELLED (not FAILED by a shutdown), and nothing is left running.
+    state = tmp_path / "state"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("CI_")},
+        "PYTHONPATH": str(ROOT),
+        "CI_STATE_DIR": str(state),
+        "CI_TRAINER_MODULE": "sleeper.task",
+        "CI_POLL_INTERVAL": "0.05",
+        "CI_DATA_DIR": str(ROOT / "data"),
+        "CI_TRAIN_FILE": "iris_training.csv",
+        "CI_EVAL_FILE": "iris_test.csv",
+    }
+    argv = ["train", "--package", str(_sleeper_sdist(tmp_path / "sleeper-0.1.tar.gz"))]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ci", *argv],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # the test's own process group stands for the terminal's
+    )
+    try:
+        out = []
+        for line in proc.stdout:
+            out.append(line)
+            if "JOB_STATE_RUNNING" in line:
+                break
+        assert any("JOB_STATE_RUNNING" in line for line in out), "".join(out) + proc.stderr.read()
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130, err
+    job = next(line.split()[1] for line in out if line.startswith("submitted "))
+    assert err.strip().splitlines() == [
+        f"Error: interrupted; job {job} cancelled (JOB_STATE_CANCELLED)"
+    ]
+    assert f"interrupted: cancelling {job}" in rest
+    assert _processes_using(state) == []
+    with process.start(state) as emu:
+        vertex, _ = _connect(emu)
+        ended = vertex.projects().locations().customJobs().get(name=job).execute()
+    assert ended["state"] == "JOB_STATE_CANCELLED"
+
+
+def test_the_embedded_emulator_stops_when_its_parent_is_killed(tmp_path):
+    # SIGKILL leaves the parent no chance to stop what it started: the emulator notices the
+    # closed pipe on its stdin, stops its jobs and exits.
+    state = tmp_path / "state"
+    code = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from ci.emulator import process\n"
+        "emu = process.start(Path(sys.argv[1]))\n"
+        "print(emu.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", code, str(state)],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        pid = int(parent.stdout.readline())
+        assert alive(pid)
+        parent.kill()
+        parent.wait()
+        Poll(None).until(lambda: not alive(pid), 30, "the emulator to exit")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+    assert _processes_using(state) == []

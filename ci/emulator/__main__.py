@@ -76,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
         "image, start the worker of IMAGE's TensorFlow), so a deploy after it does not wait "
         "for it (default: on the first model load)",
     )
+    p.add_argument(
+        "--exit-with-stdin",
+        action="store_true",
+        help="also stop when standard input closes: the process that started this one and "
+        "holds the other end of the pipe has exited, even by SIGKILL (set by ci's embedded "
+        "mode, which starts this in its own session, out of reach of a terminal's Ctrl-C) "
+        "(default: off)",
+    )
     return p
 
 
@@ -89,6 +97,8 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    if args.exit_with_stdin:
+        threading.Thread(target=_wait_for_eof, args=(stop,), daemon=True).start()
     emulator = Emulator(
         args.state_dir,
         args.port,
@@ -106,6 +116,12 @@ def serve(args: argparse.Namespace) -> int:
     stop.wait()
     emulator.stop()
     return 0
+
+
+def _wait_for_eof(stop: threading.Event) -> None:
+    # Nothing is ever written to the pipe: read() returns when the parent's end closes.
+    sys.stdin.buffer.read()
+    stop.set()
 
 
 def main(argv: list[str]) -> NoReturn:

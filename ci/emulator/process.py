@@ -52,7 +52,7 @@ class Emulators:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
         try:
-            return self.proc.wait(timeout=timeout)
+            return self._reaped(self.proc.wait(timeout=timeout))
         except subprocess.TimeoutExpired:
             return self.kill()
 
@@ -60,7 +60,12 @@ class Emulators:
         """SIGKILL, as if the machine lost the process; state on disk stays as it was."""
         if self.proc.poll() is None:
             self.proc.kill()
-        return self.proc.wait()
+        return self._reaped(self.proc.wait())
+
+    def _reaped(self, code: int) -> int:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        return code
 
     def __enter__(self) -> Emulators:
         return self
@@ -113,6 +118,10 @@ def start(
         argv += ["--serving-runtime", serving_runtime]
     if warm_up is not None:
         argv += ["--warm-up", warm_up] if warm_up else ["--warm-up"]
+    # Its own session: a terminal's Ctrl-C (SIGINT to the whole foreground process group)
+    # reaches only the caller, which then cancels its job here before stopping this process;
+    # the pipe on stdin, never written, closes when the caller exits however it exits.
+    argv.append("--exit-with-stdin")
     # The child must import this very ``ci`` package, whatever the caller's directory.
     root = str(Path(__file__).resolve().parents[2])
     child_env = {**os.environ, **(env or {})}
@@ -125,9 +134,10 @@ def start(
             argv,
             stdout=subprocess.PIPE,
             stderr=log,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             env=child_env,
             text=True,
+            start_new_session=True,
         )
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True).start()
@@ -144,6 +154,7 @@ def start(
         pass
     if len(urls) < 2:
         proc.kill()
+        proc.stdin.close()
         proc.wait()
         tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
         raise CiError(
