@@ -1,13 +1,16 @@
 """``projects.locations.batchPredictionJobs``: create, get, list, cancel, delete.
 
 A job runs the model version's export (the same :class:`ModelCache` predictors the endpoints
-use) over JSON-lines instances read from Cloud Storage a stream at a time, in batches of
-``manualBatchTuningParameters.batchSize``. It writes Vertex's layout for custom-trained
-models under ``<outputUriPrefix>/prediction-<model display name>-<create time>/``:
-``prediction.results-NNNNN-of-NNNNN`` (``{"instance", "prediction"}`` lines) and
-``prediction.errors_stats-NNNNN-of-NNNNN`` (``{"instance", "error"}`` lines). A bad instance
-is counted and listed; it does not fail the job. Memory stays flat: lines stream in, results
-go to local shard files that are uploaded at the end.
+use) over instances read from Cloud Storage a stream at a time (``jsonl``, ``csv``,
+``tf-record``, ``tf-record-gzip`` or ``file-list``, shaped by ``instanceConfig``: see
+:mod:`ci.emulator.batch_read`), in batches of ``manualBatchTuningParameters.batchSize``. It
+writes Vertex's layout for custom-trained models under
+``<outputUriPrefix>/prediction-<model display name>-<create time>/``:
+``prediction.results-NNNNN-of-NNNNN`` (``{"instance" or "key", "prediction"}`` lines) and
+``prediction.errors_stats-NNNNN-of-NNNNN`` (``{"instance" or "key", "error"}`` lines). A bad
+instance is counted and listed; it does not fail the job; a file whose content cannot be read
+is a ``partialFailures`` entry. Memory stays flat: input streams in, results go to local
+shard files that are uploaded at the end. BigQuery sources and destinations are a 400.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import shutil
 import threading
 import time
 
-from ci.emulator import batch_io
+from ci.emulator import batch_io, batch_read
 from ci.emulator.collection import JobCollection
 from ci.emulator.deployments import check_resources
 from ci.emulator.httpd import ApiError, Request, not_found
@@ -28,6 +31,68 @@ from ci.emulator.store import Store, now, public
 
 KIND = "batchPredictionJobs"
 PROGRESS_SECONDS = 1.0
+# What a custom-trained model lists in supportedInputStorageFormats and
+# supportedOutputStorageFormats; the BigQuery ones are not emulated.
+INPUT_FORMATS = ("jsonl", "csv", "tf-record", "tf-record-gzip", "file-list", "bigquery")
+OUTPUT_FORMATS = ("jsonl", "bigquery")
+NO_BIGQUERY = "the emulator does not emulate BigQuery; use Cloud Storage (gcsSource)"
+RPC_CODES = {"INVALID_ARGUMENT": 3, "FAILED_PRECONDITION": 9, "NOT_FOUND": 5}
+
+
+def _bad(message: str) -> ApiError:
+    return ApiError(400, message, "INVALID_ARGUMENT")
+
+
+def check_config(body: dict) -> None:
+    """400 unless the job's model, input, output and instance configs are ones Vertex takes
+    for a custom-trained model and the emulator runs."""
+    if body.get("unmanagedContainerModel"):
+        if body.get("model"):
+            raise _bad("Exactly one of model and unmanaged_container_model must be set.")
+        raise _bad("unmanaged_container_model is not emulated: upload the model and set model.")
+    if not body.get("model"):
+        raise _bad("Field: batch_prediction_job.model; Message: Required field is not set.")
+    inputs, outputs = body["inputConfig"], body["outputConfig"]
+    fmt = inputs["instancesFormat"]
+    if fmt not in INPUT_FORMATS:
+        raise _bad(
+            f"Unsupported instances_format {fmt!r}: the model supports {', '.join(INPUT_FORMATS)}."
+        )
+    if fmt == "bigquery" or inputs.get("bigquerySource"):
+        raise _bad(f"Unsupported instances_format {fmt!r} with a BigQuery source: {NO_BIGQUERY}.")
+    uris = (inputs.get("gcsSource") or {}).get("uris") or []
+    if not uris or not all(u.startswith("gs://") and "/" in u[5:].strip("/") for u in uris):
+        raise _bad("input_config.gcs_source.uris: gs://BUCKET/OBJECT URIs are required.")
+    predictions = outputs["predictionsFormat"]
+    if predictions not in OUTPUT_FORMATS:
+        raise _bad(
+            f"Unsupported predictions_format {predictions!r}: a custom-trained model supports "
+            f"{', '.join(OUTPUT_FORMATS)}."
+        )
+    if predictions == "bigquery" or outputs.get("bigqueryDestination"):
+        raise _bad(f"Unsupported predictions_format {predictions!r}: {NO_BIGQUERY}.")
+    prefix = (outputs.get("gcsDestination") or {}).get("outputUriPrefix") or ""
+    if not prefix.startswith("gs://") or not prefix[5:].strip("/"):
+        raise _bad("output_config.gcs_destination.output_uri_prefix: a gs:// URI is required.")
+    if body.get("generateExplanation"):
+        raise _bad("generate_explanation is not emulated: the model has no explanation_spec.")
+    _check_instance_config(body.get("instanceConfig") or {}, fmt)
+
+
+def _check_instance_config(config: dict, fmt: str) -> None:
+    kind = config.get("instanceType") or ""
+    if kind not in ("", "object", "array"):
+        raise _bad(
+            f"instance_config.instance_type {kind!r} is not supported: use 'object' or 'array'."
+        )
+    if config.get("includedFields") and config.get("excludedFields"):
+        raise _bad("instance_config: included_fields and excluded_fields cannot both be populated.")
+    selects = [f for f in ("keyField", "includedFields", "excludedFields") if config.get(f)]
+    if selects and fmt not in ("jsonl", "csv"):
+        raise _bad(
+            f"instance_config.{selects[0]} does not apply to instances_format {fmt!r}: "
+            "it needs JSONL objects or CSV rows."
+        )
 
 
 class BatchJobs(JobCollection):
@@ -47,31 +112,7 @@ class BatchJobs(JobCollection):
     def create(self, request: Request):
         """``batchPredictionJobs.create``: check the configs and the model, then run."""
         body = request.body
-        inputs, outputs = body["inputConfig"], body["outputConfig"]
-        if inputs["instancesFormat"] != "jsonl":
-            raise ApiError(
-                400,
-                f"Unsupported instances_format {inputs['instancesFormat']!r}: "
-                "the emulator reads 'jsonl'.",
-            )
-        uris = (inputs.get("gcsSource") or {}).get("uris") or []
-        if not uris or not all(u.startswith("gs://") for u in uris):
-            raise ApiError(400, "input_config.gcs_source.uris: gs:// URIs are required.")
-        if outputs["predictionsFormat"] != "jsonl":
-            raise ApiError(
-                400,
-                f"Unsupported predictions_format {outputs['predictionsFormat']!r}:"
-                " the emulator writes 'jsonl'.",
-            )
-        prefix = (outputs.get("gcsDestination") or {}).get("outputUriPrefix") or ""
-        if not prefix.startswith("gs://"):
-            raise ApiError(
-                400, "output_config.gcs_destination.output_uri_prefix: a gs:// URI is required."
-            )
-        if not body.get("model"):
-            raise ApiError(
-                400, "Field: batch_prediction_job.model; Message: Required field is not set."
-            )
+        check_config(body)
         parent = f"projects/{request.params['project']}/locations/{request.params['location']}"
         with self.store.lock:
             record, version = self.models.find(body["model"])
@@ -102,40 +143,65 @@ class BatchJobs(JobCollection):
 
     def _run(self, job_id: str, record: dict, version: dict, stop: threading.Event) -> None:
         work = self.store.job_dir(job_id) / "output"
+        counts, failures = [0, 0], []
+        started = time.monotonic()
         try:
             self._update(job_id, "JOB_STATE_RUNNING")
             predictor = self.cache.get(
-                record["name"].rsplit("/", 1)[-1], version["versionId"], version["artifactUri"]
+                record["name"].rsplit("/", 1)[-1],
+                version["versionId"],
+                version["artifactUri"],
+                (version.get("containerSpec") or {}).get("imageUri", ""),
             )
             job = self.store.get(KIND, job_id)
             batch = int((job.get("manualBatchTuningParameters") or {}).get("batchSize") or 0)
             client = batch_io.client(self.storage_url)
             shards = batch_io.Shards(work)
-            counts = [0, 0]
+            inputs = job["inputConfig"]
+            shape = batch_read.Shape(job.get("instanceConfig"))
+            stream = batch_io.items(
+                client, inputs["gcsSource"]["uris"], inputs["instancesFormat"], shape, failures
+            )
             last = time.monotonic()
-            for lines in batch_io.batches(client, job["inputConfig"]["gcsSource"]["uris"], batch):
+            for items in batch_io.batches(stream, batch):
                 if stop.is_set():
-                    return self._update(job_id, "JOB_STATE_CANCELLED", 1, "Job was cancelled.")
-                for ok, line in batch_io.predict(predictor, lines):
+                    break
+                for ok, line in batch_io.predict(predictor, items):
                     shards.write(ok, line)
                     counts[not ok] += 1
                 if time.monotonic() - last > PROGRESS_SECONDS:
-                    self._update(job_id, None, stats=counts)
+                    self._update(job_id, None, stats=counts, failures=failures)
                     last = time.monotonic()
+            if stop.is_set():
+                stats = (*counts, -1)  # how many were left unread is not known
+                message = "Job was cancelled."
+                return self._update(job_id, "JOB_STATE_CANCELLED", 1, message, stats, failures)
             stamp = job["createTime"][:23] + "Z"  # YYYY-MM-DDThh:mm:ss.sssZ
             display = version.get("displayName") or record.get("displayName", "model")
             prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
             out_dir = f"{prefix}/prediction-{display}-{stamp}"
             shards.upload(client, out_dir)
-            self._update(job_id, "JOB_STATE_SUCCEEDED", stats=counts, out=out_dir)
+            hours = (time.monotonic() - started) / 3600 * _replicas(job)
+            self._update(
+                job_id,
+                "JOB_STATE_SUCCEEDED",
+                stats=counts,
+                failures=failures,
+                out=out_dir,
+                hours=hours,
+            )
         except ApiError as exc:
-            self._update(job_id, "JOB_STATE_FAILED", 9, exc.message)
+            code = RPC_CODES.get(exc.status, 9)
+            self._update(job_id, "JOB_STATE_FAILED", code, exc.message, (*counts, -1), failures)
         except Exception as exc:
-            self._update(job_id, "JOB_STATE_FAILED", 13, f"emulator error: {exc!r}")
+            message = f"emulator error: {exc!r}"
+            self._update(job_id, "JOB_STATE_FAILED", 13, message, (*counts, -1), failures)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
-    def _update(self, job_id, state, code=0, message="", stats=None, out=None) -> None:
+    def _update(
+        self, job_id, state, code=0, message="", stats=None, failures=(), out=None, hours=None
+    ) -> None:
         with self.store.lock:
             job = self.store.get(KIND, job_id)
             if state == "JOB_STATE_RUNNING" and job["state"] == "JOB_STATE_CANCELLING":
@@ -151,10 +217,18 @@ class BatchJobs(JobCollection):
                 job["completionStats"] = {
                     "successfulCount": str(stats[0]),
                     "failedCount": str(stats[1]),
-                    "incompleteCount": "0",
+                    "incompleteCount": str(stats[2] if len(stats) > 2 else 0),
                 }
+            if failures:
+                job["partialFailures"] = list(failures)
+            if hours is not None:
+                job["resourcesConsumed"] = {"replicaHours": hours}
             if out:
                 job["outputInfo"] = {"gcsOutputDirectory": out}
             if code:
                 job["error"] = {"code": code, "message": message}
             self.store.save(KIND, job_id, job)
+
+
+def _replicas(job: dict) -> int:
+    return int((job.get("dedicatedResources") or {}).get("startingReplicaCount") or 1)

@@ -7,15 +7,17 @@ go to local files of at most SHARD_LINES lines, uploaded when the job ends).
 
 from __future__ import annotations
 
-import fnmatch
 import json
+import re
 import shutil
 from pathlib import Path
 
+from ci.emulator import batch_read
 from ci.emulator.httpd import ApiError
 
 DEFAULT_BATCH = 64
 SHARD_LINES = 100_000  # lines per output file: bounds what one upload holds
+MAX_PARTIAL_FAILURES = 20  # BatchPredictionJob.partialFailures "never exceeds 20 entries"
 
 
 class Shards:
@@ -68,73 +70,97 @@ def client(storage_url: str):
     )
 
 
+def _pattern(name: str) -> re.Pattern:
+    """Cloud Storage wildcards: ``*`` within one folder level, ``**`` across, ``?`` one
+    character (https://cloud.google.com/storage/docs/wildcards)."""
+    parts = re.split(r"(\*\*|\*|\?)", name)
+    wild = {"**": ".*", "*": "[^/]*", "?": "[^/]"}
+    return re.compile("".join(wild.get(p) or re.escape(p) for p in parts))
+
+
 def _blobs(client, uris: list[str]):
-    """The objects the input URIs name; ``*`` wildcards are expanded, in name order."""
-    for uri in uris:
-        bucket_name, _, name = uri.removeprefix("gs://").partition("/")
-        if "*" not in name:
-            yield client.bucket(bucket_name).blob(name)
-            continue
-        prefix = name.split("*", 1)[0]
-        found = client.list_blobs(bucket_name, prefix=prefix)
-        yield from sorted((b for b in found if fnmatch.fnmatch(b.name, name)), key=lambda b: b.name)
-
-
-def batches(client, uris: list[str], size: int):
-    """Lists of raw instance lines, ``size`` at a time, streamed from the objects."""
+    """The objects the input URIs name, wildcards expanded in name order; a wildcard that
+    matches nothing fails the job, as a named object that does not exist does."""
     from google.api_core.exceptions import NotFound
 
-    size = size or DEFAULT_BATCH
-    batch: list[str] = []
-    for blob in _blobs(client, uris):
+    for uri in uris:
+        bucket_name, _, name = uri.removeprefix("gs://").partition("/")
+        if "*" not in name and "?" not in name:
+            yield client.bucket(bucket_name).blob(name)
+            continue
+        prefix, pattern = re.split(r"[*?]", name, maxsplit=1)[0], _pattern(name)
         try:
-            with blob.open("r", encoding="utf-8", chunk_size=8 << 20) as stream:
-                for line in stream:
-                    if line.strip():
-                        batch.append(line.rstrip("\r\n"))
-                        if len(batch) >= size:
-                            yield batch
-                            batch = []
+            found = sorted(b.name for b in client.list_blobs(bucket_name, prefix=prefix))
         except NotFound:
-            raise ApiError(
-                400,
-                f"Input gs://{blob.bucket.name}/{blob.name} does not exist.",
-                "FAILED_PRECONDITION",
-            ) from None
+            found = []
+        matched = [n for n in found if pattern.fullmatch(n)]
+        if not matched:
+            raise ApiError(400, f"No objects match the input URI {uri}.", "INVALID_ARGUMENT")
+        for blob_name in matched:
+            yield client.bucket(bucket_name).blob(blob_name)
+
+
+def items(client, uris: list[str], fmt: str, shape, failures: list[dict]):
+    """Every input instance as a :class:`batch_read.Item`, in input order. A file whose
+    content cannot be read is added to ``failures`` (``partialFailures``); the job goes on."""
+    from google.api_core.exceptions import NotFound
+
+    for blob in _blobs(client, uris):
+        uri = f"gs://{blob.bucket.name}/{blob.name}"
+        try:
+            with blob.open("rb", chunk_size=batch_read.CHUNK) as stream:
+                if fmt == "jsonl":
+                    yield from batch_read.jsonl(stream, shape)
+                elif fmt == "csv":
+                    yield from batch_read.csv_rows(stream, shape, uri)
+                elif fmt == "file-list":
+                    yield from batch_read.file_list(stream, client)
+                else:
+                    yield from batch_read.tf_records(stream, uri, fmt == "tf-record-gzip")
+        except NotFound:
+            raise ApiError(400, f"Input {uri} does not exist.", "FAILED_PRECONDITION") from None
+        except batch_read.Unreadable as exc:
+            if len(failures) < MAX_PARTIAL_FAILURES:
+                failures.append({"code": 3, "message": str(exc)})
+
+
+def batches(stream, size: int):
+    """Lists of ``size`` items (the last one shorter)."""
+    size = size or DEFAULT_BATCH
+    batch = []
+    for item in stream:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
     if batch:
         yield batch
 
 
-def predict(predictor, lines: list[str]):
-    """``(ok, output line)`` per input line; one bad instance never spoils the others."""
+def predict(predictor, batch: list):
+    """``(ok, output line)`` per item, in input order; one bad instance never spoils the
+    others."""
     from ci.errors import CiError
 
-    instances, good = [], []
-    for line in lines:
-        try:
-            instances.append(json.loads(line))
-            good.append(line)
-        except ValueError as exc:
-            yield False, _error(json.dumps(line), f"Not JSON: {exc}")
-    if not instances:
-        return
+    good = [item for item in batch if not item.error]
     try:
-        predictions = predictor.predict(instances)
+        predictions = predictor.predict([item.instance for item in good]) if good else []
     except (CiError, ValueError, TypeError):
         predictions = None
-    if predictions is not None:
-        for line, prediction in zip(good, predictions, strict=True):
-            yield True, f'{{"instance": {line}, "prediction": {json.dumps(prediction)}}}'
-        return
-    for line, instance in zip(good, instances, strict=True):  # find the bad ones
-        try:
-            prediction = predictor.predict([instance])[0]
-        except (CiError, ValueError, TypeError) as exc:
-            yield False, _error(line, str(exc).replace("instance 0: ", "", 1))
+    answers = dict(zip(map(id, good), predictions or [], strict=False))
+    for item in batch:
+        if item.error:
+            yield False, _error(item.head, item.status, item.error)
             continue
-        yield True, f'{{"instance": {line}, "prediction": {json.dumps(prediction)}}}'
+        if predictions is None:  # find the bad ones
+            try:
+                answers[id(item)] = predictor.predict([item.instance])[0]
+            except (CiError, ValueError, TypeError) as exc:
+                message = str(exc).replace("instance 0: ", "", 1)
+                yield False, _error(item.head, item.status, message)
+                continue
+        yield True, f'{{{item.head}, "prediction": {json.dumps(answers[id(item)])}}}'
 
 
-def _error(instance_json: str, message: str) -> str:
-    error = json.dumps({"status": "INVALID_ARGUMENT", "message": message})
-    return f'{{"instance": {instance_json}, "error": {error}}}'
+def _error(head: str, status: str, message: str) -> str:
+    return f'{{{head}, "error": {json.dumps({"status": status, "message": message})}}}'
