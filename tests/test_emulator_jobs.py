@@ -39,7 +39,8 @@ while task["type"] == "ps":
     time.sleep(1)
 # Like real workers, the others need the parameter server up before they can finish.
 deadline = time.time() + 60
-while "ps" in os.environ.get("TF_CONFIG", "") and time.time() < deadline:
+cluster = json.loads(os.environ.get("TF_CONFIG", '{"cluster": {}}'))["cluster"]
+while "ps" in cluster and time.time() < deadline:
     if os.path.exists(os.path.join(out, "ps-0.json")):
         break
     time.sleep(0.02)
@@ -150,9 +151,13 @@ def test_replicas_get_the_vertex_environment_and_one_consistent_cluster(
     assert "evaluator" not in cluster
     addresses = [a for members in cluster.values() for a in members]
     assert len(set(addresses)) == 4 and all(a.startswith("127.0.0.1:") for a in addresses)
-    assert configs["worker-1"]["task"] == {"type": "worker", "index": 1}
+    assert configs["worker-1"]["task"] == {"type": "worker", "index": 1}  # no trial: not tuning
+    # Vertex's extra keys: the CustomJobSpec as a dict, and the environment.
+    assert all(c["job"] == job["jobSpec"] for c in configs.values())
+    assert all(c["environment"] == "cloud" for c in configs.values())
     spec = json.loads(seen["worker-1"]["CLUSTER_SPEC"])
     assert spec["task"] == {"type": "workerpool1", "index": 1}
+    assert (spec["job"], spec["environment"]) == (job["jobSpec"], "cloud")
     assert sorted(spec["cluster"]) == ["workerpool0", "workerpool1", "workerpool2", "workerpool3"]
     chief = seen["chief-0"]
     assert chief["AIP_MODEL_DIR"] == f"gs://{BUCKET}/fake-out/model/"

@@ -272,3 +272,31 @@ def test_the_embedded_emulator_stops_when_its_parent_is_killed(tmp_path):
             parent.kill()
             parent.wait()
     assert _processes_using(state) == []
+
+
+def test_a_state_directory_from_before_scoped_ids_is_read_and_refiled(
+    tmp_path, trained_export, trained
+):
+    # Earlier releases filed models and endpoints under their bare id (`1001.json`); a
+    # user's `.local-cloud` from then must keep its champion and endpoint.
+    state = tmp_path / "state"
+    with process.start(state) as first:
+        bucket = storage_client(first).create_bucket(BUCKET)
+        for name, data in trained_export:
+            bucket.blob(name).upload_from_string(data)
+        vertex, poll = _connect(first)
+        model = upload(vertex, poll, trained["artifact_uri"])["model"]
+        endpoint = create_endpoint(vertex, poll, "old-layout")
+    records = state / "vertex" / "records"
+    for kind in ("models", "endpoints"):
+        for path in (records / kind).glob("*~*.json"):
+            path.rename(path.with_name(path.name.rsplit("~", 1)[-1]))
+    assert sorted(p.name for p in (records / "models").iterdir()) == [
+        model.rsplit("/")[-1] + ".json"
+    ]
+    with process.start(state) as second:
+        vertex, _ = _connect(second)
+        assert vertex.projects().locations().models().get(name=model).execute()["name"] == model
+        got = vertex.projects().locations().endpoints().get(name=endpoint).execute()
+        assert got["displayName"] == "old-layout"
+    assert not list((records / "models").glob("[0-9]*.json"))

@@ -142,6 +142,21 @@ def test_upload_versions_aliases_and_the_registry(sdk, trained):
     assert third.list_model_evaluations() == []  # none was imported, so none is listed
 
 
+def test_the_only_version_is_not_deleted_and_ids_are_per_project(sdk, trained):
+    model = _upload(trained, "sdk-only-version", model_id="sdk-only-version")
+    registry = aiplatform.models.ModelRegistry(model.resource_name)
+    # "Deleting the only version in the Model is not allowed. Use DeleteModel ... instead."
+    with pytest.raises(gexc.BadRequest, match="only version"):
+        registry.delete_version("1")
+    assert [v.version_id for v in registry.list_versions()] == ["1"]
+    # A modelId is unique within its project and location only.
+    elsewhere = _upload(trained, "sdk-elsewhere", model_id="sdk-only-version", project="sdk-other")
+    assert elsewhere.resource_name.startswith("projects/sdk-other/")
+    assert aiplatform.Model(model.resource_name).display_name == "sdk-only-version"
+    elsewhere.delete()
+    model.delete()
+
+
 def test_model_update_sets_labels_with_a_new_etag_and_a_stale_etag_is_refused(sdk, trained):
     model = _upload(trained, "sdk-update", labels={"team": "a"})
     stale = model.gca_resource.etag

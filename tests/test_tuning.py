@@ -445,3 +445,31 @@ def test_a_killed_emulator_fails_its_tuning_jobs_and_their_trials_on_restart(tmp
         assert "stopped while this job was running" in job["error"]["message"]
         assert [t["state"] for t in job["trials"]] == ["INFEASIBLE", "INFEASIBLE"]
         assert not any(alive(pid) for pid in pids)  # the trials' processes were stopped
+
+
+@pytest.mark.usefixtures("sdk")
+def test_sdk_conditional_parameters_in_a_grid(trial_package, tmp_path):
+    from google.cloud import aiplatform
+    from google.cloud.aiplatform import hyperparameter_tuning as hpt
+
+    child = hpt.DiscreteParameterSpec(values=[1, 3], scale="linear", parent_values=["ok"])
+    job = aiplatform.HyperparameterTuningJob(
+        display_name="sdk-conditional",
+        custom_job=sdk_custom_job(trial_package, tmp_path),
+        metric_spec={"score": "maximize"},
+        parameter_spec={
+            "mode": hpt.CategoricalParameterSpec(
+                values=["ok", "silent"], conditional_parameter_spec={"units": child}
+            )
+        },
+        max_trial_count=4,
+        parallel_trial_count=3,
+        search_algorithm="grid",
+    )
+    job.run(sync=True)
+    assert job.state.name == "JOB_STATE_SUCCEEDED"
+    seen = [{p.parameter_id: p.value for p in t.parameters} for t in job.trials]
+    assert seen == [{"mode": "ok", "units": 1}, {"mode": "ok", "units": 3}, {"mode": "silent"}]
+    runs = {p.stem: json.loads(p.read_text()) for p in tmp_path.glob("trial-*.json")}
+    assert runs["trial-2"]["argv"][-2:] == ["--mode=ok", "--units=3"]
+    assert [t.state.name for t in job.trials] == ["SUCCEEDED", "SUCCEEDED", "INFEASIBLE"]

@@ -157,10 +157,15 @@ class Emulator:
         if route.method_id.startswith("aiplatform."):
             # Injected faults come first: a real 429/503 arrives before any validation.
             self.faults.check_call(route.method_id)
+            schema.check_query(route.method_id, request.query)
             if route.request_schema:
                 partial = route.method_id.endswith(".patch")
                 mask = request.query.get("updateMask") if partial else None
-                request.body = schema.validate(route.request_schema, request.body, partial, mask)
+                # mutateDeployedModel's DeployedModel carries only its update mask's fields.
+                deep = route.method_id.endswith(".mutateDeployedModel")
+                request.body = schema.validate(
+                    route.request_schema, request.body, partial, mask, deep
+                )
 
     def _after(self, route: Route, request: Request, body):
         # proto3 JSON clients may ask for enums as numbers ($alt=json;enum-encoding=int).

@@ -24,7 +24,7 @@ from ci.emulator.collection import JobCollection
 from ci.emulator.deployments import check_resources
 from ci.emulator.httpd import ApiError, Request, not_found
 from ci.emulator.jobs import ACTIVE
-from ci.emulator.models_api import Models
+from ci.emulator.models_api import INPUT_FORMATS, OUTPUT_FORMATS, Models
 from ci.emulator.operations import Operations
 from ci.emulator.predict import ModelCache
 from ci.emulator.store import Store, now, public
@@ -33,8 +33,6 @@ KIND = "batchPredictionJobs"
 PROGRESS_SECONDS = 1.0
 # What a custom-trained model lists in supportedInputStorageFormats and
 # supportedOutputStorageFormats; the BigQuery ones are not emulated.
-INPUT_FORMATS = ("jsonl", "csv", "tf-record", "tf-record-gzip", "file-list", "bigquery")
-OUTPUT_FORMATS = ("jsonl", "bigquery")
 NO_BIGQUERY = "the emulator does not emulate BigQuery; use Cloud Storage (gcsSource)"
 RPC_CODES = {"INVALID_ARGUMENT": 3, "FAILED_PRECONDITION": 9, "NOT_FOUND": 5}
 

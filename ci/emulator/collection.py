@@ -18,6 +18,18 @@ from ci.emulator.store import Store, now, public
 LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 
 
+def same_parent(name: str, project: str, location: str) -> bool:
+    """Whether resource ``name`` is in ``projects/<project>/locations/<location>``.
+
+    Vertex takes a project's number wherever it takes its id; the emulator does not know
+    which number is which project, so a numeric project on either side matches any.
+    """
+    parts = name.split("/")
+    if len(parts) < 4 or parts[3] != location:
+        return False
+    return parts[1] == project or project.isdigit() or parts[1].isdigit()
+
+
 class JobCollection:
     """Handlers for one job-like collection; subclasses set the class attributes."""
 
@@ -50,7 +62,9 @@ class JobCollection:
 
     def _job(self, request: Request) -> dict:
         job = self.store.get(self.kind, request.params[self.param])
-        if job is None or not job["name"].startswith(f"projects/{request.params['project']}/"):
+        if job is None or not same_parent(
+            job["name"], request.params["project"], request.params["location"]
+        ):
             raise not_found(f"{self.type_name} {request.raw_path.removeprefix('/v1/')}")
         return job
 
@@ -61,9 +75,13 @@ class JobCollection:
 
     def list(self, request: Request):
         """``<kind>.list`` with ``filter`` and pagination, oldest first."""
-        prefix = f"projects/{request.params['project']}/locations/{request.params['location']}/"
+        project, location = request.params["project"], request.params["location"]
         with self.store.lock:
-            jobs = [public(j) for j in self.store.all(self.kind) if j["name"].startswith(prefix)]
+            jobs = [
+                public(j)
+                for j in self.store.all(self.kind)
+                if same_parent(j["name"], project, location)
+            ]
         return 200, listing.page(self.kind, jobs, request.query, listing.JOB_FIELDS)
 
     def cancel(self, request: Request):

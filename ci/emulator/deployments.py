@@ -7,8 +7,23 @@ undeploying is a concern of its own, the longest part of the endpoint methods.
 
 from __future__ import annotations
 
+import copy
+
+from ci.emulator import masks
 from ci.emulator.httpd import ApiError, Request, not_found, precondition
-from ci.emulator.store import now, public
+from ci.emulator.store import key, now, public
+
+# What mutateDeployedModel may change (its request's reference: replica counts and
+# autoscaling of the resources, container logging), as camelCase mask paths.
+MUTABLE = (
+    "dedicatedResources.minReplicaCount",
+    "dedicatedResources.maxReplicaCount",
+    "dedicatedResources.requiredReplicaCount",
+    "dedicatedResources.autoscalingMetricSpecs",
+    "automaticResources.minReplicaCount",
+    "automaticResources.maxReplicaCount",
+    "disableContainerLogging",
+)
 
 
 class Deployments:
@@ -24,8 +39,8 @@ class Deployments:
             check_resources(wanted, version, "deployedModel")
             if split is not None:
                 check_split(split, {*deployed_ids(endpoint), "0"}, endpoint["name"])
-        model_id, version_id = version["name"].rsplit("/", 1)[-1], version["versionId"]
-        name, endpoint_id = endpoint["name"], endpoint["name"].rsplit("/", 1)[-1]
+        model_id, version_id = key(version["name"]), version["versionId"]
+        name = endpoint["name"]
 
         def work():
             # Loading before the operation is done is what Vertex does too: once deployModel
@@ -35,7 +50,7 @@ class Deployments:
             def commit() -> dict:
                 # The endpoint and the version as they are now: either may have changed
                 # (or gone) while the model loaded, and a deleted endpoint stays deleted.
-                current = self.store.get("endpoints", endpoint_id)
+                current = self.store.get("endpoints", key(name))
                 if current is None or current["name"] != name:
                     raise not_found(f"Endpoint {name}")
                 _, now_version = self.models.find(f"{version['name']}@{version_id}")
@@ -64,7 +79,7 @@ class Deployments:
         endpoint.setdefault("deployedModels", []).append(deployed)
         endpoint["trafficSplit"] = split
         endpoint["_serving"][deployed_id] = {
-            "model_id": version["name"].rsplit("/", 1)[-1],
+            "model_id": key(version["name"]),
             "version_id": version["versionId"],
             "artifact_uri": version.get("artifactUri", ""),
             "model": version["name"],
@@ -75,7 +90,7 @@ class Deployments:
         ref = {"endpoint": endpoint["name"], "deployedModelId": deployed_id}
         record, _ = self.models.find(version["name"])
         version.setdefault("deployedModels", []).append(ref)
-        self.store.save("models", record["name"].rsplit("/", 1)[-1], record)
+        self.store.save("models", key(record["name"]), record)
         return public(deployed)
 
     def undeploy(self, request: Request):
@@ -106,6 +121,32 @@ class Deployments:
             self._drop_ref(serving["model"], endpoint["name"], gone)
         return 200, self.operations.run(endpoint["name"], "UndeployModel", dict)
 
+    def mutate(self, request: Request):
+        """``endpoints.mutateDeployedModel``: the update mask's replica counts, autoscaling
+        or logging of one DeployedModel; an operation whose response holds it."""
+        wanted = request.body["deployedModel"]
+        names = masks.fields(request.body.get("updateMask"), MUTABLE)
+        with self.store.lock:
+            endpoint = self._endpoint(request)
+            gone = wanted.get("id")
+            if not gone:
+                raise ApiError(400, "Field: deployedModel.id; Message: Required field is not set.")
+            deployed = next(
+                (d for d in endpoint.get("deployedModels", []) if d["id"] == gone), None
+            )
+            if deployed is None:
+                raise not_found(f"DeployedModel {gone} in Endpoint {endpoint['name']}")
+            changed = copy.deepcopy(deployed)
+            for name in names:
+                _set_path(changed, wanted, name.split("."))
+            _, version = self.models.find(f"{deployed['model']}@{deployed['modelVersionId']}")
+            check_resources(changed, version, "deployedModel")
+            deployed.clear()
+            deployed.update(changed)
+            self._touch(endpoint)
+            result = {"deployedModel": public(deployed)}
+        return 200, self.operations.run(endpoint["name"], "MutateDeployedModel", lambda: result)
+
     def _drop_ref(self, model_name: str, endpoint_name: str, deployed_id: str) -> None:
         try:
             record, _ = self.models.find(model_name)
@@ -120,7 +161,7 @@ class Deployments:
             ]
             if kept != refs:
                 version["deployedModels"] = kept
-        self.store.save("models", record["name"].rsplit("/", 1)[-1], record)
+        self.store.save("models", key(record["name"]), record)
 
 
 def check_resources(wanted: dict, version: dict, where: str, batch: bool = False) -> None:
@@ -163,6 +204,19 @@ def check_resources(wanted: dict, version: dict, where: str, batch: bool = False
             f"{where}.dedicated_resources.max_replica_count ({high}) must not be less than "
             f"{_snake(first)} ({low}).",
         )
+
+
+def _set_path(target: dict, source: dict, parts: list[str]) -> None:
+    """Copy ``source``'s field at ``parts`` into ``target`` (absent there: cleared)."""
+    head, rest = parts[0], parts[1:]
+    if not rest:
+        if source.get(head) not in (None, "", [], {}):
+            target[head] = copy.deepcopy(source[head])
+        else:
+            target.pop(head, None)
+        return
+    inner = source.get(head) if isinstance(source.get(head), dict) else {}
+    _set_path(target.setdefault(head, {}), inner, rest)
 
 
 def _snake(name: str) -> str:

@@ -1,5 +1,5 @@
 """``projects.locations.endpoints``: create, get, list, patch, delete, deployModel,
-undeployModel, predict, rawPredict.
+undeployModel, mutateDeployedModel, predict, rawPredict.
 
 An endpoint record is a ``GoogleCloudAiplatformV1Endpoint`` plus ``_serving``: for each
 deployed model id, the model id, version id and artifactUri predict needs, so a predict
@@ -16,11 +16,19 @@ import re
 
 from ci.emulator import listing, masks
 from ci.emulator.deployments import Deployments, check_split, deployed_ids
-from ci.emulator.httpd import ApiError, RawResponse, Request, not_found, precondition, raw_body
+from ci.emulator.httpd import (
+    ApiError,
+    RawResponse,
+    Request,
+    body_limit,
+    not_found,
+    precondition,
+    raw_body,
+)
 from ci.emulator.models_api import Models
 from ci.emulator.operations import Operations
 from ci.emulator.predict import ModelCache, tf_serving
-from ci.emulator.store import Store, now, public
+from ci.emulator.store import Store, key, now, public
 from ci.errors import BadInstance
 
 LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
@@ -31,6 +39,10 @@ API = "aiplatform.projects.locations.endpoints."
 # itself is a longer number, as Vertex's are.
 ENDPOINT_ID = re.compile(r"^(?:[a-z](?:[a-z0-9-]{0,61}[a-z0-9])?|[1-9][0-9]{0,8})$")
 _ENDPOINT = "google.cloud.aiplatform.v1.Endpoint"
+# Online prediction's payload limit: "the service itself will accept instances up to the
+# payload limit size (currently, 1.5MB)" (gcloud ai endpoints predict).
+PREDICT_LIMIT = 1572864
+_TOO_LARGE = "Request payload size {size} bytes exceeds the limit: {limit} bytes."
 _EMPTY = "google.protobuf.Empty"
 # What endpoints.patch may change (camelCase; masks accept snake_case too).
 UPDATABLE = (
@@ -58,21 +70,23 @@ class Endpoints(Deployments):
             ("DELETE", ENDPOINT, API + "delete", self.delete),
             ("POST", ENDPOINT + ":deployModel", API + "deployModel", self.deploy),
             ("POST", ENDPOINT + ":undeployModel", API + "undeployModel", self.undeploy),
+            ("POST", ENDPOINT + ":mutateDeployedModel", API + "mutateDeployedModel", self.mutate),
             ("POST", ENDPOINT + ":predict", API + "predict", self.predict),
             ("POST", ENDPOINT + ":rawPredict", API + "rawPredict", self.raw_predict),
         ]
 
     def _endpoint(self, request: Request) -> dict:
-        record = self.store.get("endpoints", request.params["endpoint"])
-        if record is None or not record["name"].startswith(
-            f"projects/{request.params['project']}/"
-        ):
+        params = request.params
+        name = f"projects/{params['project']}/locations/{params['location']}/endpoints/"
+        record = self.store.get("endpoints", key(name + params["endpoint"]))
+        if record is None or record["name"] != name + params["endpoint"]:
             raise not_found(f"Endpoint {request.raw_path.removeprefix('/v1/').split(':')[0]}")
         return record
 
     def create(self, request: Request):
         """``endpoints.create``: an operation whose response is the Endpoint."""
-        endpoint_id = request.query.get("endpointId") or self.store.new_id()
+        parent = f"projects/{request.params['project']}/locations/{request.params['location']}"
+        endpoint_id = request.query.get("endpointId") or self._new_id(parent)
         if not ENDPOINT_ID.match(endpoint_id):
             raise ApiError(
                 400,
@@ -80,10 +94,9 @@ class Endpoints(Deployments):
                 "ending in a letter or digit; or up to 9 digits, no leading zero.",
             )
         with self.store.lock:
-            if self.store.get("endpoints", endpoint_id) is not None:
-                raise ApiError(409, f"Endpoint {endpoint_id} already exists.")
+            if self.store.get("endpoints", key(f"{parent}/endpoints/{endpoint_id}")) is not None:
+                raise ApiError(409, f"Endpoint {parent}/endpoints/{endpoint_id} already exists.")
             stamp = now()
-            parent = f"projects/{request.params['project']}/locations/{request.params['location']}"
             record = {
                 **request.body,
                 "name": f"{parent}/endpoints/{endpoint_id}",
@@ -92,10 +105,17 @@ class Endpoints(Deployments):
                 "etag": masks.new_etag(),
                 "_serving": {},
             }
-            self.store.save("endpoints", endpoint_id, record)
+            self.store.save("endpoints", key(record["name"]), record)
         return 200, self.operations.run(
             record["name"], "CreateEndpoint", lambda: public(record), response=_ENDPOINT
         )
+
+    def _new_id(self, parent: str) -> str:
+        # A caller may have taken a short number as its endpointId: skip the ones in use.
+        while True:
+            endpoint_id = self.store.new_id()
+            if self.store.get("endpoints", key(f"{parent}/endpoints/{endpoint_id}")) is None:
+                return endpoint_id
 
     def get(self, request: Request):
         """``endpoints.get``."""
@@ -108,7 +128,7 @@ class Endpoints(Deployments):
         with self.store.lock:
             found = [public(e) for e in self.store.all("endpoints") if e["name"].startswith(prefix)]
         fields = listing.ENDPOINT_FIELDS
-        return 200, listing.page("endpoints", found, request.query, fields, fields)
+        return 200, listing.page("endpoints", found, request.query, fields, listing.SORTABLE)
 
     def patch(self, request: Request):
         """``endpoints.patch``: the ``updateMask`` fields, etag-checked; a new etag."""
@@ -119,9 +139,9 @@ class Endpoints(Deployments):
             masks.check_etag(body, {endpoint.get("etag")}, endpoint["name"])
             if "trafficSplit" in names:
                 split = body.get("trafficSplit") or {}
+                # "The traffic percentage values must add up to 100, or map must be empty if
+                # the Endpoint is to not accept any traffic at a moment."
                 check_split(split, deployed_ids(endpoint), endpoint["name"], allow_empty=True)
-                if not split and endpoint.get("deployedModels"):
-                    raise ApiError(400, "trafficSplit must add up to 100, not 0.")
                 body = {**body, "trafficSplit": {k: v for k, v in split.items() if v}}
             masks.apply(endpoint, body, names)
             self._touch(endpoint)
@@ -130,7 +150,7 @@ class Endpoints(Deployments):
     def _touch(self, endpoint: dict) -> None:
         endpoint["updateTime"] = now()
         endpoint["etag"] = masks.new_etag()
-        self.store.save("endpoints", endpoint["name"].rsplit("/", 1)[-1], endpoint)
+        self.store.save("endpoints", key(endpoint["name"]), endpoint)
 
     def delete(self, request: Request):
         """``endpoints.delete``, refused while models are deployed or being deployed."""
@@ -144,7 +164,7 @@ class Endpoints(Deployments):
                     f"Endpoint {record['name']} has deployed or being-deployed "
                     "DeployedModel(s); undeploy them (or wait for the deploy) first."
                 )
-            self.store.delete("endpoints", record["name"].rsplit("/", 1)[-1])
+            self.store.delete("endpoints", key(record["name"]))
         return 200, self.operations.run(record["name"], "Delete", dict, response=_EMPTY)
 
     def _serving(self, request: Request):
@@ -167,6 +187,7 @@ class Endpoints(Deployments):
         )
         return endpoint, deployed_id, serving, predictor
 
+    @body_limit(PREDICT_LIMIT, _TOO_LARGE)
     def predict(self, request: Request):
         """``endpoints.predict``: route by traffic split, run the model, TF Serving rows out."""
         _, deployed_id, serving, predictor = self._serving(request)
@@ -182,6 +203,7 @@ class Endpoints(Deployments):
             "modelVersionId": serving["version_id"],
         }
 
+    @body_limit(PREDICT_LIMIT, _TOO_LARGE)
     @raw_body
     def raw_predict(self, request: Request):
         """``endpoints.rawPredict``: the body goes to the serving container as it is, and

@@ -24,6 +24,7 @@ STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
     404: "NOT_FOUND",
     409: "ALREADY_EXISTS",
+    413: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     500: "INTERNAL",
     501: "UNIMPLEMENTED",
@@ -32,6 +33,10 @@ STATUS_NAMES = {
 # How often a serving loop looks for shutdown(): what stopping a server costs (the standard
 # library's 0.5 s was a second of every `ci` command on the embedded default, two servers).
 SHUTDOWN_POLL_SECONDS = 0.02
+# The largest request body read: more is refused with 413 before it is parsed (a client's
+# mistake must not cost the emulator its memory). Methods may set a lower limit of their
+# own (:func:`body_limit`).
+MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 class ApiError(Exception):
@@ -87,6 +92,16 @@ def raw_body(handler: Callable) -> Callable:
     return handler
 
 
+def body_limit(limit: int, message: str) -> Callable[[Callable], Callable]:
+    """Mark a handler as refusing (400 ``message``) a body of more than ``limit`` bytes."""
+
+    def mark(handler: Callable) -> Callable:
+        handler.body_limit = (limit, message)
+        return handler
+
+    return mark
+
+
 Handler = Callable[[Request], tuple[int, Any]]
 
 
@@ -134,6 +149,9 @@ class Router:
                 continue
             request = Request(route.method_id, match.groupdict(), query, raw_path=path)
             try:
+                limit, message = getattr(route.handler, "body_limit", (None, ""))
+                if limit is not None and len(raw_body) > limit:
+                    raise ApiError(400, message.format(size=len(raw_body), limit=limit))
                 if getattr(route.handler, "raw_body", False):
                     request.raw = raw_body
                 else:
@@ -183,13 +201,22 @@ class _Handler(BaseHTTPRequestHandler):
     router: Router
 
     def _serve(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        status, body = self.server.router.dispatch(self.command, self.path, raw)
-        extra = ""
+        raw = self._body()
+        if isinstance(raw, ApiError):
+            self.close_connection = True  # a chunked body may not have been read to its end
+            status, body = raw.code, raw.body()
+        else:
+            # Google's frontends take the method of a POST from X-HTTP-Method-Override
+            # (for clients that can send only GET and POST).
+            method = self.command
+            override = self.headers.get("X-HTTP-Method-Override", "").strip().upper()
+            if method == "POST" and override:
+                method = override
+            status, body = self.server.router.dispatch(method, self.path, raw)
+        extra = "Connection: close\r\n" if self.close_connection else ""
         if isinstance(body, RawResponse):
             payload, ctype = body.payload, body.content_type
-            extra = "".join(f"{name}: {value}\r\n" for name, value in body.headers.items())
+            extra += "".join(f"{name}: {value}\r\n" for name, value in body.headers.items())
         elif isinstance(body, str):
             payload, ctype = body.encode(), "text/plain; charset=utf-8"
         else:
@@ -201,11 +228,50 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self.wfile.write(head.encode("latin-1") + payload)
 
+    def _body(self) -> bytes | ApiError:
+        """The request body (Content-Length or chunked), or the error that refuses it."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks, size = [], 0
+            while True:
+                line = self.rfile.readline(1024).split(b";")[0].strip()
+                try:
+                    length = int(line, 16)
+                except ValueError:
+                    return ApiError(400, "Malformed chunked request body.")
+                if length == 0:
+                    while self.rfile.readline(1024).strip():  # trailers
+                        pass
+                    return b"".join(chunks)
+                size += length
+                if size > MAX_BODY_BYTES:
+                    return _too_large(size)
+                chunks.append(self.rfile.read(length))
+                self.rfile.readline(8)  # the CRLF after each chunk
+        text = self.headers.get("Content-Length") or "0"
+        if not text.strip().isdigit():
+            return ApiError(400, f"Invalid Content-Length {text!r}.")
+        length = int(text)
+        if length > MAX_BODY_BYTES:
+            left = length  # read and dropped, so the client gets to read the answer
+            while left > 0:
+                read = len(self.rfile.read(min(left, 1 << 20)))
+                if not read:
+                    break
+                left -= read
+            return _too_large(length)
+        return self.rfile.read(length) if length else b""
+
     do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
 
     def log_message(self, format, *args):
         # Per-request logging to stderr costs latency and says nothing the client doesn't see.
         pass
+
+
+def _too_large(size: int) -> ApiError:
+    return ApiError(
+        413, f"Request payload size {size} bytes exceeds the limit of {MAX_BODY_BYTES} bytes."
+    )
 
 
 def _reason(status: int) -> str:

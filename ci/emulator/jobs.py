@@ -11,10 +11,12 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 from ci.emulator import packages, replicas
@@ -23,10 +25,32 @@ from ci.emulator.store import Store, now
 ACTIVE = ("JOB_STATE_QUEUED", "JOB_STATE_PENDING", "JOB_STATE_RUNNING", "JOB_STATE_CANCELLING")
 TAIL_LINES = 20
 GRACE_SECONDS = 5
+# All jobs together run at most this many times the processes one job may start
+# (replicas.LOCAL_REPLICA_LIMIT, or --max-local-replicas below it). A job whose replicas do
+# not fit waits PENDING for room (as a Vertex job waits for its quota), so a flood of jobs
+# or trials cannot exhaust the machine either; one job alone always fits.
+JOBS_AT_FULL_SIZE = 2
+# google.protobuf.Duration in JSON: seconds with up to 9 decimals and an "s"; at most
+# 10,000 years either way.
+_DURATION = re.compile(r"^(-?)(\d{1,12})(?:\.(\d{1,9}))?s$")
+MAX_DURATION_SECONDS = 315_576_000_000
+
+
+def duration_seconds(text) -> float:
+    """A Duration's seconds (``"3600s"``, ``"1.5s"``); ValueError for anything else."""
+    match = _DURATION.match(text) if isinstance(text, str) else None
+    if not match or int(match[2]) > MAX_DURATION_SECONDS:
+        raise ValueError(f'{text!r} is not a duration such as "3600s" or "1.5s"')
+    seconds = int(match[2]) + float(f"0.{match[3] or 0}")
+    return -seconds if match[1] else seconds
 
 
 class JobFailed(Exception):
-    """Ends a job ``JOB_STATE_FAILED`` with this message."""
+    """Ends a job ``JOB_STATE_FAILED`` with this message (and google.rpc ``code``)."""
+
+    def __init__(self, message: str, code: int = 3):
+        super().__init__(message)
+        self.code = code
 
 
 class _Live:
@@ -55,6 +79,12 @@ class JobRunner:
         self.max_local_replicas = max_local_replicas
         self._live: dict[str, _Live] = {}
         self._threads: list[threading.Thread] = []
+        self._room = threading.Condition()  # guards _busy: processes started and not ended
+        self._busy = 0
+        per_job = replicas.LOCAL_REPLICA_LIMIT
+        if max_local_replicas is not None:
+            per_job = max(1, min(max_local_replicas, per_job))
+        self.process_limit = JOBS_AT_FULL_SIZE * per_job
         # Called as listener(job_id, job) once a job reached its final state (pipelines).
         self.listeners: list = []
         # Called as hook(job_id) once a job's processes have started.
@@ -73,6 +103,8 @@ class JobRunner:
         if live:
             live.cancelled.set()
             live.events.put(None)
+            with self._room:
+                self._room.notify_all()  # a job waiting for room stops waiting
 
     def shutdown(self) -> None:
         """Stop every running job (the emulator is exiting) and wait for their threads."""
@@ -80,6 +112,8 @@ class JobRunner:
             live.reason = "shutdown"
             live.cancelled.set()
             live.events.put(None)
+        with self._room:
+            self._room.notify_all()
         for thread in self._threads:
             thread.join(timeout=GRACE_SECONDS + 5)
 
@@ -105,6 +139,7 @@ class JobRunner:
         delays = {f["state"]: f["seconds"] for f in injected if f.get("job") == "delay"}
         failure = next((f["message"] for f in injected if f.get("job") == "fail"), None)
         log_dir = self.store.job_dir(job_id) / "logs"
+        reserved = 0
         try:
             log_dir.mkdir(parents=True, exist_ok=True)
             spec = job["jobSpec"]
@@ -116,6 +151,9 @@ class JobRunner:
                 raise JobFailed(str(exc)) from None
             plan, notes = replicas.plan(spec["workerPoolSpecs"], self.max_local_replicas)
             (log_dir / "emulator.log").write_text("".join(n + "\n" for n in notes))
+            reserved = self._reserve(len(plan), live, log_dir)
+            if not reserved:
+                return self._stopped(job_id, live)
             if live.cancelled.wait(delays.get("JOB_STATE_RUNNING", 0)):
                 return self._stopped(job_id, live)
             if failure:
@@ -126,7 +164,7 @@ class JobRunner:
             self._state(job_id, "JOB_STATE_RUNNING", _pids=[p.pid for p in live.procs.values()])
             for hook in self.on_running:
                 hook(job_id)
-            self._watch(job_id, plan, live, log_dir)
+            self._watch(job_id, plan, live, log_dir, _timeout(spec))
             final = "JOB_STATE_SUCCEEDED"
             if live.cancelled.wait(delays.get(final, 0)):
                 return self._stopped(job_id, live)
@@ -134,7 +172,7 @@ class JobRunner:
         except JobFailed as exc:
             _kill_all(live)
             live.cancelled.wait(delays.get("JOB_STATE_FAILED", 0))
-            self._finish(job_id, "JOB_STATE_FAILED", 3, str(exc))
+            self._finish(job_id, "JOB_STATE_FAILED", exc.code, str(exc))
         except _Stop:
             self._stopped(job_id, live)
         except Exception as exc:
@@ -142,13 +180,37 @@ class JobRunner:
             self._finish(job_id, "JOB_STATE_FAILED", 13, f"emulator error: {exc!r}")
         finally:
             self._live.pop(job_id, None)
+            if reserved:
+                with self._room:
+                    self._busy -= reserved
+                    self._room.notify_all()
+
+    def _reserve(self, count: int, live: _Live, log_dir: Path) -> int:
+        """Wait until ``count`` more processes fit under ``process_limit``, then count them
+        as started; ``count``, or 0 when the job was cancelled while it waited."""
+        with self._room:
+            if self._busy + count > self.process_limit:
+                with open(log_dir / "emulator.log", "a") as log:
+                    log.write(
+                        f"emulator: {self._busy} local processes are running; this job's "
+                        f"{count} wait for room under the limit of {self.process_limit}.\n"
+                    )
+            while self._busy + count > self.process_limit:
+                if live.cancelled.is_set():
+                    return 0
+                self._room.wait(1.0)
+            if live.cancelled.is_set():
+                return 0
+            self._busy += count
+            return count
 
     def _spawn(self, job_id, job, replica, plan, paths, live, log_dir) -> None:
         pool_spec = job["jobSpec"]["workerPoolSpecs"][replica.pool]["pythonPackageSpec"]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update({e["name"]: e.get("value", "") for e in pool_spec.get("env", [])})
         env.update(replicas.output_env(job["jobSpec"]))
-        env.update(replicas.cluster_env(plan, replica))
+        trial = env.get("CLOUD_ML_TRIAL_ID")  # set by the tuning job for its trials
+        env.update(replicas.cluster_env(plan, replica, job["jobSpec"], trial))
         env.update(
             PYTHONPATH=os.pathsep.join(map(str, paths[replica.pool])),
             CLOUD_ML_JOB_ID=job_id,
@@ -175,11 +237,20 @@ class JobRunner:
             target=lambda: live.events.put((replica, proc.wait())), daemon=True
         ).start()
 
-    def _watch(self, job_id, plan, live: _Live, log_dir: Path) -> None:
+    def _watch(self, job_id, plan, live: _Live, log_dir: Path, timeout: float | None) -> None:
         # Parameter servers never finish on their own: the job is done when the others are.
         waiting = {r.name for r in plan if r.task_type != "ps"}
+        deadline = None if timeout is None else time.monotonic() + timeout
         while waiting:
-            event = live.events.get()
+            try:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                event = live.events.get(timeout=left)
+            except queue.Empty:
+                raise JobFailed(
+                    f"The job ran longer than its scheduling.timeout ({timeout:g}s) and was "
+                    "stopped: a job that exceeds its timeout ends JOB_STATE_FAILED.",
+                    code=4,  # DEADLINE_EXCEEDED
+                ) from None
             if event is None:
                 raise _Stop()
             replica, code = event
@@ -212,7 +283,8 @@ class JobRunner:
     def _finish(self, job_id: str, state: str, code: int = 0, message: str = "") -> None:
         with self.store.lock:
             job = self.store.get("customJobs", job_id)
-            job.update(state=state, updateTime=now(), endTime=now())
+            stamp = now()
+            job.update(state=state, updateTime=stamp, endTime=stamp)
             if code:
                 job["error"] = {"code": code, "message": message}
             self.store.save("customJobs", job_id, job)
@@ -222,6 +294,13 @@ class JobRunner:
 
 class _Stop(Exception):
     """Cancel or shutdown interrupted the job."""
+
+
+def _timeout(job_spec: dict) -> float | None:
+    """``scheduling.timeout`` in seconds (checked at create), or None: Vertex's default is
+    7 days, longer than any local run."""
+    text = (job_spec.get("scheduling") or {}).get("timeout")
+    return duration_seconds(text) if text else None
 
 
 def _tail(path: Path, lines: int = TAIL_LINES) -> str:

@@ -5,25 +5,101 @@ from __future__ import annotations
 from ci.emulator.collection import JobCollection
 from ci.emulator.faults import FaultTable
 from ci.emulator.httpd import ApiError, Request, not_found
-from ci.emulator.jobs import JobRunner
+from ci.emulator.jobs import JobRunner, duration_seconds
 from ci.emulator.operations import Operations
 from ci.emulator.store import Store, now, public
 
+INT64_MAX = 2**63 - 1
+MAX_POOLS = 4  # chief, workers, parameter servers, evaluators
+MAX_PACKAGE_URIS = 100  # PythonPackageSpec.packageUris: "The maximum number ... is 100."
+MAX_ENV = 100  # PythonPackageSpec.env: "Maximum limit is 100."
 
-def check_pools(job_spec: dict) -> None:
-    """400 for worker pools the emulator cannot run (containers) or Vertex refuses."""
+
+def check_pools(job_spec: dict, where: str = "job_spec") -> None:
+    """400 INVALID_ARGUMENT for a CustomJobSpec Vertex refuses or the emulator cannot run.
+
+    Vertex's rules: pool 0 (the primary replica) is set and has ``replicaCount`` 1; the
+    other pools may be skipped with ``{}``; a replica count is a non-negative int64; a pool
+    runs either a ``containerSpec`` or a ``pythonPackageSpec``; at most 100 package URIs and
+    100 environment variables; ``scheduling.timeout`` a positive Duration;
+    ``baseOutputDirectory`` a ``gs://`` prefix. Containers are not run locally.
+    """
     specs = job_spec.get("workerPoolSpecs") or []
-    if not specs or any(s and not s.get("pythonPackageSpec") for s in specs):
+    if not specs:
+        raise _field(f"{where}.worker_pool_specs", "at least one worker pool is required.")
+    if len(specs) > MAX_POOLS:
+        raise _field(
+            f"{where}.worker_pool_specs",
+            f"at most {MAX_POOLS} worker pools (chief, workers, parameter servers, "
+            f"evaluators), got {len(specs)}.",
+        )
+    if not specs[0]:
+        raise _field(
+            f"{where}.worker_pool_specs[0]",
+            "the first worker pool (the primary replica) must not be empty; only the "
+            "others may be skipped with an empty value.",
+        )
+    for i, spec in enumerate(specs):
+        if spec:
+            _check_pool(spec, f"{where}.worker_pool_specs[{i}]", i)
+    timeout = (job_spec.get("scheduling") or {}).get("timeout")
+    if timeout is not None:
+        try:
+            seconds = duration_seconds(timeout)
+        except ValueError as exc:
+            raise _field(f"{where}.scheduling.timeout", str(exc)) from None
+        if seconds <= 0:
+            raise _field(f"{where}.scheduling.timeout", f"must be positive, got {timeout!r}.")
+    prefix = (job_spec.get("baseOutputDirectory") or {}).get("outputUriPrefix")
+    if job_spec.get("baseOutputDirectory") is not None and not (
+        isinstance(prefix, str) and prefix.startswith("gs://") and len(prefix) > len("gs://")
+    ):
+        raise _field(
+            f"{where}.base_output_directory.output_uri_prefix",
+            f"must be a Cloud Storage URI (gs://bucket/path), got {prefix!r}.",
+        )
+
+
+def _check_pool(spec: dict, where: str, pool: int) -> None:
+    try:
+        count = int(spec.get("replicaCount", 1))
+    except (TypeError, ValueError):
+        raise _field(f"{where}.replica_count", "must be an integer.") from None
+    if not 0 <= count <= INT64_MAX:
+        raise _field(f"{where}.replica_count", f"must be a non-negative int64, got {count}.")
+    if pool == 0 and count != 1:
+        raise _field(
+            f"{where}.replica_count",
+            f"the primary replica's pool must have exactly 1 replica, got {count}.",
+        )
+    if spec.get("containerSpec") and spec.get("pythonPackageSpec"):
+        raise _field(where, "set one of container_spec and python_package_spec, not both.")
+    if not spec.get("pythonPackageSpec"):
         raise ApiError(
             400,
             "Every worker pool needs a pythonPackageSpec: the emulator runs Python "
             "packages, and containers (containerSpec, CustomContainerTrainingJob) are "
             "not run locally.",
         )
-    if len(specs) > 4:
-        raise ApiError(400, "At most 4 worker pools (chief, workers, ps, evaluators).")
-    if int(specs[0].get("replicaCount", 1)) != 1:
-        raise ApiError(400, "workerPoolSpecs[0].replicaCount must be 1 (the chief).")
+    package = spec["pythonPackageSpec"]
+    if len(package.get("packageUris") or []) > MAX_PACKAGE_URIS:
+        raise _field(
+            f"{where}.python_package_spec.package_uris",
+            f"at most {MAX_PACKAGE_URIS} package URIs, got {len(package['packageUris'])}.",
+        )
+    if len(package.get("env") or []) > MAX_ENV:
+        raise _field(
+            f"{where}.python_package_spec.env",
+            f"at most {MAX_ENV} environment variables, got {len(package['env'])}.",
+        )
+    for i, var in enumerate(package.get("env") or []):
+        if not var.get("name"):
+            raise _field(f"{where}.python_package_spec.env[{i}].name", "must not be empty.")
+
+
+def _field(field: str, message: str) -> ApiError:
+    """400 INVALID_ARGUMENT naming the request field, the way Vertex words it."""
+    return ApiError(400, f"List of found errors:\t1.Field: {field}; Message: {message}\t")
 
 
 class CustomJobs(JobCollection):
@@ -66,9 +142,12 @@ class CustomJobs(JobCollection):
         self.runner.cancel(job["name"].rsplit("/", 1)[-1])
 
     def logs(self, request: Request):
-        """Every replica's log, each under a ``==> workerpool0-0 <==`` header (text/plain)."""
+        """Every replica's log, each under a ``==> workerpool0-0 <==`` header (text/plain);
+        for a HyperparameterTuningJob, the emulator's notes on it."""
         job_id = request.params["job"]
-        if self.store.get("customJobs", job_id) is None:
+        if all(
+            self.store.get(k, job_id) is None for k in ("customJobs", "hyperparameterTuningJobs")
+        ):
             raise not_found(f"CustomJob {job_id}")
         tail = int(request.query.get("tail") or 0)
         log_dir = self.store.job_dir(job_id) / "logs"

@@ -19,6 +19,7 @@ import json
 import re
 from collections.abc import Callable
 
+from ci.emulator import masks
 from ci.emulator.httpd import ApiError
 
 DEFAULT_PAGE_SIZE = 100
@@ -28,9 +29,12 @@ TIMES = {"create_time": "createTime", "update_time": "updateTime"}
 JOB_FIELDS = {"display_name": "displayName", "state": "state", "end_time": "endTime", **TIMES}
 MODEL_FIELDS = {"display_name": "displayName", "model": "name", **TIMES}
 ENDPOINT_FIELDS = {"display_name": "displayName", "endpoint": "name", **TIMES}
+# What models.list, listVersions and endpoints.list document for orderBy: "Supported
+# fields: display_name, create_time, update_time".
+SORTABLE = {"display_name": "displayName", **TIMES}
 OPERATION_FIELDS = {"done": "done"}
 _CLAUSE = re.compile(
-    r"""^\s*(?:(?P<not>NOT\s+|-))?\s*(?P<field>[A-Za-z_][\w.-]*)\s*
+    r"""^\s*(?:(?P<not>NOT\s+|-))?\s*(?P<field>labels\."[^"]*"|[A-Za-z_][\w.-]*)\s*
     (?P<op>!=|<=|>=|=|<|>|:)\s*(?P<value>"(?:[^"\\]|\\.)*"|[^\s"]+)\s*$""",
     re.VERBOSE,
 )
@@ -73,6 +77,8 @@ def _label_test(field: str, op: str, value: str) -> Predicate | None:
     if field == "labels" and op == ":":
         return lambda r: value in (r.get("labels") or {})
     key = field.removeprefix("labels.")
+    if key.startswith('"'):  # "A key including a space must be quoted. `labels."a key"`."
+        key = key[1:-1]
     if op == ":" and value == "*":
         return lambda r: key in (r.get("labels") or {})
     if op in ("=", ":"):
@@ -127,10 +133,17 @@ def _job_states() -> frozenset[str]:
 
 
 def _time(text: str, field: str) -> dt.datetime:
+    # An RFC 3339 timestamp: with its offset ("Z" or "+01:00"); without one it names no
+    # instant (and could not be compared with the records' times).
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except (TypeError, ValueError):
-        raise ApiError(400, f"Invalid timestamp {text!r} for {field}.") from None
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise ApiError(
+            400, f"Invalid timestamp {text!r} for {field} (RFC 3339, e.g. 2024-01-01T00:00:00Z)."
+        )
+    return moment
 
 
 def _snake(name: str) -> str:
@@ -155,7 +168,7 @@ def page(kind: str, records: list[dict], query: dict, fields: dict[str, str], so
     """The list answer ``{kind: [...], "nextPageToken": ...}`` for ``query``.
 
     ``records`` are in creation order; ``filter``, then ``orderBy`` (when the list has
-    ``sortable`` fields), then ``pageSize``/``pageToken`` apply.
+    ``sortable`` fields), then ``pageSize``/``pageToken``, then ``readMask`` apply.
     """
     text, order_by = query.get("filter", ""), query.get("orderBy", "")
     if text:
@@ -169,11 +182,28 @@ def page(kind: str, records: list[dict], query: dict, fields: dict[str, str], so
     digest = hashlib.sha256(f"{kind}\0{text}\0{order_by}".encode()).hexdigest()[:12]
     start = _offset(query.get("pageToken"), digest)
     chunk = records[start : start + size]
+    if query.get("readMask"):
+        _check_read_mask(kind, query["readMask"])
+        chunk = [masks.read(r, query["readMask"]) for r in chunk]
     answer: dict = {kind: chunk} if chunk else {}
     if start + size < len(records):
         token = json.dumps({"o": start + size, "q": digest}).encode()
         answer["nextPageToken"] = base64.urlsafe_b64encode(token).decode()
     return answer
+
+
+def _check_read_mask(kind: str, mask: str) -> None:
+    """400 for a readMask path whose first field the listed resource does not have."""
+    from ci.emulator import schema
+
+    name = "GoogleCloudAiplatformV1" + kind[0].upper() + kind[1:].removesuffix("s")
+    fields = schema.document()["schemas"].get(name, {}).get("properties")
+    if not fields:
+        return
+    for path in filter(None, (p.strip() for p in mask.split(","))):
+        head = masks.camel(path.split(".")[0])
+        if path != "*" and head not in fields:
+            raise ApiError(400, f"Invalid readMask path {path!r}: {kind} have no such field.")
 
 
 def _page_size(text: str | None) -> int:

@@ -48,9 +48,37 @@ def apply(record: dict, body: dict, names: list[str]) -> None:
             record.pop(name, None)
 
 
+def read(record: dict, mask: str) -> dict:
+    """``record`` with only the fields ``mask`` names (a list's ``readMask``: snake_case or
+    camelCase paths, ``a.b`` for a nested field); ``*`` or an empty mask keeps everything."""
+    paths = [_camel(p.strip()) for p in mask.split(",") if p.strip()]
+    if not paths or "*" in paths:
+        return record
+    kept: dict = {}
+    for path in paths:
+        _copy_path(record, kept, path.split("."))
+    return kept
+
+
+def _copy_path(source: dict, target: dict, parts: list[str]) -> None:
+    head, rest = parts[0], parts[1:]
+    if head not in source:
+        return
+    if not rest:
+        target[head] = copy.deepcopy(source[head])
+    elif isinstance(source[head], dict):
+        _copy_path(source[head], target.setdefault(head, {}), rest)
+    # a path into a list or a scalar selects nothing more than proto3 JSON could send
+
+
 def new_etag() -> str:
     """A fresh opaque etag."""
     return uuid.uuid4().hex[:16]
+
+
+def camel(name: str) -> str:
+    """A field mask path's snake_case name as its JSON name (``display_name`` → ``displayName``)."""
+    return _camel(name)
 
 
 def _camel(name: str) -> str:

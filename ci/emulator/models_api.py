@@ -13,7 +13,7 @@ import re
 from ci.emulator import listing, masks
 from ci.emulator.httpd import ApiError, Request, not_found, precondition
 from ci.emulator.operations import Operations
-from ci.emulator.store import Store, now, public
+from ci.emulator.store import Store, key, now, public
 
 LOC = r"/v1/projects/(?P<project>[^/]+)/locations/(?P<location>[^/]+)"
 MODEL = LOC + r"/models/(?P<model>[^/:@]+)(?:@(?P<version>[^/:]+))?"
@@ -26,6 +26,13 @@ MODEL_ID = re.compile(r"^[a-z_][a-z0-9_-]{0,62}$")
 MODEL_WIDE = ("displayName", "description", "labels")
 UPDATABLE = (*MODEL_WIDE, "versionDescription")
 ALIAS = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
+MERGED_ALIAS = re.compile(r"^[a-z][a-zA-Z0-9-]{0,126}[a-z0-9-]$")
+
+# Batch prediction formats Vertex lists for a custom-trained model on a prebuilt container
+# (the model's supportedInput/OutputStorageFormats); batchPredictionJobs accept these
+# (BigQuery is refused there as not emulated).
+INPUT_FORMATS = ("jsonl", "csv", "tf-record", "tf-record-gzip", "file-list", "bigquery")
+OUTPUT_FORMATS = ("jsonl", "bigquery")
 
 
 class Models:
@@ -58,11 +65,11 @@ class Models:
 
     def find(self, name: str) -> tuple[dict, dict]:
         """``(model record, version)`` for ``projects/../models/ID[@version|@alias]``."""
-        match = re.match(r"^projects/[^/]+/locations/[^/]+/models/([^/@]+)(?:@(.+))?$", name)
+        match = re.match(r"^(projects/[^/]+/locations/[^/]+/models/[^/@]+)(?:@(.+))?$", name)
         if not match:
             raise ApiError(400, f"Invalid Model resource name: {name!r}.")
-        record = self.store.get("models", match[1])
-        if record is None or not name.startswith(record["name"]):
+        record = self.store.get("models", key(match[1]))
+        if record is None or record["name"] != match[1]:
             raise not_found(f"Model {name}")
         return record, _version(record, match[2] or "default", name)
 
@@ -94,14 +101,14 @@ class Models:
                 record, _ = self.find(body["parentModel"].split("@")[0])
                 number = max(int(v["versionId"]) for v in record["versions"]) + 1
             else:
-                model_id = body.get("modelId") or self.store.new_id()
+                model_id = body.get("modelId") or self._new_id(parent)
                 if body.get("modelId") and not MODEL_ID.match(model_id):
                     raise ApiError(
                         400,
                         f"Invalid modelId {model_id!r}: up to 63 of [a-z0-9_-], the first "
                         "neither a digit nor a hyphen.",
                     )
-                if self.store.get("models", model_id) is not None:
+                if self.store.get("models", key(f"{parent}/models/{model_id}")) is not None:
                     raise ApiError(409, f"Model {model_id} already exists.")
                 record = {
                     "name": f"{parent}/models/{model_id}",
@@ -123,11 +130,20 @@ class Models:
                 "versionUpdateTime": stamp,
                 "etag": masks.new_etag(),
                 "supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"],
+                "supportedInputStorageFormats": list(INPUT_FORMATS),
+                "supportedOutputStorageFormats": list(OUTPUT_FORMATS),
             }
             record["versions"].append(version)
             _assign(record, version, aliases)
             self.store.save("models", _id(record), record)
         return {"model": record["name"], "modelVersionId": str(number)}
+
+    def _new_id(self, parent: str) -> str:
+        # A caller may have taken a short number as its modelId: skip the ones in use.
+        while True:
+            model_id = self.store.new_id()
+            if self.store.get("models", key(f"{parent}/models/{model_id}")) is None:
+                return model_id
 
     def get(self, request: Request):
         """``models.get`` of ``name``, ``name@version`` or ``name@alias``."""
@@ -185,7 +201,7 @@ class Models:
                 if r["name"].startswith(prefix)
             ]
         fields = listing.MODEL_FIELDS
-        return 200, listing.page("models", models, request.query, fields, fields)
+        return 200, listing.page("models", models, request.query, fields, listing.SORTABLE)
 
     def list_versions(self, request: Request):
         """``models.listVersions``, oldest first; filter, orderBy, pages."""
@@ -193,29 +209,38 @@ class Models:
             record, _ = self._find(request)
             versions = [public(v) for v in record["versions"]]
         fields = listing.MODEL_FIELDS
-        return 200, listing.page("models", versions, request.query, fields, fields)
+        # listVersions' orderBy: "Supported fields: create_time, update_time".
+        return 200, listing.page("models", versions, request.query, fields, listing.TIMES)
 
     def merge(self, request: Request):
-        """``models.mergeVersionAliases``: add aliases (moved from other versions), ``-x`` drops."""
+        """``models.mergeVersionAliases`` of ``name@version``: add aliases (moved from other
+        versions), ``-x`` drops one; ``x`` and ``-x`` in one request cancel out."""
+        _versioned(request, "mergeVersionAliases")
         changes = request.body["versionAliases"]
         for change in changes:
             alias = change.removeprefix("-")
-            if not ALIAS.match(alias) or alias.isdigit():
-                raise ApiError(400, f"Invalid version alias {change!r}.")
-            if change == "-default":
-                raise ApiError(400, "The default alias cannot be removed; move it instead.")
+            # "match [a-z][a-zA-Z0-9-]{0,126}[a-z-0-9]" (the request's reference).
+            if not MERGED_ALIAS.match(alias):
+                raise ApiError(
+                    400, f"Invalid version alias {change!r}: it must match {MERGED_ALIAS.pattern}."
+                )
+        added = {c for c in changes if not c.startswith("-")}
+        removed = {c[1:] for c in changes if c.startswith("-")}
+        added, removed = added - removed, removed - added
+        if "default" in removed:
+            raise ApiError(400, "The default alias cannot be removed; move it instead.")
         with self.store.lock:
             record, version = self._find(request)
-            removals = [c[1:] for c in changes if c.startswith("-")]
-            version["versionAliases"] = [a for a in version["versionAliases"] if a not in removals]
-            _assign(record, version, [c for c in changes if not c.startswith("-")])
+            version["versionAliases"] = [a for a in version["versionAliases"] if a not in removed]
+            _assign(record, version, [c for c in changes if c in added])
             version["versionUpdateTime"] = version["updateTime"] = now()
             version["etag"] = masks.new_etag()
             self.store.save("models", _id(record), record)
             return 200, public(version)
 
     def delete_version(self, request: Request):
-        """``models.deleteVersion``, refused for a deployed or the default version."""
+        """``models.deleteVersion``, refused for a deployed, the default or the only version."""
+        _versioned(request, "deleteVersion")
         with self.store.lock:
             record, version = self._find(request)
             if version.get("deployedModels"):
@@ -223,13 +248,17 @@ class Models:
                     f"Model version {version['versionId']} is deployed to an endpoint; "
                     "undeploy it first."
                 )
-            if "default" in version["versionAliases"] and len(record["versions"]) > 1:
+            if len(record["versions"]) == 1:
+                # "Deleting the only version in the Model is not allowed. Use DeleteModel for
+                # deleting the Model instead."
+                raise precondition(
+                    f"Version {version['versionId']} is the only version of {record['name']}; "
+                    "delete the model instead."
+                )
+            if "default" in version["versionAliases"]:
                 raise precondition("The default version cannot be deleted; move the alias first.")
             record["versions"].remove(version)
-            if record["versions"]:
-                self.store.save("models", _id(record), record)
-            else:
-                self.store.delete("models", _id(record))
+            self.store.save("models", _id(record), record)
         return 200, self.operations.run(record["name"], "Delete", dict, response=_EMPTY)
 
     def delete(self, request: Request):
@@ -245,7 +274,19 @@ class Models:
 
 
 def _id(record: dict) -> str:
-    return record["name"].rsplit("/", 1)[-1]
+    return key(record["name"])
+
+
+def _versioned(request: Request, method: str) -> None:
+    """400 unless the name says which version: both methods' ``name`` is "Required. The
+    name of the model version ..., with a version ID explicitly included"."""
+    if request.params.get("version") is None:
+        name = request.raw_path.removeprefix("/v1/").split(":")[0]
+        raise ApiError(
+            400,
+            f"models.{method} needs a model version name (MODEL@VERSION_ID or MODEL@ALIAS), "
+            f"not {name}.",
+        )
 
 
 def _version(record: dict, selector: str, name: str) -> dict:

@@ -6,6 +6,7 @@ emulator starts in a fraction of a second and pays the import only when serving.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import threading
@@ -16,7 +17,10 @@ from ci.emulator.objects import Objects
 
 
 class ModelCache:
-    """``Predictor`` objects by (model id, version id); loads are serialised per key.
+    """``Predictor`` objects by (model id, version id, artifactUri, image); loads are
+    serialised per key. The artifactUri is part of the key: a model deleted and uploaded
+    again under the same modelId is another model, whose version 1 must not be served by
+    the first one's cached export.
 
     ``runtime="image"`` loads each export under its serving image's TensorFlow
     (:mod:`ci.emulator.runtime`) instead of this process's.
@@ -27,13 +31,13 @@ class ModelCache:
         self.storage_url = storage_url  # batch prediction's client writes results there
         self.objects = objects
         self.runtime = runtime
-        self._loaded: dict[tuple[str, str], object] = {}
-        self._locks: dict[tuple[str, str], threading.Lock] = {}
+        self._loaded: dict[tuple[str, str, str, str], object] = {}
+        self._locks: dict[tuple[str, str, str, str], threading.Lock] = {}
         self._guard = threading.Lock()
 
     def get(self, model_id: str, version_id: str, artifact_uri: str, image_uri: str = ""):
         """The predictor for a model version, loading it on first use."""
-        key = (model_id, version_id)
+        key = (model_id, version_id, artifact_uri, image_uri)
         predictor = self._loaded.get(key)  # the hot path: one dict lookup, no lock
         if predictor is not None:
             return predictor
@@ -44,10 +48,11 @@ class ModelCache:
                 self._loaded[key] = self._load(key, artifact_uri, image_uri)
         return self._loaded[key]
 
-    def _load(self, key: tuple[str, str], artifact_uri: str, image_uri: str):
+    def _load(self, key: tuple, artifact_uri: str, image_uri: str):
         from ci.errors import CiError
 
-        local = self.cache_dir / f"{key[0]}-v{key[1]}"
+        digest = hashlib.sha256(artifact_uri.encode()).hexdigest()[:10]
+        local = self.cache_dir / f"{key[0]}-v{key[1]}-{digest}"
         if not (local / ".complete").exists():
             self._download(artifact_uri, local)
         if self.runtime == "image":
@@ -61,7 +66,9 @@ class ModelCache:
         try:
             return Predictor.load(local)
         except CiError as exc:
-            raise precondition(f"Model {key[0]}@{key[1]} cannot be served: {exc}") from None
+            raise precondition(
+                f"Model {key[0].rsplit('~', 1)[-1]}@{key[1]} cannot be served: {exc}"
+            ) from None
 
     def _download(self, artifact_uri: str, local: Path) -> None:
         from ci import gcs

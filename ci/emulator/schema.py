@@ -66,23 +66,57 @@ def not_emulated(http_method: str, path: str) -> ApiError | None:
     return None
 
 
+# Parameters every Google API takes besides a method's own (system parameters, also with
+# a `$` prefix: the SDK's REST transports send `$alt=json;enum-encoding=int`).
+_SYSTEM = ("alt", "fields", "prettyPrint", "quotaUser", "userProject", "callback", "key")
+
+
+@functools.cache
+def query_parameters(method_id: str) -> frozenset[str]:
+    """The query parameters ``method_id`` accepts, by JSON name: its own, the document's
+    global ones and the system parameters (also ``$``-prefixed)."""
+    method = methods().get(method_id, {})
+    own = [k for k, v in method.get("parameters", {}).items() if v.get("location") == "query"]
+    names = {*own, *document().get("parameters", {}), *_SYSTEM}
+    names |= {"$" + n for n in names}
+    return frozenset(_CAMEL.sub(lambda m: m[1].upper(), n) for n in names)
+
+
+def check_query(method_id: str, query: dict) -> None:
+    """400 for a query parameter the method does not have, as Google's frontends answer
+    ("Cannot bind query parameter")."""
+    if method_id not in methods():
+        return
+    allowed = query_parameters(method_id)
+    for name in query:
+        if name not in allowed:
+            raise ApiError(
+                400,
+                f'Invalid JSON payload received. Unknown name "{name}": Cannot bind query '
+                f"parameter. Field '{name}' could not be found in request message.",
+            )
+
+
 def request_schema(method_id: str) -> str | None:
     """The name of the schema a method's body must follow, or None when it takes no body."""
     return methods()[method_id].get("request", {}).get("$ref")
 
 
-def validate(schema_name: str, body, partial: bool = False, mask: str | None = None) -> dict:
+def validate(
+    schema_name: str, body, partial: bool = False, mask: str | None = None, deep: bool = False
+) -> dict:
     """Check ``body`` against ``schema_name``; return it without output-only fields.
 
     ``partial``: a patch body, where only the update mask's fields matter, so required
     fields may be missing, unless ``mask`` (the update mask) names them: a patch cannot
-    empty a required field. Raises ApiError 400 naming the first offending field, the way
-    Vertex does.
+    empty a required field. ``deep``: nested messages are partial too (mutateDeployedModel
+    sends only the masked fields of a DeployedModel's resources). Raises ApiError 400 naming
+    the first offending field, the way Vertex does.
     """
     if not isinstance(body, dict):
         raise ApiError(400, f"Invalid JSON payload received. Expected an object, got {body!r}.")
     schema = document()["schemas"][schema_name]
-    cleaned = _object(schema, body, "", partial)
+    cleaned = _object(schema, body, "", partial, deep)
     props = schema.get("properties", {})
     for path in (mask or "").split(","):
         key = _CAMEL.sub(lambda m: m[1].upper(), path.strip())
@@ -91,7 +125,9 @@ def validate(schema_name: str, body, partial: bool = False, mask: str | None = N
     return cleaned
 
 
-def _object(schema: dict, value: dict, where: str, partial: bool = False) -> dict:
+def _object(
+    schema: dict, value: dict, where: str, partial: bool = False, deep: bool = False
+) -> dict:
     props = schema.get("properties")
     if props is None:  # a free-form object (google.protobuf.Struct and friends)
         return value
@@ -108,13 +144,25 @@ def _object(schema: dict, value: dict, where: str, partial: bool = False) -> dic
             )
         if prop.get("readOnly"):
             continue
-        cleaned[key] = _value(prop, item, _join(where, key), f"{schema.get('id')}.{key}")
+        cleaned[key] = _value(prop, item, _join(where, key), f"{schema.get('id')}.{key}", deep)
         if key == "labels" and isinstance(cleaned[key], dict):
             _check_labels(cleaned[key], _join(where, key))
+        _check_length(prop, cleaned[key], _join(where, key))
     for key, prop in props.items():
         if not partial and _required(prop) and cleaned.get(key) in (None, "", [], {}):
             raise ApiError(400, f"Field: {_join(where, key)}; Message: Required field is not set.")
     return cleaned
+
+
+_UP_TO = re.compile(r"can be up to (\d+) characters")
+
+
+def _check_length(prop: dict, value, where: str) -> None:
+    """400 for a string longer than its description allows ("The name can be up to 128
+    characters long", as every resource's displayName says)."""
+    found = _UP_TO.search(prop.get("description") or "")
+    if found and isinstance(value, str) and len(value) > int(found[1]):
+        raise ApiError(400, f"'{where}': at most {found[1]} characters, not {len(value)}.")
 
 
 def _check_labels(labels: dict, where: str) -> None:
@@ -154,7 +202,7 @@ def _required(prop: dict) -> bool:
     return (prop.get("description") or "").startswith("Required.")
 
 
-def _value(prop: dict, value, where: str, field: str = ""):
+def _value(prop: dict, value, where: str, field: str = "", deep: bool = False):
     if value is None:
         return None
     if "$ref" in prop:
@@ -162,20 +210,21 @@ def _value(prop: dict, value, where: str, field: str = ""):
         if ref.get("type") == "object":
             if not isinstance(value, dict):
                 raise _bad(where, "an object", value)
-            return _object(ref, value, where)
-        return _value(ref, value, where, field)
+            return _object(ref, value, where, deep, deep)
+        return _value(ref, value, where, field, deep)
     kind = prop.get("type")
     if kind == "array":
         if not isinstance(value, list):
             raise _bad(where, "a list", value)
-        return [_value(prop["items"], v, f"{where}[{i}]", field) for i, v in enumerate(value)]
+        items = prop["items"]
+        return [_value(items, v, f"{where}[{i}]", field, deep) for i, v in enumerate(value)]
     if kind == "object":
         if not isinstance(value, dict):
             raise _bad(where, "an object", value)
         extra = prop.get("additionalProperties")
         if extra is None:
-            return _object(prop, value, where) if "properties" in prop else value
-        return {k: _value(extra, v, f"{where}[{k!r}]") for k, v in value.items()}
+            return _object(prop, value, where, deep, deep) if "properties" in prop else value
+        return {k: _value(extra, v, f"{where}[{k!r}]", "", deep) for k, v in value.items()}
     return _scalar(prop, value, where, field)
 
 

@@ -27,6 +27,18 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+# Kinds whose records are filed under :func:`key`, not their bare id.
+SCOPED = ("models", "endpoints")
+
+
+def key(name: str) -> str:
+    """The store id of ``projects/P/locations/L/<collection>/ID``: ``P~L~ID``. The ids a
+    caller chooses (``modelId``, ``endpointId``) are unique only within their project and
+    location, so two projects may each have an endpoint ``my-endpoint``."""
+    parts = name.split("/")
+    return "~".join((parts[1], parts[3], parts[5]))
+
+
 def public(record: dict) -> dict:
     """A deep copy of ``record`` as Vertex answers it: without the emulator's private ``_``
     keys, and without empty lists and maps (proto3 JSON leaves out an empty repeated or map
@@ -77,9 +89,15 @@ class Store:
                     flush=True,
                 )
                 continue
-            records[path.stem] = record
-            if path.stem.isdigit():
-                self._next_id = max(self._next_id, int(path.stem) + 1)
+            rid = path.stem
+            if folder.name in SCOPED and "~" not in rid:
+                # A state directory from before ids were scoped: file it under its new key.
+                rid = key(record["name"])
+                os.replace(path, path.with_name(f"{rid}.json"))
+            records[rid] = record
+            last = rid.rsplit("~", 1)[-1]  # models and endpoints: P~L~ID
+            if last.isdigit():
+                self._next_id = max(self._next_id, int(last) + 1)
 
     def new_id(self) -> str:
         """A fresh numeric id, unique across kinds and restarts (Vertex ids are numeric)."""

@@ -16,11 +16,15 @@ from ci.emulator import trials
 from ci.emulator.collection import JobCollection
 from ci.emulator.httpd import ApiError, Request
 from ci.emulator.jobs import ACTIVE, JobRunner
+from ci.emulator.jobs_api import check_pools
 from ci.emulator.operations import Operations
 from ci.emulator.store import Store, now, public
 
 KIND = "hyperparameterTuningJobs"
 POLL_SECONDS = 0.1
+# The most trials one tuning job runs at once here, whatever parallelTrialCount says: each
+# trial is a CustomJob of local processes (see replicas.LOCAL_REPLICA_LIMIT).
+LOCAL_PARALLEL_LIMIT = 8
 
 
 class TuningJobs(JobCollection):
@@ -42,13 +46,7 @@ class TuningJobs(JobCollection):
             studies.check(body)
         except studies.StudyError as exc:
             raise ApiError(400, str(exc)) from None
-        specs = body["trialJobSpec"].get("workerPoolSpecs") or []
-        if not specs or any(s and not s.get("pythonPackageSpec") for s in specs):
-            raise ApiError(
-                400,
-                "Every worker pool needs a pythonPackageSpec (the emulator runs "
-                "Python packages; containerSpec trials are not supported).",
-            )
+        check_pools(body["trialJobSpec"], "hyperparameter_tuning_job.trial_job_spec")
         job_id = self.store.new_id()
         created = now()
         job = {
@@ -100,6 +98,13 @@ class TuningJobs(JobCollection):
         study = studies.Study(spec)
         max_trials, parallel = int(job["maxTrialCount"]), int(job["parallelTrialCount"])
         max_failed = int(job.get("maxFailedTrialCount") or 0)
+        if parallel > LOCAL_PARALLEL_LIMIT:
+            self._note(
+                job_id,
+                f"emulator: parallelTrialCount {parallel} is more than the emulator's limit "
+                f"of {LOCAL_PARALLEL_LIMIT} trials at once; it runs {LOCAL_PARALLEL_LIMIT}.",
+            )
+            parallel = LOCAL_PARALLEL_LIMIT
         self._update(job_id, state="JOB_STATE_RUNNING", startTime=now())
         running: dict[str, str] = {}  # trial id -> its CustomJob id
         started = failed = 0
@@ -151,6 +156,13 @@ class TuningJobs(JobCollection):
                 f"All {len(ended)} trials failed. The last: {self._last_reason(job_id)}",
             )
         self._finish(job_id, "JOB_STATE_SUCCEEDED")
+
+    def _note(self, job_id: str, line: str) -> None:
+        """A line in ``<state-dir>/vertex/jobs/<tuning job id>/logs/emulator.log``."""
+        log_dir = self.store.job_dir(job_id) / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with open(log_dir / "emulator.log", "a") as log:
+            log.write(line + "\n")
 
     def _start_trial(self, job_id: str, job: dict, trial_id: str, params: dict) -> str:
         custom_id = self.store.new_id()
