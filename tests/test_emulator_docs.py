@@ -105,6 +105,11 @@ def test_version_methods_need_a_version_and_follow_the_alias_rules(emulator):
     change = {"versionAliases": ["green", "-green", "-blue-"]}
     status, merged = call(url, "POST", f"/v1/{name}@1:mergeVersionAliases", change)
     assert status == 200 and sorted(merged["versionAliases"]) == ["default"]
+    # models.delete names a model: with a version it is refused, not read as "all of them".
+    status, error = call(url, "DELETE", f"/v1/{name}@1")
+    assert (status, error["error"]["status"]) == (400, "INVALID_ARGUMENT")
+    assert "deleteVersion" in error["error"]["message"]
+    assert call(url, "GET", f"/v1/{name}")[0] == 200
     assert call(url, "DELETE", f"/v1/{name}")[0] == 200
 
 

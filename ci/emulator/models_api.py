@@ -263,6 +263,13 @@ class Models:
 
     def delete(self, request: Request):
         """``models.delete`` with all versions, refused while one is deployed."""
+        if request.params.get("version") is not None:
+            # Its name is the model's; deleting every version when one was named would be
+            # the costliest possible reading of a typo.
+            name = request.raw_path.removeprefix("/v1/")
+            raise ApiError(
+                400, f"models.delete takes a model name, not a version ({name}): use deleteVersion."
+            )
         with self.store.lock:
             record, _ = self._find(request)
             if any(v.get("deployedModels") for v in record["versions"]):
