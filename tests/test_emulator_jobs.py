@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import json
 import os
@@ -127,6 +128,53 @@ def test_a_package_that_is_not_in_cloud_storage_fails_the_job(vertex, poll, fake
     assert job["error"]["message"] == (
         f"Cannot use package {missing}: no such object in Cloud Storage"
     ), job["error"]
+
+
+def test_requirements_this_environment_lacks_are_said_with_the_failure(vertex, poll, gcs):
+    # Vertex pip-installs what the package requires; the emulator runs with what is
+    # installed, so it names each requirement it cannot meet instead of leaving a bare
+    # ImportError to explain.
+    pkg_info = "\n".join(
+        [
+            "Metadata-Version: 2.1",
+            "Name: needy",
+            "Version: 0.1",
+            "Requires-Dist: no-such-distribution-here>=1",
+            "Requires-Dist: google-cloud-storage<1",
+            "Requires-Dist: google-api-core",  # installed: no note
+            'Requires-Dist: colorama; sys_platform == "nonexistent-os"',
+            'Requires-Dist: pytest-nothing; extra == "dev"',
+            "",
+        ]
+    )
+    files = {
+        "PKG-INFO": pkg_info,
+        "needy/__init__.py": "",
+        "needy/task.py": "import no_such_distribution_here\n",
+    }
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            info = tarfile.TarInfo(f"needy-0.1/{name}")
+            info.size = len(text.encode())
+            tar.addfile(info, io.BytesIO(text.encode()))
+    gcs.bucket(BUCKET).blob("staging/needy-0.1.tar.gz").upload_from_string(buffer.getvalue())
+    body = fake_job(f"gs://{BUCKET}/staging/needy-0.1.tar.gz", "x", [])
+    body["jobSpec"]["workerPoolSpecs"][0]["pythonPackageSpec"]["pythonModule"] = "needy.task"
+    job = poll.job(create(vertex, body)["name"])
+    assert job["state"] == "JOB_STATE_FAILED"
+    message = job["error"]["message"]
+    assert "ModuleNotFoundError: No module named 'no_such_distribution_here'" in message
+    notes = [line for line in message.splitlines() if line.startswith("emulator: needy")]
+    gcs_version = importlib.metadata.version("google-cloud-storage")
+    assert notes == [
+        "emulator: needy requires no-such-distribution-here>=1, but it is not installed here; "
+        "Vertex AI would pip-install it, the emulator runs the job with this environment's "
+        "packages",
+        f"emulator: needy requires google-cloud-storage<1, but {gcs_version} is installed "
+        "here; Vertex AI would "
+        "pip-install it, the emulator runs the job with this environment's packages",
+    ]
 
 
 def test_replicas_get_the_vertex_environment_and_one_consistent_cluster(

@@ -149,8 +149,9 @@ class JobRunner:
                 )
             except packages.PackageError as exc:
                 raise JobFailed(str(exc)) from None
+            unmet = packages.unmet_requirements(p for roots in paths.values() for p in roots)
             plan, notes = replicas.plan(spec["workerPoolSpecs"], self.max_local_replicas)
-            (log_dir / "emulator.log").write_text("".join(n + "\n" for n in notes))
+            (log_dir / "emulator.log").write_text("".join(n + "\n" for n in [*unmet, *notes]))
             reserved = self._reserve(len(plan), live, log_dir)
             if not reserved:
                 return self._stopped(job_id, live)
@@ -164,7 +165,13 @@ class JobRunner:
             self._state(job_id, "JOB_STATE_RUNNING", _pids=[p.pid for p in live.procs.values()])
             for hook in self.on_running:
                 hook(job_id)
-            self._watch(job_id, plan, live, log_dir, _timeout(spec))
+            try:
+                self._watch(job_id, plan, live, log_dir, _timeout(spec))
+            except JobFailed as exc:
+                if not unmet:
+                    raise
+                # The likely cause of an ImportError: say it with the failure.
+                raise JobFailed("\n".join([str(exc), *unmet]), exc.code) from None
             final = "JOB_STATE_SUCCEEDED"
             if live.cancelled.wait(delays.get(final, 0)):
                 return self._stopped(job_id, live)

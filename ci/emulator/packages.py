@@ -8,9 +8,11 @@ for ``executorImageUri``.
 
 from __future__ import annotations
 
+import email.parser
+import importlib.metadata
 import tarfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 # (bucket, object name) -> the object's bytes; KeyError when there is no such object.
@@ -85,3 +87,49 @@ def unpack(archive: Path, dest: Path) -> list[Path]:
     entries = [p for p in dest.iterdir() if p.is_dir()]
     root = entries[0] if len(entries) == 1 else dest
     return [root / "src", root] if (root / "src").is_dir() else [root]
+
+
+def unmet_requirements(roots: Iterable[Path]) -> list[str]:
+    """One note per requirement the unpacked packages declare (``Requires-Dist`` in an
+    sdist's ``PKG-INFO`` or a wheel's ``METADATA``) that this environment does not satisfy.
+
+    Vertex pip-installs a package with its requirements; here the job runs with what is
+    installed, so a missing or other version is said up front rather than left to an
+    ImportError (or to a job that passes here on versions Vertex would not install).
+    """
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    notes = []
+    for meta in _metadata_files(roots):
+        headers = email.parser.Parser().parsestr(meta.read_text(errors="replace"))
+        package = headers.get("Name", meta.parent.name)
+        for line in headers.get_all("Requires-Dist") or []:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                notes.append(
+                    f"emulator: {package} declares a requirement pip cannot read: {line!r}"
+                )
+                continue
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue  # an extra's, or another platform's
+            try:
+                found = importlib.metadata.version(req.name)
+            except importlib.metadata.PackageNotFoundError:
+                found = None
+            if found is None or not req.specifier.contains(found, prereleases=True):
+                have = f"{found} is installed" if found else "it is not installed"
+                notes.append(
+                    f"emulator: {package} requires {req}, but {have} here; Vertex AI would "
+                    "pip-install it, the emulator runs the job with this environment's packages"
+                )
+    return notes
+
+
+def _metadata_files(roots: Iterable[Path]) -> list[Path]:
+    found = []
+    for root in dict.fromkeys(roots):  # each root once, in order
+        if (root / "PKG-INFO").is_file():
+            found.append(root / "PKG-INFO")
+        found += sorted(root.glob("*.dist-info/METADATA"))
+    return found
