@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from ci import flags, gcs, job_wait, outputs, vertex
 from ci.cloud import Cloud, api, connect
 from ci.errors import CiError
+from ci.inputs import check_json_lines
 from ci.settings import resolve
 from ci.stage import check_local, ensure_staged
 
@@ -79,7 +80,9 @@ def batch_predict(
         None,
     )  # fmt: skip
     if chosen is None:
-        raise CiError(f"model {model['name']} has no version or alias {model_version!r}")
+        raise CiError(
+            f"model {model['name']} has no version or alias {model_version!r} (not found)"
+        )
     uri = ensure_staged(cloud, instances).uri
     name = f"{cloud.settings.model_name}-batch"
     version = f"{model['name']}@{chosen['versionId']}"
@@ -122,7 +125,10 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = resolve(args)
     gcs.split(args.output)  # a bad --output is a usage error before anything starts
+    vertex.check_version_ref(args.model_version, "--model-version")
     check_local([args.instances])
+    if not args.instances.startswith("gs://"):  # checked here, so a bad file is never uploaded
+        check_json_lines(args.instances, "instances file")
     with connect(settings) as cloud:
         result = batch_predict(
             cloud, args.instances, args.output, args.model_version, args.batch_size, args.timeout

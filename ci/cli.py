@@ -6,6 +6,7 @@ lazily so that commands which never touch TensorFlow never pay for importing it.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import signal
 import sys
@@ -54,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     name, rest = argv[0], argv[1:]
+    # A NUL byte cannot be in a path, a name or a URI (and no shell can pass one).
+    nul = next((a for a in argv if "\x00" in a), None)
+    if nul is not None:
+        print(f"Error: argument {_shown(nul)} contains a NUL byte", file=sys.stderr)
+        return 2
     if name not in COMMANDS:
         known = ", ".join(COMMANDS)
         print(f"Error: unknown command {name!r} (one of: {known})", file=sys.stderr)
@@ -77,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         print("Error: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug: still one line, and what to report
+        if isinstance(exc, OSError) and exc.errno in _BAD_PATH and exc.filename is not None:
+            # A path given that the system refuses (too long, a directory...): named.
+            print(f"Error: {_shown(str(exc.filename))}: {exc.strerror}", file=sys.stderr)
+            return 2
         where = traceback.extract_tb(exc.__traceback__)[-1]
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         print(
@@ -88,6 +98,25 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in saved.items():
             signal.signal(sig, handler)
+
+
+# What a path given on the command line or in the settings can be wrong with: bad input.
+_BAD_PATH = {
+    errno.ENAMETOOLONG,
+    errno.ENOENT,
+    errno.ENOTDIR,
+    errno.EISDIR,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ELOOP,
+    errno.EROFS,
+}
+
+
+def _shown(value: str, limit: int = 120) -> str:
+    """``repr(value)``, shortened: an error line names a 100,000-character value by its start."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(value)} characters)"
 
 
 def _interrupt(signum, frame):

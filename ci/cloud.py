@@ -112,16 +112,17 @@ def _http_message(exc) -> str:
     return first[-1] if first else ""
 
 
-def api(request, what: str, on_400: type[CiError] = CiError) -> dict:
+def api(request, what: str, on_400: type[CiError] = CiError, on_404: str | None = None) -> dict:
     """Execute ``request`` with retries on 429/5xx; any failure becomes a one-line CiError.
 
     ``on_400`` is the error class for HTTP 400, for calls where a bad request means bad
-    user input (instances to predict) rather than a bug here.
+    user input (instances to predict) rather than a bug here. ``on_404``: the message of
+    the CiError for HTTP 404, for a resource the user named (``job 123 not found``).
     """
-    return guard(lambda: clients.call(request), what, on_400)
+    return guard(lambda: clients.call(request), what, on_400, on_404)
 
 
-def guard(fn, what: str, on_400: type[CiError] = CiError):
+def guard(fn, what: str, on_400: type[CiError] = CiError, on_404: str | None = None):
     """Run ``fn``; Google client and network failures become a one-line CiError."""
     from google.api_core import exceptions as core_exc
     from googleapiclient.errors import HttpError
@@ -130,6 +131,8 @@ def guard(fn, what: str, on_400: type[CiError] = CiError):
         return fn()
     except HttpError as exc:
         status = exc.resp.status if exc.resp is not None else "?"
+        if status == 404 and on_404:
+            raise CiError(on_404) from None
         error = on_400 if status == 400 else CiError
         raise error(f"{what} failed: HTTP {status}: {_http_message(exc)}") from None
     except core_exc.GoogleAPICallError as exc:

@@ -18,6 +18,7 @@ from ci.inputs import output_file
 from ci.settings import resolve
 from ci.vertex import (
     DEFAULT,
+    check_job_ref,
     find_model,
     get_job,
     job_dir,
@@ -163,6 +164,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = resolve(args)
     thresholds = gate_rules.thresholds_from(Path(args.gate_config), args.threshold)
+    if args.job:
+        check_job_ref(args.job)  # malformed: bad usage, before anything connects
     if args.candidate_metrics and not args.candidate_metrics.startswith("gs://"):
         # A bad local file (the user's input) fails before connecting, as bad usage.
         candidate = read_metrics(None, args.candidate_metrics)

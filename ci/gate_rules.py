@@ -57,7 +57,7 @@ def load_config(path: Path) -> dict[str, dict]:
     """``[metrics.NAME]`` tables from a gate config file, validated."""
     try:
         data = tomllib.loads(read_text(path, "gate config"))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise UsageError(f"gate config {str(path)!r} is not valid TOML: {exc}") from None
     unknown = set(data) - {"metrics"}
     if unknown:

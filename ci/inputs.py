@@ -38,6 +38,33 @@ def parse_json(text: str, source: str) -> Any:
         raise BadData(f"{source}: JSON nested too deeply") from None
 
 
+def check_json_lines(path: str | Path, what: str) -> int:
+    """The number of instances in a JSON-lines file, read a line at a time (never the whole
+    file at once); a file that is not UTF-8, a line that is not JSON, or no instances at all
+    is a BadData error naming the file and line."""
+    count = 0
+    try:
+        with Path(path).open("rb") as fh:
+            for number, raw in enumerate(fh, start=1):
+                where = f"{what} {str(path)!r} line {number}"
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise BadData(f"{where} is not UTF-8 text (byte {exc.start})") from None
+                if not line.strip():
+                    continue
+                try:
+                    parse_json(line, where)
+                except BadData as exc:
+                    raise BadData(f"{exc}: {line.strip()[:80]!r}") from None
+                count += 1
+    except OSError as exc:
+        raise BadData(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+    if not count:
+        raise BadData(f"{what} {str(path)!r} has no instances")
+    return count
+
+
 def finite(value: float, name: str) -> float:
     """``value`` itself; NaN and infinities are errors (every comparison with NaN is false)."""
     if not math.isfinite(value):
@@ -75,6 +102,24 @@ def output_file(text: str) -> str:
     """
     if not text:
         return text
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"blank file name {text!r}")
+    try:
+        return _output_file(text)
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise argparse.ArgumentTypeError(f"cannot write {_short(text)}: {_why(exc)}") from None
+
+
+def _short(text: str, limit: int = 120) -> str:
+    shown = repr(text)
+    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
+
+
+def _why(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _output_file(text: str) -> str:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")
@@ -88,6 +133,15 @@ def output_file(text: str) -> str:
 
 def output_dir(text: str) -> str:
     """An argparse type: a directory to create or reuse; none of its parts may be a file."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"blank directory name {text!r}")
+    try:
+        return _output_dir(text)
+    except (OSError, ValueError) as exc:  # a name too long, a NUL byte
+        raise argparse.ArgumentTypeError(f"cannot use {_short(text)}: {_why(exc)}") from None
+
+
+def _output_dir(text: str) -> str:
     path = Path(text)
     for part in (path, *path.parents):
         if part.exists():

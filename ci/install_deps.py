@@ -39,7 +39,7 @@ def group_requirements(pyproject: Path, group: str) -> list[str]:
         data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"{pyproject}: no such file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise UsageError(f"{pyproject}: not a readable TOML file: {exc}") from None
     groups = data.get("dependency-groups")
     if not isinstance(groups, dict):

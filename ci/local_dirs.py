@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ci.errors import UsageError
+
 IGNORE_ALL = "# created by tf-vertex-ci: nothing in here belongs in git\n*\n"
 
 
@@ -18,8 +20,13 @@ def ensure(path: Path, what: str, announce: bool = True) -> Path:
     path = Path(path)
     if path.is_dir():
         return path
-    path.mkdir(parents=True, exist_ok=True)
-    (path / ".gitignore").write_text(IGNORE_ALL)
+    if path.exists():
+        raise UsageError(f"{str(path)!r} (for {what}) exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / ".gitignore").write_text(IGNORE_ALL)
+    except OSError as exc:  # a part of it is a file, no permission, a name too long
+        raise UsageError(f"cannot create {str(path)!r} for {what}: {exc.strerror}") from None
     # stdout: stderr is kept for the one `Error:` line a failing command prints. `package`
     # does not announce: its output is the sdist's path, which says where it went.
     if announce:

@@ -17,16 +17,22 @@ from pathlib import Path
 
 from ci import flags, outputs
 from ci.errors import CiError, UsageError
+from ci.inputs import output_dir
 from ci.settings import Settings, resolve
 
 
 def command(settings: Settings, job_dir: Path, trainer_args: list[str]) -> list[str]:
     """The trainer's command line (pure)."""
-    cmd = [sys.executable, "-m", settings.trainer_module, "--job-dir", str(job_dir)]
+    cmd = [sys.executable, "-m", settings.trainer_module, "--job-dir", _path_arg(str(job_dir))]
     for flag, name in (("--train-file", settings.train_file), ("--eval-file", settings.eval_file)):
         if name:
-            cmd += [flag, settings.data_path(name)]
+            cmd += [flag, _path_arg(settings.data_path(name))]
     return cmd + trainer_args
+
+
+def _path_arg(path: str) -> str:
+    """A path as the trainer's argument: one starting with '-' would read as a flag."""
+    return f"./{path}" if path.startswith("-") else path
 
 
 def local_train(
@@ -40,15 +46,60 @@ def local_train(
     env = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2"}
     cmd = command(settings, job_dir, trainer_args)
     print("$ " + shlex.join(["python", *cmd[1:]]), flush=True)
-    code = subprocess.run(cmd, env=env, check=False).returncode
+    code, reason = _run(cmd, env)
     if code != 0:
-        raise CiError(f"the trainer {settings.trainer_module} exited with status {code}")
+        why = f": {reason}" if reason else ""
+        # Status 2 is argparse's (and the contract's) "bad arguments": --trainer-args.
+        error = UsageError if code == 2 else CiError
+        raise error(f"the trainer {settings.trainer_module} exited with status {code}{why}")
     metrics = job_dir / "metrics.json"
     if not metrics.is_file():
         raise CiError(f"the trainer wrote no {metrics} (the contract's last output)")
     if not (job_dir / "model" / "saved_model.pb").is_file():
         raise CiError(f"the trainer wrote no SavedModel in {job_dir / 'model'}")
-    return json.loads(metrics.read_text())
+    try:
+        return json.loads(metrics.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise CiError(f"the trainer wrote an unreadable {metrics} ({exc})") from None
+
+
+ERROR_PREFIX = "Error: "
+
+
+def _run(cmd: list[str], env: dict) -> tuple[int, str]:
+    """Run the trainer, its stderr passed through line by line as it comes; return its exit
+    status and, when its last line was an ``Error: ...`` line, that message.
+
+    That line is held back and becomes part of ci's own one ``Error:`` line, so a failing
+    trainer's diagnostic is shown once, not as a second ``Error:`` line.
+    """
+    held = None
+    proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
+    try:
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            if held is not None:
+                print(held, file=sys.stderr, flush=True)
+                held = None
+            if line.startswith(ERROR_PREFIX):
+                held = line
+            else:
+                print(line, file=sys.stderr, flush=True)
+        code = proc.wait()
+    except BaseException:  # Ctrl-C or SIGTERM: no trainer is left running
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        raise
+    finally:
+        proc.stderr.close()
+    if held is not None and code == 0:
+        print(held, file=sys.stderr, flush=True)
+    reason = held[len(ERROR_PREFIX) :].strip() if held is not None and code != 0 else ""
+    return code, reason
 
 
 def summary(job_dir: Path, metrics: dict) -> str:
@@ -65,7 +116,10 @@ def summary(job_dir: Path, metrics: dict) -> str:
 def main(argv: list[str]) -> int:
     parser = flags.parser("local-train", __doc__)
     parser.add_argument(
-        "--job-dir", type=Path, default=Path("build/local-job"), help="default build/local-job"
+        "--job-dir",
+        type=lambda text: Path(output_dir(text)),
+        default=Path("build/local-job"),
+        help="default build/local-job",
     )
     parser.add_argument(
         "--trainer-args",

@@ -49,7 +49,7 @@ def build_system(package_dir: Path) -> BuildSystem:
     if pyproject.is_file():
         try:
             table = tomllib.loads(read_text(pyproject, "file")).get("build-system", {})
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise UsageError(f"{pyproject}: not valid TOML: {exc}") from None
 
     def bad(key: str, what: str) -> UsageError:

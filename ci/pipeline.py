@@ -26,6 +26,7 @@ from ci import (
     train,
     tune,
     tuning_config,
+    vertex,
 )
 from ci import package as packaging
 from ci.cloud import Cloud, connect
@@ -73,6 +74,11 @@ def run(cloud: Cloud, sdist: Path, plan: Plan, reports: Reports) -> promote.Prom
             f"gate config {plan.gate_config!r} has only change thresholds and there is no "
             "champion yet; add a value threshold such as lower_bound"
         )
+    if plan.canary is not None:  # refused now, not after training: see promote.check_canary
+        model = vertex.find_model(cloud)
+        versions = vertex.list_versions(cloud, model["name"]) if model else []
+        champion = vertex.with_alias(versions, vertex.DEFAULT)
+        promote.check_canary(cloud, plan.canary, champion, vertex.find_endpoint(cloud))
     print(f"built {sdist}")
     outputs.write_outputs(reports.outputs, {"sdist": sdist})
     files = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]

@@ -3,11 +3,14 @@
 Steps: upload as a new version (labelled git-sha, job-id, data-hash, and the trainer's seed
 when its metrics record one) → deploy it alone on the staging endpoint
 (``<endpoint>-staging``) and smoke-test it there → undeploy it from staging → deploy it on
-the serving endpoint (100% of traffic, or ``--canary N`` percent) → move ``default`` (the
-former champion gets ``previous``; a canary gets ``canary`` instead) → check a prediction
-through the serving endpoint → undeploy what no longer takes traffic. So no production
+the serving endpoint (100% of traffic, or ``--canary N`` percent) → check a prediction
+through the serving endpoint → move ``default`` (the former champion gets ``previous``; a
+canary gets ``canary`` instead) → undeploy what no longer takes traffic. So no production
 request is ever answered by a version whose smoke test has not passed (Vertex AI v1 cannot
-address one deployed model of an endpoint directly; see docs/promotion.md).
+address one deployed model of an endpoint directly; see docs/promotion.md), and ``default``
+names only a version that passed on the endpoint it serves from. A canary shares traffic
+with the champion, so ``--canary`` is refused, before anything changes, when the champion
+does not serve on the endpoint promoted to (another ``endpoint_name``).
 
 Any failure (or Ctrl-C) after the upload restores traffic and aliases as they were and
 deletes the version this run created, including a deployment whose request was sent but
@@ -27,7 +30,7 @@ from pathlib import Path
 
 from ci import flags, outputs, vertex
 from ci.cloud import Cloud, api, connect, wait_operation
-from ci.errors import CiError
+from ci.errors import CiError, UsageError
 from ci.predict import predict, read_instances
 from ci.restore import drop_upload, restore
 from ci.settings import git_sha, resolve, serving_image
@@ -158,15 +161,23 @@ def promote(
     model = vertex.find_model(cloud)
     versions = vertex.list_versions(cloud, model["name"]) if model else []
     mine = next((v for v in versions if v.get("labels", {}).get("job-id") == job_id), None)
-    endpoint = vertex.ensure_endpoint(cloud)
+    champion = vertex.with_alias(versions, vertex.DEFAULT)
+    endpoint = vertex.find_endpoint(cloud)
+    serving = {
+        d["id"]: vertex.deployed_version(d) for d in (endpoint or {}).get("deployedModels", [])
+    }
+    if mine != champion:
+        check_canary(cloud, canary, champion, endpoint)
+    endpoint = endpoint or vertex.ensure_endpoint(cloud)
     before = Before(
         model["name"] if model else None,
-        vertex.with_alias(versions, vertex.DEFAULT),
+        champion,
         vertex.with_alias(versions, vertex.PREVIOUS),
         endpoint,
         dict(endpoint.get("trafficSplit", {})),
-        {d["id"]: vertex.deployed_version(d) for d in endpoint.get("deployedModels", [])},
+        serving,
     )
+    champ_id = before.deployed_id(champion and champion["versionId"])
     if mine is None:
         try:
             model_name, version_id = upload(cloud, job, before.model, labels)
@@ -176,7 +187,6 @@ def promote(
     else:
         model_name, version_id = before.model, mine["versionId"]
         cloud.log(f"job {job_id} is already version {version_id}; not uploading again")
-    champ_id = before.deployed_id(before.champion and before.champion["versionId"])
     mine_id = before.deployed_id(version_id)
     # A canary needs a serving champion beside it; a version already serving stays full.
     full = canary is None or champ_id is None or mine_id == champ_id
@@ -193,13 +203,14 @@ def promote(
                 cloud, endpoint, model_name, version_id, traffic, _sent(run, endpoint)
             )
             cloud.log(f"deployed version {version_id} as {mine_id} with {share}% of traffic")
-        run.aliases_moved = True
-        _move_aliases(cloud, model_name, version_id, mine, before.champion, full)
         endpoint = vertex.get_endpoint(cloud, endpoint["name"])
         # Only a deployment made now with 100% must answer every request; a canary being
         # completed shares traffic until the others are undeployed below.
         exclusive = full and bool(run.deploys)
         predictions = _smoke(cloud, endpoint, mine_id, instances, exclusive)
+        # 'default' moves only once the version has passed on the endpoint it serves from.
+        run.aliases_moved = True
+        _move_aliases(cloud, model_name, version_id, mine, before.champion, full)
     except (CiError, KeyboardInterrupt) as exc:
         restore(cloud, before, run, exc)
         raise
@@ -208,6 +219,20 @@ def promote(
     return Promotion(
         model_name, version_id, endpoint["name"], mine_id, mine is None, predictions, share
     )
+
+
+def check_canary(cloud: Cloud, canary: int | None, champion: dict | None, endpoint) -> None:
+    """A canary shares traffic with the champion on the serving endpoint: promoting it alone
+    there (100% and 'default') would skip the canary asked for, so that is refused first."""
+    deployed = (endpoint or {}).get("deployedModels", [])
+    if canary is None or not champion:
+        return
+    if champion["versionId"] not in {vertex.deployed_version(d) for d in deployed}:
+        raise UsageError(
+            f"--canary {canary}: the champion (version {champion['versionId']}, alias "
+            f"'default') does not serve on endpoint {cloud.settings.endpoint_display_name!r};"
+            " promote there without --canary, or set endpoint_name to the champion's"
+        )
 
 
 def _sent(run: Changes, endpoint: dict):
@@ -272,6 +297,7 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     settings = resolve(args)
+    vertex.check_job_ref(args.job)  # malformed: bad usage, before anything connects
     instances = instances_path(settings, args.instances)
     with connect(settings) as cloud:
         result = promote(cloud, args.job, instances, args.canary, args.labels)

@@ -103,8 +103,12 @@ def sides(cloud: Cloud, job: str | None, version: str | None, champion: str | No
     versions = vertex.list_versions(cloud, model["name"]) if model else []
     by_id = {v["versionId"]: v for v in versions}
     if version and version not in by_id:
+        vertex.check_version_id(version, "--version")
         known = ", ".join(by_id) or "none"
-        raise UsageError(f"no version {version!r} of model {cloud.settings.model_name!r} ({known})")
+        raise CiError(
+            f"version {version!r} of model {cloud.settings.model_name!r} not found "
+            f"(versions: {known})"
+        )
     cand = from_version(cloud, by_id[version]) if version else from_job(cloud, job, versions)
     if champion == AUTO:
         chosen = vertex.with_alias(versions, vertex.DEFAULT)
@@ -284,6 +288,10 @@ def main(argv: list[str]) -> int:
     )
     if bool(args.job) == bool(args.version):
         raise UsageError("give exactly one of --job and --version")
+    if args.job:  # malformed ids are bad usage, before anything connects
+        vertex.check_job_ref(args.job)
+    else:
+        vertex.check_version_id(args.version, "--version")
     check_out(Path(args.out))
     with connect(settings) as cloud:
         built = build(cloud, Path(args.out), thresholds, args.job, args.version)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ci import flags, outputs, vertex
 from ci.cloud import Cloud, connect
-from ci.errors import CiError, UsageError
+from ci.errors import CiError
 from ci.settings import resolve
 
 
@@ -38,10 +38,13 @@ def rollback(cloud: Cloud, to_version: str | None = None) -> Rollback:
         if target is None:
             raise CiError("no version holds the 'previous' alias; give --to-version N")
     else:
+        vertex.check_version_id(to_version, "--to-version")
         target = next((v for v in versions if v["versionId"] == to_version), None)
         if target is None:
-            known = ", ".join(v["versionId"] for v in versions)
-            raise UsageError(f"no version {to_version!r} of {model['name']} (versions: {known})")
+            known = ", ".join(v["versionId"] for v in versions) or "none"
+            raise CiError(
+                f"version {to_version!r} of {model['name']} not found (versions: {known})"
+            )
     endpoint = vertex.find_endpoint(cloud)
     if endpoint is None:
         raise CiError(f"no endpoint named {cloud.settings.endpoint_display_name!r}")
@@ -70,6 +73,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--to-version", help="version id to serve (default: alias 'previous')")
     args = parser.parse_args(argv)
     settings = resolve(args)
+    if args.to_version is not None:  # malformed: bad usage, before anything connects
+        vertex.check_version_id(args.to_version, "--to-version")
     with connect(settings) as cloud:
         result = rollback(cloud, args.to_version)
     print(f"rolled back {result.model} from version {result.from_version} to {result.to_version}")

@@ -57,8 +57,88 @@ DISPLAY_NAME = Form(r"(?=.*\S)[^\x00-\x1f\x7f]{1,128}", "up to 128 printable cha
 MACHINE = Form(r"[a-z][a-z0-9]*(-[a-z0-9]+)+", "a machine type such as n1-standard-4")
 MODULE = Form(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", "a Python module such as trainer.task")
 URL = Form(r"https?://[^\s/?#]+(/\S*)?", "an http:// or https:// URL")
+# A container image reference: registry host[:port], a lowercase path, a tag or a digest.
+IMAGE = Form(
+    r"[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+"
+    r"(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?",
+    "a container image such as us-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE:TAG",
+)
+# Versions are labelled with it (lowercased, at most 63 characters): a commit id or name.
+GIT_SHA = Form(r"[A-Za-z0-9_-]{1,64}", "a commit id: up to 64 letters, digits, '-' or '_'")
 # An integer setting above this is a typo, not a plan (and no API field takes it).
 INT_MAX = 2**31 - 1
+# A number of seconds above this (a day) is a typo: the process would sleep that long.
+SECONDS_MAX = 86_400.0
+# Vertex AI's locations (cloud.google.com/vertex-ai/docs/general/locations). A region not
+# listed is accepted (new regions open), unless its name is a near miss of a listed one's
+# (``us-centrall1``): that is a typo, which would otherwise surface as a failure to connect
+# after files were uploaded.
+VERTEX_REGIONS = (
+    "us-central1",
+    "us-east1",
+    "us-east4",
+    "us-east5",
+    "us-south1",
+    "us-west1",
+    "us-west2",
+    "us-west3",
+    "us-west4",
+    "northamerica-northeast1",
+    "northamerica-northeast2",
+    "northamerica-south1",
+    "southamerica-east1",
+    "southamerica-west1",
+    "europe-central2",
+    "europe-north1",
+    "europe-southwest1",
+    "europe-west1",
+    "europe-west2",
+    "europe-west3",
+    "europe-west4",
+    "europe-west6",
+    "europe-west8",
+    "europe-west9",
+    "europe-west10",
+    "europe-west12",
+    "me-central1",
+    "me-central2",
+    "me-west1",
+    "africa-south1",
+    "asia-east1",
+    "asia-east2",
+    "asia-northeast1",
+    "asia-northeast2",
+    "asia-northeast3",
+    "asia-south1",
+    "asia-south2",
+    "asia-southeast1",
+    "asia-southeast2",
+    "australia-southeast1",
+    "australia-southeast2",
+)
+# How many accelerators of each type one replica may have on Vertex AI custom training
+# (the machine types' GPU and TPU configurations, cloud.google.com/vertex-ai/docs/training/
+# configure-compute#gpu-compatibility-table). Types not listed are not checked here.
+ACCELERATOR_COUNTS = {
+    "NVIDIA_TESLA_K80": (1, 2, 4, 8),
+    "NVIDIA_TESLA_P4": (1, 2, 4),
+    "NVIDIA_TESLA_T4": (1, 2, 4),
+    "NVIDIA_TESLA_P100": (1, 2, 4),
+    "NVIDIA_TESLA_V100": (1, 2, 4, 8),
+    "NVIDIA_TESLA_A100": (1, 2, 4, 8, 16),
+    "NVIDIA_A100_80GB": (1, 2, 4, 8),
+    "NVIDIA_L4": (1, 2, 4, 8),
+    "NVIDIA_H100_80GB": (1, 2, 4, 8),
+    "NVIDIA_H100_MEGA_80GB": (8,),
+    "NVIDIA_H200_141GB": (8,),
+    "NVIDIA_B200": (8,),
+    "NVIDIA_GB200": (4,),
+    "NVIDIA_RTX_PRO_6000": (1, 2, 4, 8),
+    "TPU_V2": (8,),
+    "TPU_V3": (8,),
+    "TPU_V4_POD": (4,),
+    "TPU_V5_LITEPOD": (1, 4, 8),
+}
 
 
 def _s(default, help_: str, form: Form | None = None):
@@ -97,12 +177,16 @@ class Settings:
     )
     heartbeat: float = _s(60.0, "seconds between 'still running' lines while waiting")
     tf_version: str | None = _s(None, "TensorFlow version for images (default: installed)")
-    executor_image: str | None = _s(None, "training executorImageUri (default: from tf_version)")
-    serving_image: str | None = _s(None, "prediction image (default: from tf_version)")
+    executor_image: str | None = _s(
+        None, "training executorImageUri (default: from tf_version)", IMAGE
+    )
+    serving_image: str | None = _s(None, "prediction image (default: from tf_version)", IMAGE)
     serving_machine_type: str = _s(
         "n1-standard-2", "machine type of endpoints and batch jobs", MACHINE
     )
-    git_sha: str | None = _s(None, "commit labelled on versions (default: GITHUB_SHA or git)")
+    git_sha: str | None = _s(
+        None, "commit labelled on versions (default: GITHUB_SHA or git)", GIT_SHA
+    )
     # What a training job runs: steps, and the cluster (a legacy tier, or CUSTOM's machines).
     train_steps: int = _s(1000, "global training steps passed to the trainer")
     scale_tier: str = _s("BASIC", "legacy ML Engine scale tier (docs/cli.md: tiers)")
@@ -194,15 +278,21 @@ def convert(name: str, value, source: str):
         out = number(value, what)
         if out < 0:
             raise UsageError(f"{what}: bad value {value!r} (must not be negative)")
+        if out > SECONDS_MAX:
+            raise UsageError(f"{what}: bad value {value!r} (at most {SECONDS_MAX:g} seconds)")
+        if name == "poll_interval" and out == 0:  # polling without a pause floods the API
+            raise UsageError(f"{what}: bad value {value!r} (must be above 0)")
         return out
     if "int" in kind:
         out = whole(value, what)
         if not 1 <= out <= INT_MAX:
             raise UsageError(f"{what}: bad value {value!r} (must be 1 to {INT_MAX})")
         return out
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"setting {name!r} from {source}: expected a non-empty string")
     form = FIELDS[name].metadata["form"]
+    if not isinstance(value, str) or not value or (form is None and not value.strip()):
+        raise UsageError(f"setting {name!r} from {source}: expected a non-empty string")
+    if "\x00" in value:
+        raise UsageError(f"setting {name!r} from {source}: contains a NUL byte")
     if form is not None:
         form.check(value, what)
     return value
@@ -214,6 +304,8 @@ def load_file(path: Path) -> dict:
         data = tomllib.loads(read_text(path, "settings file"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"settings file {str(path)!r} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"settings file {str(path)!r}: TOML nested too deeply") from None
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
         raise UsageError(f"unknown setting {unknown[0]!r} in {str(path)!r}")
@@ -226,6 +318,8 @@ def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> 
     args_d = vars(args) if args is not None else {}
     file_name = args_d.get("settings") or env.get("CI_SETTINGS")
     path = Path(file_name or SETTINGS_FILE)
+    if file_name and path.is_dir():
+        raise UsageError(f"settings file {str(path)!r} is a directory")
     if file_name and not path.is_file():
         raise UsageError(f"settings file not found: {str(path)!r}")
     from_file = load_file(path) if path.is_file() else {}
@@ -247,9 +341,59 @@ def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> 
     return settings
 
 
+def _check_region(region: str) -> None:
+    """A near miss of a Vertex AI location's name is a typo (see :data:`VERTEX_REGIONS`)."""
+    import difflib
+
+    if region in VERTEX_REGIONS:
+        return
+    stem = region.rstrip("0123456789")
+    stems = {r.rstrip("0123456789") for r in VERTEX_REGIONS}
+    if stem in stems:  # a new number in a known area: new regions open that way
+        return
+    close = difflib.get_close_matches(stem, stems, n=1, cutoff=0.9)
+    if close:
+        like = [r for r in VERTEX_REGIONS if r.startswith(close[0])]
+        raise UsageError(
+            f"setting 'region': bad value {region!r} (not a Vertex AI location; did you mean "
+            f"{' or '.join(like[:3])}?)"
+        )
+
+
+def _check_accelerators(settings: Settings) -> None:
+    kind, count = settings.accelerator_type, settings.accelerator_count
+    if count and not kind:
+        raise UsageError(
+            f"setting 'accelerator_count' is {count} but 'accelerator_type' is unset "
+            "(--accelerator-type, e.g. NVIDIA_TESLA_T4)"
+        )
+    if not kind:
+        return
+    if not count:
+        raise UsageError(
+            f"setting 'accelerator_type' is {kind} but 'accelerator_count' is unset "
+            "(--accelerator-count)"
+        )
+    allowed = ACCELERATOR_COUNTS.get(kind)
+    if allowed and count not in allowed:
+        raise UsageError(
+            f"setting 'accelerator_count': bad value {count} for {kind} "
+            f"(Vertex AI attaches {', '.join(map(str, allowed))} per replica)"
+        )
+
+
 def _validate(settings: Settings) -> None:
     """Checks across settings, done here so they fail before anything is built or started."""
     DISPLAY_NAME.check(settings.endpoint_display_name, "the endpoint's display name")
+    _check_region(settings.region)
+    if settings.local_max_replicas is not None:
+        from ci.emulator.replicas import LOCAL_REPLICA_LIMIT
+
+        if settings.local_max_replicas > LOCAL_REPLICA_LIMIT:
+            raise UsageError(
+                f"setting 'local_max_replicas': bad value {settings.local_max_replicas} (at "
+                f"most {LOCAL_REPLICA_LIMIT}, the emulator's limit of local processes a job)"
+            )
     if settings.accelerator_type:
         from ci.emulator import schema  # the API's own list (its discovery document)
 
@@ -260,6 +404,14 @@ def _validate(settings: Settings) -> None:
                 f"setting 'accelerator_type': bad value {settings.accelerator_type!r} "
                 f"(one of {', '.join(known)})"
             )
+    _check_accelerators(settings)
+    from ci.tiers import TIER_NAMES
+
+    if settings.scale_tier.upper() not in TIER_NAMES:
+        raise UsageError(
+            f"setting 'scale_tier': bad value {settings.scale_tier!r} "
+            f"(one of {', '.join(TIER_NAMES)})"
+        )
     if settings.tf_version:
         from ci import tiers
 

@@ -175,24 +175,29 @@ def check_local(locations: list[str]) -> None:
             gcs.split_object(location)
             continue
         path = Path(location)
+        if path.is_dir():
+            raise BadData(f"file to stage is a directory: {location!r}")
         if not path.is_file():
             raise BadData(f"file to stage not found: {location!r}")
         if path.stat().st_size == 0:
             raise BadData(f"file to stage is empty: {location!r}")
-        if is_tarball(path):
+        try:
             with path.open("rb") as fh:
-                if fh.read(2) != GZIP_MAGIC:
-                    raise BadData(f"{location!r} is named .tar.gz but is not gzip data")
+                head = fh.read(2)
+        except OSError as exc:
+            raise BadData(f"cannot read file to stage {location!r}: {exc.strerror}") from None
+        if is_tarball(path) and head != GZIP_MAGIC:
+            raise BadData(f"{location!r} is named .tar.gz but is not gzip data")
 
 
 def check_sdist(location: str) -> None:
     """Fail early on a package pip could not install: it must open as an sdist or wheel."""
     check_local([location])
+    if not location.endswith(PACKAGE_SUFFIXES):
+        raise BadData(f"package {location!r} is not an sdist or wheel (.tar.gz, .zip or .whl)")
     if location.startswith("gs://"):
         return
     path = Path(location)
-    if not path.name.endswith(PACKAGE_SUFFIXES):
-        raise BadData(f"package {location!r} is not an sdist or wheel (.tar.gz, .zip or .whl)")
     try:
         if is_tarball(path):
             with tarfile.open(path, "r:gz") as tar:

@@ -20,7 +20,7 @@ from ci.errors import CiError, Interrupted, UsageError
 from ci.gate import scalars
 from ci.job_wait import INTERRUPT_GRACE, SUCCEEDED, TERMINAL, JobKind, cancel, wait_until_done
 from ci.settings import Settings, git_sha, resolve, tf_version
-from ci.stage import Staged, check_local, data_hash, ensure_staged
+from ci.stage import Staged, check_local, check_sdist, data_hash, ensure_staged
 from ci.vertex import job_dir, read_metrics
 
 
@@ -163,6 +163,7 @@ def train(
     job = api(jobs.create(parent=cloud.parent, body=body), "create job")
     replicas = sum(p.replicas for p in pools)
     cloud.log(f"submitted {job['name']} ({replicas} replica(s), {train_steps} steps)")
+    local_cap_note(cloud, replicas)
     if on_submitted is not None:
         on_submitted(job)
     job = wait(cloud, job, timeout)
@@ -173,6 +174,22 @@ def train(
     directory = job_dir(job)
     metrics = read_metrics(cloud, f"{directory}/metrics.json")
     return TrainResult(job, directory, metrics)
+
+
+def local_cap_note(cloud: Cloud, replicas: int) -> None:
+    """Say so when the embedded emulators run fewer local processes than replicas asked for."""
+    if not cloud.settings.embedded:
+        return
+    from ci.emulator.replicas import LOCAL_REPLICA_LIMIT
+
+    cap = min(cloud.settings.local_max_replicas or LOCAL_REPLICA_LIMIT, LOCAL_REPLICA_LIMIT)
+    if replicas > cap:
+        why = (
+            f"setting local_max_replicas={cloud.settings.local_max_replicas}"
+            if cloud.settings.local_max_replicas
+            else f"the emulator's limit of {LOCAL_REPLICA_LIMIT} local processes a job"
+        )
+        cloud.log(f"note: {replicas} replicas asked for; {why} runs {cap} of them here")
 
 
 def add_arguments(parser) -> None:
@@ -221,7 +238,9 @@ def main(argv: list[str]) -> int:
     if not settings.train_file or not settings.eval_file:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
     data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
-    check_local([*([args.package] if args.package else []), *data])
+    if args.package:  # what `ci stage` refuses is refused here, before anything is uploaded
+        check_sdist(args.package)
+    check_local(data)
     package = args.package
     if not package:
         package = str(packaging.build_sdist(Path(args.package_dir), Path(args.dist_dir)))

@@ -18,7 +18,7 @@ from ci.errors import CiError, UsageError
 from ci.package import add_arguments as package_arguments
 from ci.package import build_sdist
 from ci.settings import git_sha, resolve
-from ci.stage import Staged, check_local, data_hash, ensure_staged
+from ci.stage import Staged, check_local, check_sdist, data_hash, ensure_staged
 from ci.tuning_config import TuningConfig
 
 FINISHED_TRIAL = ("SUCCEEDED", "INFEASIBLE")
@@ -199,7 +199,9 @@ def main(argv: list[str]) -> int:
     if not settings.train_file or not settings.eval_file:
         raise UsageError("settings 'train_file' and 'eval_file' are required (see ci.toml)")
     data = [settings.data_path(f) for f in (settings.train_file, settings.eval_file)]
-    check_local([*([args.package] if args.package else []), *data])
+    if args.package:  # what `ci stage` refuses is refused here, before anything is uploaded
+        check_sdist(args.package)
+    check_local(data)
     package = args.package or str(build_sdist(Path(args.package_dir), Path(args.dist_dir)))
     with connect(settings) as cloud:
         result = tune(cloud, config, pools, package, None, args.timeout, tuple(extra))

@@ -79,7 +79,7 @@ def load(path: Path) -> TuningConfig:
     text = read_text(path, "tuning file")
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
     return parse(data, str(path))
 

@@ -8,6 +8,7 @@ where the trainer contract writes them (``<job-dir>/model`` and ``<job-dir>/metr
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ci import gcs
@@ -165,12 +166,53 @@ def undeploy(cloud: Cloud, endpoint: dict, deployed_id: str, traffic: dict) -> N
     wait_operation(cloud, api(request, what), what)
 
 
+# Vertex AI's resource ids are int64 numbers; a job is named by its id or its resource name.
+_ID = r"[0-9]{1,19}"
+_JOB_NAME = re.compile(
+    rf"projects/[a-z0-9][a-z0-9.:-]{{0,62}}/locations/[a-z]+(-[a-z]+)+[0-9]+/customJobs/{_ID}"
+)
+# Vertex AI's rule for a version alias ([a-z] first, so it is never a version id).
+_ALIAS = re.compile(r"[a-z][a-zA-Z0-9-]{0,126}[a-z0-9-]")
+
+
+def check_job_ref(job: str, what: str = "--job") -> str:
+    """``job`` itself if it is a custom job id or resource name (not whether it exists).
+
+    A malformed one is a UsageError (exit 2) before anything connects; a well-formed one
+    that does not exist is a CiError (exit 1) "not found" from :func:`get_job`.
+    """
+    if not (re.fullmatch(_ID, job) or _JOB_NAME.fullmatch(job)):
+        raise UsageError(
+            f"{what}: bad value {job!r} (a custom job id, a number, or its resource name "
+            "projects/P/locations/L/customJobs/ID)"
+        )
+    return job
+
+
+def check_version_id(version: str, what: str) -> str:
+    """``version`` itself if it is a model version id (a number)."""
+    if not re.fullmatch(_ID, version):
+        raise UsageError(f"{what}: bad value {version!r} (a model version id, a number)")
+    return version
+
+
+def check_version_ref(version: str, what: str) -> str:
+    """``version`` itself if it is a version id or a version alias such as ``default``."""
+    if not (re.fullmatch(_ID, version) or _ALIAS.fullmatch(version)):
+        raise UsageError(
+            f"{what}: bad value {version!r} (a version id, a number, or an alias: a letter, "
+            "then letters, digits or '-')"
+        )
+    return version
+
+
 def get_job(cloud: Cloud, job: str) -> dict:
-    """A custom job by resource name or bare id."""
+    """A custom job by resource name or bare id; a UsageError if it is neither, a CiError
+    naming it "not found" if there is no such job."""
+    check_job_ref(job)
     name = job if "/" in job else f"{cloud.parent}/customJobs/{job}"
-    if not name.startswith("projects/"):
-        raise UsageError(f"not a custom job name or id: {job!r}")
-    return api(_locations(cloud).customJobs().get(name=name), f"get job {job}")
+    request = _locations(cloud).customJobs().get(name=name)
+    return api(request, f"get job {job}", on_404=f"job {name} not found")
 
 
 def job_dir(job: dict) -> str:

@@ -42,6 +42,11 @@ def workdir(tmp_path, monkeypatch):
         "fake.tar.gz": b"this is not gzip data at all\n",
         "broken.tar.gz": gzip.compress(b"not a tar archive, only gzip")[:-4],
         "a-file": b"x\n",
+        "deep.toml": b"a = " + b"[" * 5000 + b"]" * 5000 + b"\n",
+        "nul.toml": b'git_sha = "a\\u0000b"\n',
+        "broken.jsonl": b'{"a": 1}\n{"a": \n',
+        "blank.jsonl": b"\n  \n\n",
+        "notzip.zip": b"PK but not really a zip archive\n",
         "float-int.toml": b"local_max_replicas = 2.5\n",
         "nan.toml": b"heartbeat = nan\n",
         "bool.toml": b"poll_interval = true\n",
@@ -76,6 +81,7 @@ def tree(root: Path) -> dict[str, bytes | None]:
 
 
 GATE_ARGS = ["--config", "gate.toml", "--candidate-metrics", "metrics.json"]
+BATCH = ["batch-predict", "--output", "gs://bad-input/o", "--instances"]
 
 CASES = {
     # files that are not UTF-8
@@ -149,6 +155,102 @@ CASES = {
         ["train", "--train-steps", "5", "--package", "fake.tar.gz"],
         "'fake.tar.gz'",
     ),
+    # a package that is not an sdist or wheel: refused as `ci stage` does, before any upload
+    "train --package: not an archive": (
+        ["train", "--train-steps", "5", "--package", "a-file"],
+        "package 'a-file' is not an sdist or wheel",
+    ),
+    "train --package: .zip that is not a zip": (
+        ["train", "--train-steps", "5", "--package", "notzip.zip"],
+        "package 'notzip.zip' is not a readable archive",
+    ),
+    "train --package: gs:// object not a package": (
+        ["train", "--train-steps", "5", "--package", "gs://bad-input/pkg/trainer.txt"],
+        "'gs://bad-input/pkg/trainer.txt' is not an sdist or wheel",
+    ),
+    "tune --package: not an archive": (
+        ["tune", "--tuning-config", str(ROOT / "tuning.toml"), "--package", "a-file"],
+        "package 'a-file' is not an sdist or wheel",
+    ),
+    "train --tuning-config --package: .tar.gz not gzip": (
+        ["train", "--tuning-config", str(ROOT / "tuning.toml"), "--package", "fake.tar.gz"],
+        "'fake.tar.gz'",
+    ),
+    # malformed job and version ids: bad usage before connecting (unknown ones are exit 1)
+    "promote --job abc": (["promote", "--job", "abc"], "--job: bad value 'abc'"),
+    "promote --job empty": (["promote", "--job", ""], "--job: bad value ''"),
+    "promote --job name with a bad id": (
+        ["promote", "--job", "projects/p-123456/locations/us-central1/customJobs/abc"],
+        "'projects/p-123456/locations/us-central1/customJobs/abc'",
+    ),
+    "gate --job abc": (["gate", "--config", "gate.toml", "--job", "abc"], "'abc'"),
+    "report --job abc": (["report", "--job", "abc", "--out", "R"], "--job: bad value 'abc'"),
+    "report --job NUL": (["report", "--job", "1\x002", "--out", "R"], "contains a NUL byte"),
+    "report --version v1": (
+        ["report", "--version", "v1", "--out", "R"],
+        "--version: bad value 'v1'",
+    ),
+    "rollback --to-version -1": (["rollback", "--to-version=-1"], "--to-version: bad value '-1'"),
+    "rollback --to-version 1.0": (["rollback", "--to-version", "1.0"], "'1.0'"),
+    "batch-predict --model-version bad alias": (
+        [*BATCH, "good.json", "--model-version", "Bad Alias!"],
+        "--model-version: bad value 'Bad Alias!'",
+    ),
+    # batch-predict's local instances: checked (a line at a time) before anything is uploaded
+    "batch-predict: instances not utf-8": (
+        ["batch-predict", "--instances", "binary.json", "--output", "gs://bad-input/o"],
+        "'binary.json' line 1 is not UTF-8 text",
+    ),
+    "batch-predict: instances not JSON": (
+        ["batch-predict", "--instances", "broken.jsonl", "--output", "gs://bad-input/o"],
+        "'broken.jsonl' line 2: not JSON",
+    ),
+    "batch-predict: deep instances": (
+        ["batch-predict", "--instances", "deep.json", "--output", "gs://bad-input/o"],
+        "'deep.json' line 1: JSON nested too deeply",
+    ),
+    "batch-predict: blank instances": (
+        ["batch-predict", "--instances", "blank.jsonl", "--output", "gs://bad-input/o"],
+        "'blank.jsonl' has no instances",
+    ),
+    "batch-predict: instances a directory": (
+        ["batch-predict", "--instances", "model", "--output", "gs://bad-input/o"],
+        "file to stage is a directory: 'model'",
+    ),
+    "batch-predict: --output names no bucket": (
+        ["batch-predict", "--instances", "good.json", "--output", "gs:///x"],
+        "no bucket in 'gs:///x'",
+    ),
+    # paths the system refuses, blank names and NUL bytes: named, before any work
+    "--summary name too long": (["gate", *GATE_ARGS, "--summary", "s" * 5000], "(5000 characters)"),
+    "--stage --sdist name too long": (["stage", "--sdist", "p" * 100_000], "File name too long"),
+    "--outputs blank": (["gate", *GATE_ARGS, "--outputs", " "], "blank file name ' '"),
+    "--dist-dir blank": (["package", "--dist-dir", "  "], "blank directory name '  '"),
+    "local-train --job-dir empty": (["local-train", "--job-dir", ""], "blank directory name"),
+    "NUL in an argument": (["predict", "--instances", "a\x00b"], "contains a NUL byte"),
+    "NUL in ci.toml": (
+        ["predict", "--settings", "nul.toml"],
+        "'git_sha' from nul.toml: contains a NUL byte",
+    ),
+    "ci.toml nested too deeply": (
+        ["predict", "--settings", "deep.toml"],
+        "'deep.toml': TOML nested",
+    ),
+    "gate config nested too deeply": (
+        ["gate", "--config", "deep.toml", "--candidate-metrics", "metrics.json"],
+        "'deep.toml' is not valid TOML: maximum recursion depth",
+    ),
+    "tuning config nested too deeply": (["tune", "--tuning-config", "deep.toml"], "deep.toml"),
+    "pyproject nested too deeply": (
+        ["install-deps", "--group", "ci", "--pyproject", "deep.toml"],
+        "deep.toml: not a readable TOML file",
+    ),
+    "--settings is a directory": (["predict", "--settings", "model"], "'model' is a directory"),
+    "--model-name blank": (["predict", "--model-name", "   "], "--model-name: bad value '   '"),
+    "--git-sha blank": (
+        ["predict", "--git-sha", " "],
+        "'git_sha' from --git-sha: bad value ' '",
+    ),
     # numbers: NaN, infinities, booleans, truncation
     "--poll-interval nan": (["predict", "--poll-interval", "nan"], "'nan'"),
     "--heartbeat inf": (["predict", "--heartbeat", "inf"], "'inf'"),
@@ -205,4 +307,17 @@ def test_an_empty_output_path_means_none(workdir, capsys):
     argv = ["gate", "--config", "empty.toml", "--summary", "", "--outputs", ""]
     assert cli.main(argv) == 2
     assert "'empty.toml' sets no thresholds" in capsys.readouterr().err  # past the flags
+    assert tree(workdir) == before
+
+
+def test_a_state_dir_that_is_a_file_is_named_before_the_emulators_start(
+    workdir, monkeypatch, capsys
+):
+    # The embedded default (no project, no endpoint) keeps its state in state_dir.
+    for name in ("CI_PROJECT", "CI_API_ENDPOINT", "STORAGE_EMULATOR_HOST"):
+        monkeypatch.delenv(name)
+    before = tree(workdir)
+    assert cli.main(["versions", "--state-dir", "a-file"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line == "Error: 'a-file' (for the local emulators' state) exists and is not a directory"
     assert tree(workdir) == before

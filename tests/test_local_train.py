@@ -50,15 +50,34 @@ def test_a_real_run_leaves_the_export_and_metrics(in_repo, tmp_path):
     assert "| accuracy |" in summary.read_text()
 
 
-def test_a_failing_trainer_is_one_error_line(in_repo, tmp_path, capsys):
+def test_a_failing_trainer_is_one_error_line(in_repo, tmp_path, capfd):
     bad = tmp_path / "bad.csv"
     bad.write_text("3,4,a,b,c\n1,abc,3,4,0\n")
     argv = ["local-train", "--job-dir", str(tmp_path / "job"), "--train-file", str(bad)]
     assert cli.main(argv) == 1
-    err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("Error: the trainer trainer.task exited with status ")
-    assert not err.endswith(" 0")
+    err = capfd.readouterr().err  # the trainer's stderr (a child process's) included
+    # The trainer's own "Error: ..." line is folded into ci's: one Error line, with why.
+    [line] = [x for x in err.splitlines() if x.startswith("Error:")]
+    assert line.startswith("Error: the trainer trainer.task exited with status 1: ")
+    assert f"{bad}:1: unexpected header '3,4,a,b,c'" in line
+    assert "Traceback" not in err
     assert not (tmp_path / "job" / "metrics.json").exists()
+
+
+def test_trainer_args_the_trainer_refuses_are_one_usage_error(in_repo, tmp_path, capfd):
+    # The trainer's argparse says what is wrong (exit 2): one Error line, exit 2, no job dir.
+    argv = ["local-train", "--job-dir", str(tmp_path / "job"), "--trainer-args", "--no-such 1"]
+    assert cli.main(argv) == 2
+    err = capfd.readouterr().err
+    [line] = [x for x in err.splitlines() if x.startswith("Error:")]
+    assert line.startswith("Error: the trainer trainer.task exited with status 2: ")
+    assert "--no-such" in line
+    assert not (tmp_path / "job" / "metrics.json").exists()
+
+
+def test_a_job_dir_that_looks_like_a_flag_is_still_a_path(in_repo):
+    cmd = local_train.command(resolve(env={}), Path("-out"), [])
+    assert cmd[cmd.index("--job-dir") + 1] == "./-out"
 
 
 def test_bad_trainer_args_exit_2_naming_the_value(in_repo, tmp_path, capsys):

@@ -260,7 +260,7 @@ def test_bad_input_changes_nothing(env, jobs, tmp_path, capsys):
     assert cli.main(["promote", "--job", jobs[1], "--instances", str(broken)]) == 2
     assert "not JSON" in capsys.readouterr().err
     assert cli.main(["promote", "--job", "999999"]) == 1
-    assert "HTTP 404" in capsys.readouterr().err
+    assert "customJobs/999999 not found" in capsys.readouterr().err
     assert cli.main(["promote", "--job", a, "--canary", "150"]) == 2
     capsys.readouterr()
     for labels, named in [("[1]", "not a JSON object: '[1]'"), ('{"Job": "1"}', "key 'Job'")]:
@@ -270,8 +270,25 @@ def test_bad_input_changes_nothing(env, jobs, tmp_path, capsys):
             err.startswith("Error: python -m ci promote: argument --labels: ") and named in err
         ), err
         assert err.count("\n") == 1
-    assert cli.main(["rollback", "--to-version", "7"]) == 2
-    assert "no version '7'" in capsys.readouterr().err
+    assert cli.main(["rollback", "--to-version", "7"]) == 1  # well-formed, but no such version
+    assert "version '7' of " in capsys.readouterr().err
+    # Well-formed ids that name nothing: exit 1, "not found" (malformed ones exit 2 before
+    # connecting: tests/test_bad_input.py).
+    gate_toml = str(ROOT / "gate.toml")
+    for argv, named in [
+        (["gate", "--config", gate_toml, "--job", "999999"], "customJobs/999999 not found"),
+        (["report", "--job", "999999"], "customJobs/999999 not found"),
+        (["report", "--version", "42"], "version '42' of model "),
+        (["batch-predict", "--instances", str(INSTANCES), "--model-version", "42"], "'42'"),
+    ]:
+        if argv[0] == "report":
+            argv += ["--gate-config", gate_toml, "--out", str(tmp_path / "R")]
+        if argv[0] == "batch-predict":
+            argv += ["--output", f"gs://{env['CI_BUCKET']}/batch"]
+        assert cli.main(argv) == 1, argv
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("Error: ") and named in line and "not found" in line, line
+    assert not (tmp_path / "R").exists()
     assert snapshot(env) == before
 
 
@@ -518,3 +535,55 @@ def test_a_lost_upload_leaves_no_version(env, emulator, jobs):
     assert re.fullmatch(r"Error: upload model \(poll\) failed: HTTP 404: .*\n", result.stderr)
     assert "restore: deleted version 2 of the failed upload" in result.stdout
     assert snapshot(env) == before
+
+
+def test_a_canary_on_another_endpoint_than_the_champion_is_refused(
+    env, jobs, monkeypatch, capsys, tmp_path
+):
+    a, b = jobs
+    assert cli.main(["promote", "--job", a]) == 0  # the champion serves on MODEL-endpoint
+    before, served = snapshot(env), serving(env)
+    other = {**env, "CI_ENDPOINT_NAME": "elsewhere"}
+    monkeypatch.setenv("CI_ENDPOINT_NAME", "elsewhere")
+    capsys.readouterr()
+    # Before: the canary silently became a full promotion there, and 'default' moved.
+    assert cli.main(["promote", "--job", b, "--canary", "10"]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("Error: --canary 10: the champion (version 1") and "'elsewhere'" in line
+    assert snapshot(env) == before and serving(env) == served  # nothing uploaded or moved
+    with cloud_for(other) as cloud:
+        assert find_endpoint(cloud) is None  # not even the endpoint was created
+    # pipeline refuses it before training (before: a job trained, then the same silent
+    # full promotion).
+    argv = ["pipeline", "--canary", "10", "--package-dir", str(ROOT)]
+    argv += ["--dist-dir", str(tmp_path), "--gate-config", str(ROOT / "gate.toml")]
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("Error: --canary 10: the champion (version 1") and err.count("\n") == 1
+    assert "submitted" not in out and "uploaded" not in out  # nothing staged or trained
+    assert snapshot(env) == before and serving(env) == served
+    # Without --canary it is a full promotion there: 'default' follows the version that
+    # passed on the endpoint it now serves from; the old endpoint keeps serving version 1.
+    assert cli.main(["promote", "--job", b]) == 0
+    state = snapshot(env)
+    assert state["versions"] == [("1", ["previous"], job_id(a)), ("2", ["default"], job_id(b))]
+    assert state["traffic"] == before["traffic"] == {"1": 100}
+    with cloud_for(other) as cloud:
+        assert traffic_by_version(find_endpoint(cloud), find_model(cloud)["name"]) == {"2": 100}
+
+
+def test_default_moves_only_after_the_serving_endpoint_answered(env, emulator, jobs, capsys):
+    a, b = jobs
+    assert cli.main(["promote", "--job", a]) == 0
+    before, served = snapshot(env), serving(env)
+    capsys.readouterr()
+    faults.inject(emulator.vertex_url, "models.mergeVersionAliases", 400, count=1)
+    assert cli.main(["promote", "--job", b]) == 1
+    out, err = capsys.readouterr()
+    assert "set aliases" in err and err.count("\n") == 1, err
+    # The smoke test through the serving endpoint came first: the alias move was the last
+    # step, and its failure restored traffic and aliases and deleted version 2.
+    endpoint = env["CI_MODEL_NAME"] + "-endpoint"
+    assert f"smoke test passed on {endpoint}: " in out
+    assert "restored: traffic and aliases are as they were" in out
+    assert snapshot(env) == before and serving(env) == served

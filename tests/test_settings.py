@@ -70,6 +70,30 @@ def test_numbers_are_converted_and_bad_ones_named(tmp_path):
         ({"CI_API_ENDPOINT": "localhost:8080"}, "(an http:// or https:// URL)"),
         ({"CI_TRAIN_STEPS": "99999999999999999999999"}, "(must be 1 to 2147483647)"),
         ({"CI_ACCELERATOR_TYPE": "BOGUS"}, "'accelerator_type': bad value 'BOGUS' (one of "),
+        # Vertex AI attaches only some counts of each accelerator to a replica.
+        (
+            {"CI_ACCELERATOR_TYPE": "NVIDIA_TESLA_T4", "CI_ACCELERATOR_COUNT": "3"},
+            "'accelerator_count': bad value 3 for NVIDIA_TESLA_T4 (Vertex AI attaches 1, 2, 4",
+        ),
+        (
+            {"CI_ACCELERATOR_TYPE": "TPU_V2", "CI_ACCELERATOR_COUNT": "1"},
+            "bad value 1 for TPU_V2 (Vertex AI attaches 8 per replica)",
+        ),
+        (
+            {"CI_ACCELERATOR_COUNT": "2"},
+            "'accelerator_count' is 2 but 'accelerator_type' is unset",
+        ),
+        (
+            {"CI_ACCELERATOR_TYPE": "NVIDIA_L4"},
+            "'accelerator_type' is NVIDIA_L4 but 'accelerator_count' is unset",
+        ),
+        # a near miss of a Vertex AI location is a typo; other shapes are refused by pattern
+        ({"CI_REGION": "us-centrall1"}, "'us-centrall1' (not a Vertex AI location; did you mean"),
+        ({"CI_REGION": "europe-wst4"}, "did you mean europe-west1 or europe-west2 or "),
+        # absurd numbers, named with their limit
+        ({"CI_LOCAL_MAX_REPLICAS": "99999"}, "bad value 99999 (at most 32, the emulator's limit"),
+        ({"CI_POLL_INTERVAL": "0"}, "CI_POLL_INTERVAL: bad value '0' (must be above 0)"),
+        ({"CI_HEARTBEAT": "1e300"}, "CI_HEARTBEAT: bad value '1e300' (at most 86400 seconds)"),
     ],
 )
 def test_names_follow_google_clouds_rules(tmp_path, env, message):
@@ -85,6 +109,7 @@ def test_good_names_pass(tmp_path):
         "CI_REGION": "northamerica-northeast1",
         "CI_MODEL_NAME": "Iris classifier (v2) — é",
         "CI_ACCELERATOR_TYPE": "NVIDIA_TESLA_T4",
+        "CI_ACCELERATOR_COUNT": "1",
         "CI_API_ENDPOINT": "http://127.0.0.1:8080",
     }
     s = resolve(_parse([], tmp_path), good)
@@ -139,3 +164,20 @@ def test_run_settings_are_settings(tmp_path):
     assert (s.train_steps, s.scale_tier) == (50, "STANDARD_1")
     with pytest.raises(UsageError, match=r"'train_steps' from CI_TRAIN_STEPS: bad value '0'"):
         resolve(_parse([], tmp_path), {"CI_TRAIN_STEPS": "0"})
+
+
+@pytest.mark.parametrize(
+    "region", ["us-central1", "us-central2", "europe-west12", "africa-south1", "mars-north1"]
+)
+def test_real_and_new_regions_are_accepted(tmp_path, region):
+    # Listed locations, a new number in a known area, and a new area all pass: only a near
+    # miss of a listed name is refused.
+    assert resolve(_parse([], tmp_path), {"CI_REGION": region}).region == region
+
+
+@pytest.mark.parametrize(
+    ("kind", "count"), [("NVIDIA_TESLA_T4", "4"), ("NVIDIA_TESLA_A100", "16"), ("TPU_V3", "8")]
+)
+def test_accelerator_counts_vertex_offers_are_accepted(tmp_path, kind, count):
+    env = {"CI_ACCELERATOR_TYPE": kind, "CI_ACCELERATOR_COUNT": count}
+    assert resolve(_parse([], tmp_path), env).accelerator_count == int(count)

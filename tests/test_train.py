@@ -12,9 +12,10 @@ import sys
 
 import pytest
 
-from ci import cli, clients, tiers
+from ci import cli, clients, tiers, train
+from ci.cloud import Cloud
 from ci.emulator import faults
-from ci.settings import Settings
+from ci.settings import Settings, resolve
 from ci.train import job_body
 from tests.merge_path import ROOT, settings_env, trainer_copy
 
@@ -122,7 +123,19 @@ def test_timeout_cancels_the_job(env, trainer_sdist, vertex, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--scale-tier", "HUGE"], "unknown scale tier 'HUGE'"),
+        (["--scale-tier", "HUGE"], "'scale_tier': bad value 'HUGE' (one of BASIC, "),
+        (
+            [
+                *("--scale-tier", "CUSTOM", "--master-type", "n1-standard-4"),
+                *("--accelerator-type", "NVIDIA_TESLA_T4", "--accelerator-count", "3"),
+            ],
+            "bad value 3 for NVIDIA_TESLA_T4 (Vertex AI attaches 1, 2, 4 per replica)",
+        ),
+        (["--accelerator-count", "2"], "'accelerator_type' is unset"),
+        (["--region", "us-centrall1"], "did you mean us-central1"),
+        (["--git-sha", "not a sha"], "'git_sha' from --git-sha: bad value 'not a sha'"),
+        (["--executor-image", "gs://x/y"], "(a container image such as "),
+        (["--package", "README.md"], "package 'README.md' is not an sdist or wheel"),
         (["--scale-tier", "CUSTOM"], "CUSTOM needs --master-type"),
         (
             [
@@ -203,3 +216,19 @@ def _ours(job: dict, display: str, command: str) -> bool:
     if command == "train":
         return job["displayName"] == display
     return job["displayName"].startswith(display + "-")
+
+
+def test_more_replicas_than_the_local_emulator_runs_get_a_note(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ci.toml: the embedded default
+    train.local_cap_note(Cloud(resolve(env={}), None, None), 100_000)
+    assert capsys.readouterr().out == (
+        "note: 100000 replicas asked for; the emulator's limit of 32 local processes a job "
+        "runs 32 of them here\n"
+    )
+    capped = resolve(env={"CI_LOCAL_MAX_REPLICAS": "3"})
+    train.local_cap_note(Cloud(capped, None, None), 5)
+    assert "setting local_max_replicas=3 runs 3 of them here" in capsys.readouterr().out
+    train.local_cap_note(Cloud(capped, None, None), 3)
+    pointed = resolve(env={"CI_API_ENDPOINT": "http://127.0.0.1:9", "CI_PROJECT": "p-12345"})
+    train.local_cap_note(Cloud(pointed, None, None), 100_000)  # not ours to say
+    assert capsys.readouterr().out == ""
