@@ -18,6 +18,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ci import limits
 from ci.clients import NUM_RETRIES
 from ci.errors import UsageError
 from ci.inputs import number, read_text, whole
@@ -69,76 +70,6 @@ GIT_SHA = Form(r"[A-Za-z0-9_-]{1,64}", "a commit id: up to 64 letters, digits, '
 INT_MAX = 2**31 - 1
 # A number of seconds above this (a day) is a typo: the process would sleep that long.
 SECONDS_MAX = 86_400.0
-# Vertex AI's locations (cloud.google.com/vertex-ai/docs/general/locations). A region not
-# listed is accepted (new regions open), unless its name is a near miss of a listed one's
-# (``us-centrall1``): that is a typo, which would otherwise surface as a failure to connect
-# after files were uploaded.
-VERTEX_REGIONS = (
-    "us-central1",
-    "us-east1",
-    "us-east4",
-    "us-east5",
-    "us-south1",
-    "us-west1",
-    "us-west2",
-    "us-west3",
-    "us-west4",
-    "northamerica-northeast1",
-    "northamerica-northeast2",
-    "northamerica-south1",
-    "southamerica-east1",
-    "southamerica-west1",
-    "europe-central2",
-    "europe-north1",
-    "europe-southwest1",
-    "europe-west1",
-    "europe-west2",
-    "europe-west3",
-    "europe-west4",
-    "europe-west6",
-    "europe-west8",
-    "europe-west9",
-    "europe-west10",
-    "europe-west12",
-    "me-central1",
-    "me-central2",
-    "me-west1",
-    "africa-south1",
-    "asia-east1",
-    "asia-east2",
-    "asia-northeast1",
-    "asia-northeast2",
-    "asia-northeast3",
-    "asia-south1",
-    "asia-south2",
-    "asia-southeast1",
-    "asia-southeast2",
-    "australia-southeast1",
-    "australia-southeast2",
-)
-# How many accelerators of each type one replica may have on Vertex AI custom training
-# (the machine types' GPU and TPU configurations, cloud.google.com/vertex-ai/docs/training/
-# configure-compute#gpu-compatibility-table). Types not listed are not checked here.
-ACCELERATOR_COUNTS = {
-    "NVIDIA_TESLA_K80": (1, 2, 4, 8),
-    "NVIDIA_TESLA_P4": (1, 2, 4),
-    "NVIDIA_TESLA_T4": (1, 2, 4),
-    "NVIDIA_TESLA_P100": (1, 2, 4),
-    "NVIDIA_TESLA_V100": (1, 2, 4, 8),
-    "NVIDIA_TESLA_A100": (1, 2, 4, 8, 16),
-    "NVIDIA_A100_80GB": (1, 2, 4, 8),
-    "NVIDIA_L4": (1, 2, 4, 8),
-    "NVIDIA_H100_80GB": (1, 2, 4, 8),
-    "NVIDIA_H100_MEGA_80GB": (8,),
-    "NVIDIA_H200_141GB": (8,),
-    "NVIDIA_B200": (8,),
-    "NVIDIA_GB200": (4,),
-    "NVIDIA_RTX_PRO_6000": (1, 2, 4, 8),
-    "TPU_V2": (8,),
-    "TPU_V3": (8,),
-    "TPU_V4_POD": (4,),
-    "TPU_V5_LITEPOD": (1, 4, 8),
-}
 
 
 def _s(default, help_: str, form: Form | None = None):
@@ -341,51 +272,10 @@ def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> 
     return settings
 
 
-def _check_region(region: str) -> None:
-    """A near miss of a Vertex AI location's name is a typo (see :data:`VERTEX_REGIONS`)."""
-    import difflib
-
-    if region in VERTEX_REGIONS:
-        return
-    stem = region.rstrip("0123456789")
-    stems = {r.rstrip("0123456789") for r in VERTEX_REGIONS}
-    if stem in stems:  # a new number in a known area: new regions open that way
-        return
-    close = difflib.get_close_matches(stem, stems, n=1, cutoff=0.9)
-    if close:
-        like = [r for r in VERTEX_REGIONS if r.startswith(close[0])]
-        raise UsageError(
-            f"setting 'region': bad value {region!r} (not a Vertex AI location; did you mean "
-            f"{' or '.join(like[:3])}?)"
-        )
-
-
-def _check_accelerators(settings: Settings) -> None:
-    kind, count = settings.accelerator_type, settings.accelerator_count
-    if count and not kind:
-        raise UsageError(
-            f"setting 'accelerator_count' is {count} but 'accelerator_type' is unset "
-            "(--accelerator-type, e.g. NVIDIA_TESLA_T4)"
-        )
-    if not kind:
-        return
-    if not count:
-        raise UsageError(
-            f"setting 'accelerator_type' is {kind} but 'accelerator_count' is unset "
-            "(--accelerator-count)"
-        )
-    allowed = ACCELERATOR_COUNTS.get(kind)
-    if allowed and count not in allowed:
-        raise UsageError(
-            f"setting 'accelerator_count': bad value {count} for {kind} "
-            f"(Vertex AI attaches {', '.join(map(str, allowed))} per replica)"
-        )
-
-
 def _validate(settings: Settings) -> None:
     """Checks across settings, done here so they fail before anything is built or started."""
     DISPLAY_NAME.check(settings.endpoint_display_name, "the endpoint's display name")
-    _check_region(settings.region)
+    limits.check_region(settings.region)
     if settings.local_max_replicas is not None:
         from ci.emulator.replicas import LOCAL_REPLICA_LIMIT
 
@@ -404,7 +294,7 @@ def _validate(settings: Settings) -> None:
                 f"setting 'accelerator_type': bad value {settings.accelerator_type!r} "
                 f"(one of {', '.join(known)})"
             )
-    _check_accelerators(settings)
+    limits.check_accelerators(settings.accelerator_type, settings.accelerator_count)
     from ci.tiers import TIER_NAMES
 
     if settings.scale_tier.upper() not in TIER_NAMES:
