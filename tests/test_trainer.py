@@ -472,3 +472,37 @@ def test_a_glob_that_matches_nothing_is_named(tmp_path, capsys):
     assert task.main(["--job-dir", str(tmp_path / "job"), "--train-file", pattern]) == 1
     assert capsys.readouterr().err.strip() == f"Error: {pattern}: no file matches"
     assert not (tmp_path / "job").exists()
+
+
+_CHECK_BEFORE_TENSORFLOW = """
+import sys
+from trainer import task
+code = task.main(sys.argv[1:])
+print("tensorflow imported:", "tensorflow" in sys.modules)
+sys.exit(code)
+"""
+
+
+@pytest.mark.parametrize(
+    ("train", "content", "message"),
+    [
+        ("missing.csv", None, "missing.csv: no such file"),
+        ("none-*.csv", None, "none-*.csv: no file matches"),
+        ("empty.csv", "", "empty.csv: empty file"),
+        ("header.csv", "a,b,c\n1,2,3\n", "header.csv:1: unexpected header 'a,b,c'"),
+    ],
+)
+def test_a_bad_input_file_fails_before_tensorflow_is_imported(tmp_path, train, content, message):
+    # Seconds of TensorFlow start-up are not spent to report a typo in a path or a header.
+    if content is not None:
+        (tmp_path / train).write_text(content)
+    result = subprocess.run(
+        [sys.executable, "-c", _CHECK_BEFORE_TENSORFLOW, "--job-dir", str(tmp_path / "job"),
+         "--train-file", str(tmp_path / train), "--eval-file", str(ROOT / "data/iris_test.csv")],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=QUIET,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.splitlines()[-1] == "tensorflow imported: False"
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("Error: ") and message in line, line
+    assert not (tmp_path / "job").exists()

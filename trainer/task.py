@@ -10,6 +10,7 @@ import atexit
 import math
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet start-up
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -135,6 +136,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    from trainer import cluster, inputs
+
+    # The inputs first, TensorFlow second: a bad file fails in a fraction of a second, and
+    # a job's downloads are done when its training starts.
+    with tempfile.TemporaryDirectory(prefix="trainer-inputs-") as work:
+        try:
+            role = cluster.role()
+            ready = (
+                None if role.idle else inputs.prepare(args.train_file, args.eval_file, role, work)
+            )
+        except (inputs.DataError, FileNotFoundError, ValueError) as exc:
+            print(f"Error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        return _train(args, ready)
+
+
+def _train(args, ready) -> int:
     tf = _import_tensorflow()
     from trainer import data, train
 
@@ -149,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     try:
-        train.run(config)
+        train.run(config, ready)
     except (data.DataError, FileNotFoundError, ValueError, train.TrainingError) as exc:
         print(f"Error: {_one_line(exc)}", file=sys.stderr)
         return 1

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from trainer import cluster, data, model, storage, summaries
+from trainer import cluster, data, inputs, model, storage, summaries
 from trainer import constants as C
 
 
@@ -134,11 +134,13 @@ def model_dir(job_dir: str) -> str:
     return os.environ.get("AIP_MODEL_DIR") or storage.join(job_dir, "model")
 
 
-def run(config: Config) -> dict | None:
+def run(config: Config, ready: inputs.Inputs | None = None) -> dict | None:
     """Train, then (on the chief only) evaluate and publish the export, the training curves
     and ``metrics.json``; report the tuning metric when this run is a tuning trial.
 
-    Returns the metrics on the chief, None on other replicas.
+    ``ready``: the inputs as :func:`trainer.inputs.prepare` made them (the entry point does
+    it before importing TensorFlow); prepared here when not given. Returns the metrics on
+    the chief, None on other replicas.
     """
     role = cluster.role()
     if role.idle:
@@ -146,19 +148,13 @@ def run(config: Config) -> dict | None:
         return None
     seed_everything(config.seed, config.deterministic)
     strategy = cluster.strategy(role)
-    train_files, sharded = cluster.share(storage.expand(config.train_file), role)
-    eval_files = storage.expand(config.eval_file) if role.chief else []
-    _log(
-        f"task {role.task_type}:{role.index} reads {len(train_files)} train file(s)"
-        f"{' (its own share)' if sharded else ''}: {', '.join(train_files)}"
-    )
     with tempfile.TemporaryDirectory(prefix="trainer-") as work:
-        train_local = [storage.localize(f, work) for f in train_files]
-        eval_local = [storage.localize(f, work) for f in eval_files]
-        for path, name in zip(eval_local, eval_files, strict=True):
-            data.check_file(path, name)  # fail before training, not after it
+        got = ready or inputs.prepare(config.train_file, config.eval_file, role, work)
+        train_files, eval_files, eval_local = got.train_files, got.eval_files, got.eval_local
         curves = summaries.Curves(os.path.join(work, "logs")) if role.chief else None
-        net = fit(config, strategy, train_local, names=train_files, sharded=sharded, curves=curves)
+        net = fit(
+            config, strategy, got.train_local, names=train_files, sharded=got.sharded, curves=curves
+        )
         if curves is None:
             _log(f"task {role.task_type}:{role.index} finished training; the chief exports")
             return None
