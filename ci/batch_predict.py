@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ci import flags, gcs, job_wait, outputs, vertex
-from ci.cloud import Cloud, api, connect
+from ci.cloud import Cloud, connect
 from ci.errors import CiError
 from ci.inputs import check_json_lines
 from ci.settings import resolve
@@ -88,8 +88,7 @@ def batch_predict(
     version = f"{model['name']}@{chosen['versionId']}"
     machine = cloud.settings.serving_machine_type
     body = job_body(version, uri, output, batch_size, name, machine)
-    jobs = JOBS.resource(cloud)
-    job = api(jobs.create(parent=cloud.parent, body=body), "create batch prediction job")
+    job = JOBS.submit(cloud, body)
     cloud.log(f"submitted {job['name']} (version {chosen['versionId']} over {uri})")
     try:
         job = job_wait.wait_until_done(cloud, JOBS, job, timeout, _counts)

@@ -10,6 +10,7 @@ than read from the process environment.
 from __future__ import annotations
 
 import contextlib
+import time
 
 # How often google-api-python-client retries 429 and 5xx answers (exponential backoff
 # with jitter, its own implementation: ``HttpRequest.execute(num_retries=...)``): the
@@ -58,7 +59,11 @@ def vertex(
 
     local = is_emulator(vertex_endpoint(region, api_endpoint))
 
+    once: list = []  # the client's credentials over a connection that never resends
+
     class RetryingRequest(HttpRequest):
+        retry_budget = retries
+
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             if local:  # the request's own hook for the random factor of its backoff
@@ -67,8 +72,20 @@ def vertex(
         def execute(self, http=None, num_retries=retries):
             return super().execute(http=http, num_retries=num_retries)
 
+        def execute_once(self):
+            """Send the request exactly once: no retry, and no silent resend of httplib2's
+            when the connection closes before the answer (the server may have acted). On a
+            new connection: a kept-alive one may have gone stale, and its failure would be
+            mistaken for a lost answer."""
+            once[0].close()
+            return super().execute(http=once[0], num_retries=0)
+
+        def pause(self, attempt: int) -> None:
+            """Sleep before retry ``attempt`` (1, 2, ...), as the library's backoff does."""
+            time.sleep(self._rand() * 2**attempt)
+
     credentials = AnonymousCredentials() if anonymous else None
-    return discovery.build(
+    client = discovery.build(
         "aiplatform",
         "v1",
         static_discovery=True,
@@ -77,6 +94,46 @@ def vertex(
         client_options={"api_endpoint": vertex_endpoint(region, api_endpoint)},
         requestBuilder=RetryingRequest,
     )
+    once.append(_once_http(client._http))
+    client.ci_once_http = once[0]  # closed with the client's by Cloud.fresh_connections
+    return client
+
+
+def _once_http(authorized):
+    """``authorized`` (an AuthorizedHttp) with its credentials over an ``httplib2.Http``
+    that sends each request once: httplib2 resends a request whose connection closed before
+    its answer (a stale kept-alive connection, it assumes), which would repeat a create the
+    server already carried out. Here that is an error its caller can look into."""
+    import httplib2
+    from google_auth_httplib2 import AuthorizedHttp
+
+    class OneSend(httplib2.Http):
+        def _conn_request(self, conn, request_uri, method, body, headers):
+            sent = []
+            send = conn.request
+
+            def request_once(*args, **kwargs):
+                if sent:
+                    conn.close()
+                    raise LostAnswer(f"{method} {request_uri}: the connection closed unanswered")
+                sent.append(True)
+                return send(*args, **kwargs)
+
+            conn.request = request_once
+            try:
+                return super()._conn_request(conn, request_uri, method, body, headers)
+            finally:
+                del conn.request
+
+    inner = authorized.http
+    http = OneSend(timeout=inner.timeout)
+    http.redirect_codes = inner.redirect_codes
+    return AuthorizedHttp(authorized.credentials, http=http)
+
+
+class LostAnswer(ConnectionAbortedError):
+    """A request was sent but its connection closed before the answer: it may have been
+    carried out."""
 
 
 def storage(project: str | None = None, endpoint: str | None = None):

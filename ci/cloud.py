@@ -43,6 +43,9 @@ class Cloud:
         """Drop kept-alive connections: after Ctrl-C one may hold a half-sent request, and
         the next request on it (the cleanup's) would wait for an answer that never comes."""
         self.vertex.close()
+        once = getattr(self.vertex, "ci_once_http", None)  # the one creates are sent on
+        if once is not None:
+            once.close()
 
 
 def _ensure_bucket(storage, name: str) -> None:
@@ -123,7 +126,14 @@ def api(request, what: str, on_400: type[CiError] = CiError, on_404: str | None 
 
 
 def guard(fn, what: str, on_400: type[CiError] = CiError, on_404: str | None = None):
-    """Run ``fn``; Google client and network failures become a one-line CiError."""
+    """Run ``fn``; Google client and network failures become a one-line CiError.
+
+    The error's ``status`` is the HTTP status (None for a network failure) and its
+    ``transient`` says whether trying again may succeed (429, 5xx, a lost connection).
+    """
+    import http.client
+
+    import httplib2
     from google.api_core import exceptions as core_exc
     from googleapiclient.errors import HttpError
 
@@ -132,13 +142,47 @@ def guard(fn, what: str, on_400: type[CiError] = CiError, on_404: str | None = N
     except HttpError as exc:
         status = exc.resp.status if exc.resp is not None else "?"
         if status == 404 and on_404:
-            raise CiError(on_404) from None
+            raise _marked(CiError(on_404), 404) from None
         error = on_400 if status == 400 else CiError
-        raise error(f"{what} failed: HTTP {status}: {_http_message(exc)}") from None
+        message = f"{what} failed: HTTP {status}: {_http_message(exc)}"
+        raise _marked(error(message), status) from None
     except core_exc.GoogleAPICallError as exc:
-        raise CiError(f"{what} failed: HTTP {exc.code}: {exc.message}") from None
-    except (OSError, ConnectionError) as exc:
-        raise CiError(f"{what} failed: cannot connect ({exc})") from None
+        raise _marked(CiError(f"{what} failed: HTTP {exc.code}: {exc.message}"), exc.code) from None
+    except (OSError, http.client.HTTPException, httplib2.HttpLib2Error) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise _marked(CiError(f"{what} failed: cannot connect ({detail})"), None) from None
+
+
+def _marked(error: CiError, status) -> CiError:
+    error.status = status
+    error.transient = status is None or status == 429 or (isinstance(status, int) and status >= 500)
+    return error
+
+
+def create(request, what: str, find, on_400: type[CiError] = CiError):
+    """Send a request that creates something (a job, a version, an endpoint, a deployment)
+    without ever sending it twice blindly: the answer of an attempt may be lost after the
+    server carried it out (a 5xx, a dropped connection), and a blind retry would create a
+    duplicate. Each attempt is sent once (:meth:`execute_once`); after a transient failure
+    ``find()`` looks for what it may have created and returns the answer the request would
+    have had for it (None: nothing there, so the request is sent again, up to the client's
+    retries, with its backoff). The last failure is raised if nothing was found.
+    """
+    attempts = getattr(request, "retry_budget", 0) + 1
+    for attempt in range(attempts):
+        if attempt:
+            request.pause(attempt)
+        try:
+            send = getattr(request, "execute_once", request.execute)
+            return guard(send, what, on_400)
+        except CiError as exc:
+            if not getattr(exc, "transient", False):
+                raise
+            failure = exc
+        found = guard(find, f"{what} (looking for what a lost answer created)")
+        if found is not None:
+            return found
+    raise failure
 
 
 def operations(cloud: Cloud, name: str):

@@ -46,7 +46,7 @@ def download_prefix(client, uri: str, dest: Path) -> list[Path]:
         target.parent.mkdir(parents=True, exist_ok=True)
         # A fresh blob by name: a listed one carries the mediaLink the server recorded at
         # upload, which names a storage emulator's old port after a restart.
-        client.bucket(bucket).blob(blob.name).download_to_filename(os.fspath(target))
+        _download(client.bucket(bucket).blob(blob.name), target)
         written.append(target)
     return written
 
@@ -54,8 +54,20 @@ def download_prefix(client, uri: str, dest: Path) -> list[Path]:
 def download_file(client, uri: str, dest: Path) -> Path:
     bucket, name = split_object(uri)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    client.bucket(bucket).blob(name).download_to_filename(os.fspath(dest))
+    _download(client.bucket(bucket).blob(name), dest)
     return dest
+
+
+def _download(blob, dest: Path) -> None:
+    """Download to a temporary file beside ``dest``, renamed into place once complete: a
+    download that fails half-way (a 503 beyond the retries, a dropped connection) leaves no
+    partial ``dest`` (the library removes its partial file only on some errors)."""
+    partial = dest.with_name(f".{dest.name}.partial")
+    try:
+        blob.download_to_filename(os.fspath(partial))
+        os.replace(partial, dest)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_text(client, uri: str) -> str | None:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ci import flags, outputs, vertex
-from ci.cloud import Cloud, api, connect, wait_operation
+from ci.cloud import Cloud, connect, create, wait_operation
 from ci.errors import CiError, UsageError
 from ci.predict import predict, read_instances
 from ci.restore import drop_upload, restore
@@ -102,7 +102,17 @@ def upload(
     }
     body = {"model": model, **({"parentModel": parent_model} if parent_model else {})}
     models = cloud.vertex.projects().locations().models()
-    op = api(models.upload(parent=cloud.parent, body=body), "upload model")
+    job_id = model["labels"]["job-id"]
+
+    def find() -> dict | None:  # the version an upload whose answer was lost made
+        found = vertex.find_model(cloud)
+        for version in vertex.list_versions(cloud, found["name"]) if found else []:
+            if version.get("labels", {}).get("job-id") == job_id:
+                uploaded = {"model": found["name"], "modelVersionId": version["versionId"]}
+                return {"done": True, "response": uploaded}
+        return None
+
+    op = create(models.upload(parent=cloud.parent, body=body), "upload model", find)
     response = wait_operation(cloud, op, "upload model")
     cloud.log(f"uploaded {response['model']} version {response['modelVersionId']}")
     return response["model"], str(response["modelVersionId"])

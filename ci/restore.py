@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 
 from ci import vertex
-from ci.cloud import Cloud, api, operations, wait_operation
+from ci.cloud import Cloud, api, create, operations, wait_operation
 from ci.errors import CiError
 
 # How long the restore waits for a deploy operation it lost track of (Vertex deploys take
@@ -42,7 +42,7 @@ def restore(cloud: Cloud, before, run, cause: BaseException) -> None:
         except CiError as exc:
             failed.append(f"{what}: {exc}")
 
-    unsettled = [op["name"] for _, op in run.deploys if not _settle(cloud, op, wait)]
+    unsettled = [op["name"] for _, op in run.deploys if not settle(cloud, op, wait)]
     touched = {e["name"]: e for e, _ in run.deploys}
     for name in touched:
         step(f"undeploy from {name}", lambda n=name: _undeploy_mine(cloud, before, run, n))
@@ -93,7 +93,7 @@ def drop_upload(cloud: Cloud, had_model: str | None, job_id: str, cause: BaseExc
         cloud.log(f"restore: cannot look for a version of the failed upload ({exc})")
 
 
-def _settle(cloud: Cloud, operation: dict, wait: float) -> bool:
+def settle(cloud: Cloud, operation: dict, wait: float) -> bool:
     """True once the operation is done (either way); False if it cannot be told in time."""
     deadline = time.monotonic() + wait
     while not operation.get("done"):
@@ -132,7 +132,17 @@ def _delete_version(cloud: Cloud, whole_model: bool, model: str, version_id: str
     else:
         request = models.deleteVersion(name=f"{model}@{version_id}")
     what = f"delete version {version_id}"
-    wait_operation(cloud, api(request, what), what)
+
+    def gone() -> dict | None:  # deleted by a request whose answer was lost
+        try:
+            versions = vertex.list_versions(cloud, model)
+        except CiError as exc:
+            if getattr(exc, "status", None) == 404:  # the model went with its only version
+                return {"done": True}
+            raise
+        return None if any(v["versionId"] == version_id for v in versions) else {"done": True}
+
+    wait_operation(cloud, create(request, what, gone), what)
 
 
 def _left(cloud: Cloud, before, run, old: str | None) -> tuple[str, str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ci import flags, outputs, tiers, tuning_config
 from ci import package as packaging
-from ci.cloud import Cloud, api, connect
+from ci.cloud import Cloud, connect
 from ci.errors import CiError, Interrupted, UsageError
 from ci.gate import scalars
 from ci.job_wait import INTERRUPT_GRACE, SUCCEEDED, TERMINAL, JobKind, cancel, wait_until_done
@@ -159,8 +159,7 @@ def train(
     ]
     labels = {"data-hash": data_hash(data), "git-sha": git_sha(s)}
     body = job_body(s, pools, package_uri, trainer_args, display_name, labels)
-    jobs = JOBS.resource(cloud)
-    job = api(jobs.create(parent=cloud.parent, body=body), "create job")
+    job = JOBS.submit(cloud, body)
     replicas = sum(p.replicas for p in pools)
     cloud.log(f"submitted {job['name']} ({replicas} replica(s), {train_steps} steps)")
     local_cap_note(cloud, replicas)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ci import flags, job_wait, outputs, tiers, train, tuning_config
-from ci.cloud import Cloud, api, connect
+from ci.cloud import Cloud, connect
 from ci.errors import CiError, UsageError
 from ci.package import add_arguments as package_arguments
 from ci.package import build_sdist
@@ -135,8 +135,7 @@ def tune(
     package_uri = ensure_staged(cloud, package).uri
     name = config.display_name or f"{s.model_name}-tune-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}"
     body = job_body(cloud, config, pools, package_uri, data, extra_args, name)
-    jobs = JOBS.resource(cloud)
-    job = api(jobs.create(parent=cloud.parent, body=body), "create tuning job")
+    job = JOBS.submit(cloud, body)
     cloud.log(
         f"submitted {job['name']} ({config.max_trial_count} trials, "
         f"{config.parallel_trial_count} at a time, {config.goal} {config.metric})"

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from ci import gcs
-from ci.cloud import Cloud, api, guard, wait_operation
+from ci.cloud import Cloud, api, create, guard, wait_operation
 from ci.errors import BadData, CiError, UsageError
 from ci.inputs import parse_json, read_text
 
@@ -92,9 +92,13 @@ def ensure_endpoint(cloud: Cloud, display_name: str | None = None) -> dict:
     if endpoint:
         return endpoint
     body = {"displayName": display_name or cloud.settings.endpoint_display_name}
-    op = api(
-        _locations(cloud).endpoints().create(parent=cloud.parent, body=body), "create endpoint"
-    )
+
+    def find() -> dict | None:  # the endpoint a create whose answer was lost made
+        made = find_endpoint(cloud, body["displayName"])
+        return {"done": True, "response": made} if made else None
+
+    request = _locations(cloud).endpoints().create(parent=cloud.parent, body=body)
+    op = create(request, "create endpoint", find)
     created = wait_operation(cloud, op, "create endpoint")
     cloud.log(f"created endpoint {created['name']}")
     return get_endpoint(cloud, created["name"])
@@ -143,7 +147,14 @@ def deploy(
     }
     request = _locations(cloud).endpoints().deployModel(endpoint=endpoint["name"], body=body)
     what = f"deploy version {version_id}"
-    operation = api(request, what)
+    there = set(deployed_ids(endpoint, model_name, version_id))
+
+    def find() -> dict | None:  # the deployment a request whose answer was lost made
+        now = get_endpoint(cloud, endpoint["name"])
+        made = [i for i in deployed_ids(now, model_name, version_id) if i not in there]
+        return {"done": True, "response": {"deployedModel": {"id": made[0]}}} if made else None
+
+    operation = create(request, what, find)
     if sent is not None:
         sent(operation)
     return wait_operation(cloud, operation, what)["deployedModel"]["id"]
@@ -163,7 +174,13 @@ def undeploy(cloud: Cloud, endpoint: dict, deployed_id: str, traffic: dict) -> N
     body = {"deployedModelId": deployed_id, "trafficSplit": traffic}
     request = _locations(cloud).endpoints().undeployModel(endpoint=endpoint["name"], body=body)
     what = f"undeploy {deployed_id}"
-    wait_operation(cloud, api(request, what), what)
+
+    def gone() -> dict | None:  # undeployed by a request whose answer was lost
+        now = get_endpoint(cloud, endpoint["name"])
+        there = any(d["id"] == deployed_id for d in now.get("deployedModels", []))
+        return None if there else {"done": True}
+
+    wait_operation(cloud, create(request, what, gone), what)
 
 
 # Vertex AI's resource ids are int64 numbers; a job is named by its id or its resource name.

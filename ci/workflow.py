@@ -5,19 +5,21 @@ The reusable workflow hands its inputs over as one JSON object (``CI_WORKFLOW_IN
 need (which platform, whether to authenticate, which GitHub environment gates promotion, the
 promotion's concurrency group, whether a pull request gets a comment) is made here, once,
 and written as step outputs; the YAML only wires them. Bad inputs fail here, before any job
-builds or authenticates; with ``tune`` on, the study in the caller's ``tuning-config`` is
-checked here too (the plan job checks the caller out for it).
+builds or authenticates. The files the run will read from the caller's repository are
+checked here too (the plan job checks the caller out for it): the gate's ``gate-config``, the
+trainer's ``package-dir`` and, with ``tune`` on, the study in ``tuning-config``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ci import flags, outputs, settings, tuning_config
+from ci import flags, gate_rules, outputs, settings, tuning_config
 from ci.errors import UsageError
 from ci.tiers import TIER_NAMES
 
@@ -51,6 +53,13 @@ INPUTS = (
 PLATFORMS = ("local", "vertex")
 # What platform vertex cannot run without (Workload Identity Federation, no keys).
 VERTEX_NEEDS = ("project", "bucket", "workload-identity-provider", "service-account")
+# What google-github-actions/auth takes: the provider's full resource name, and an email.
+PROVIDER = re.compile(
+    r"projects/[0-9]+/locations/global/workloadIdentityPools/[a-z0-9-]+/providers/[a-z0-9-]+"
+)
+SERVICE_ACCOUNT = re.compile(r"[a-z0-9][a-z0-9._-]*@[a-z0-9][a-z0-9.-]*\.[a-z]+")
+# The files of a trainer package's build (the pipeline builds its sdist from there).
+PACKAGE_FILES = ("pyproject.toml", "setup.py")
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,63 @@ def check(inputs: Mapping) -> None:
     for name in ("pr-comment", "tune"):
         if _text(inputs, name) not in ("", "true", "false"):
             raise UsageError(f"input {name!r}: {_text(inputs, name)!r} is not true or false")
+    for name, pattern, example in (
+        (
+            "workload-identity-provider",
+            PROVIDER,
+            "projects/123456789/locations/global/workloadIdentityPools/POOL/providers/PROVIDER",
+        ),
+        ("service-account", SERVICE_ACCOUNT, "deployer@my-project.iam.gserviceaccount.com"),
+    ):
+        value = _text(inputs, name)
+        if value and not pattern.fullmatch(value):
+            raise UsageError(f"input {name!r}: {_cut(value)!r} is not like {example}")
+
+
+def _cut(text: str, limit: int = 80) -> str:
+    """A value short enough for a one-line error."""
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _inside(inputs: Mapping, name: str, default: str, root: Path) -> Path:
+    """The input's path in the caller's checkout ``root``; one that leaves it is refused."""
+    given = _text(inputs, name) or default
+    if Path(given).is_absolute() or ".." in Path(given).parts:
+        raise UsageError(f"input {name!r}: {_cut(given)!r} is not a path inside the repository")
+    return root / given
+
+
+def _is(path: Path, kind: str) -> bool:
+    """``path.is_file()`` or ``is_dir()``; a name the system cannot look up (too long, a NUL)
+    is no file either."""
+    try:
+        return getattr(path, f"is_{kind}")()
+    except (OSError, ValueError):
+        return False
+
+
+def check_files(inputs: Mapping, root: Path) -> None:
+    """The caller's files the run reads, checked before anything builds or trains: the gate's
+    thresholds (the gate never says yes without one) and the trainer package to build."""
+    name = _text(inputs, "gate-config") or "gate.toml"
+    gate = _inside(inputs, "gate-config", "gate.toml", root)
+    if not _is(gate, "file"):
+        raise UsageError(
+            f"input 'gate-config': {_cut(name)!r} is not a file of the repository "
+            "(the gate's thresholds, [metrics.NAME] tables: docs/promotion.md)"
+        )
+    gate_rules.thresholds_from(gate, [])  # the gate's own checks, by key, before training
+    name = _text(inputs, "package-dir") or "."
+    package = _inside(inputs, "package-dir", ".", root)
+    if not _is(package, "dir"):
+        raise UsageError(
+            f"input 'package-dir': {_cut(name)!r} is not a directory of the repository"
+        )
+    if not any(_is(package / file, "file") for file in PACKAGE_FILES):
+        raise UsageError(
+            f"input 'package-dir': {_cut(name)!r} holds no pyproject.toml or setup.py "
+            "(the trainer package the job builds)"
+        )
 
 
 def choose_tuning(inputs: Mapping, root: Path) -> str:
@@ -169,9 +235,8 @@ def choose_tuning(inputs: Mapping, root: Path) -> str:
     if _text(inputs, "tune") != "true":
         return ""
     name = _text(inputs, "tuning-config") or "tuning.toml"
-    if Path(name).is_absolute() or ".." in Path(name).parts:
-        raise UsageError(f"input 'tuning-config': {name!r} is not a path inside the repository")
-    if not (root / name).is_file():
+    _inside(inputs, "tuning-config", "tuning.toml", root)
+    if not _is(root / name, "file"):
         raise UsageError(f"input 'tuning-config': {name!r} is not a file of the repository")
     tuning_config.load(root / name)  # a bad study is refused by its key, before training
     return name
@@ -187,8 +252,9 @@ def choose_platform(inputs: Mapping, event: Event) -> str:
 
 def plan(inputs: Mapping, event: Event, root: Path = Path(".")) -> Plan:
     """Check ``inputs`` and decide the run (everything comes in as arguments; ``root`` is the
-    caller's checkout, read only for the tuning config)."""
+    caller's checkout, read for the gate config, the package directory and the study)."""
     check(inputs)
+    check_files(inputs, root)
     tuning = choose_tuning(inputs, root)
     platform = choose_platform(inputs, event)
     notes = []

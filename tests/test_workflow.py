@@ -113,7 +113,19 @@ values = [0.01, 0.1]
 """
 
 
+GATE = '[metrics.accuracy]\ndirection = "higher"\nlower_bound = 0.8\n'
+
+
+def caller_repo(root, files=None):
+    """A caller's checkout: a gate config and a trainer package at the top, plus ``files``."""
+    for rel, text in {"gate.toml": GATE, "setup.py": "", **(files or {})}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    return root
+
+
 def test_tune_is_off_by_default_and_reads_no_file(tmp_path):
+    caller_repo(tmp_path)
     decided = workflow.plan({"tune": False, "tuning-config": "absent.toml"}, PUSH, tmp_path)
     assert decided.outputs()["tune"] == "false" and decided.outputs()["tuning_config"] == ""
     assert "| tuning | no |" in decided.summary()
@@ -121,8 +133,7 @@ def test_tune_is_off_by_default_and_reads_no_file(tmp_path):
 
 @pytest.mark.parametrize("tune", [True, "true", " true "])
 def test_tune_on_checks_the_study_and_hands_its_path_on(tmp_path, tune):
-    (tmp_path / "studies").mkdir()
-    (tmp_path / "studies" / "tiny.toml").write_text(TINY_STUDY)
+    caller_repo(tmp_path, {"studies/tiny.toml": TINY_STUDY})
     inputs = {"tune": tune, "tuning-config": "studies/tiny.toml"}
     decided = workflow.plan(inputs, PUSH, tmp_path)
     assert decided.outputs()["tune"] == "true"
@@ -145,11 +156,74 @@ def test_tune_defaults_to_the_repositorys_tuning_toml():
     ],
 )
 def test_tune_refuses_a_missing_or_bad_study_by_name(tmp_path, config, message):
+    caller_repo(tmp_path)
     (tmp_path / "bad.toml").write_text(
         TINY_STUDY.replace("parallel_trial_count = 2", "parallel_trial_count = 3")
     )
     with pytest.raises(UsageError, match=message):
         workflow.plan({"tune": "true", "tuning-config": config}, PUSH, tmp_path)
+
+
+def test_an_adopters_layout_passes_the_file_checks(tmp_path):
+    # A hatchling trainer in a subdirectory, thresholds in another folder.
+    root = caller_repo(tmp_path, {"ml/pyproject.toml": "", "config/thresholds.toml": GATE})
+    (root / "gate.toml").unlink()
+    (root / "setup.py").unlink()
+    inputs = {"package-dir": "ml", "gate-config": "config/thresholds.toml"}
+    assert workflow.plan(inputs, PUSH, root).platform == "local"
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({}, "input 'gate-config': 'gate.toml' is not a file of the repository"),
+        ({"gate-config": "gates/none.toml"}, "'gates/none.toml' is not a file of the repository"),
+        ({"gate-config": "../gate.toml"}, "'../gate.toml' is not a path inside the repository"),
+        ({"gate-config": "/etc/passwd"}, "'/etc/passwd' is not a path inside the repository"),
+        ({"gate-config": "empty.toml"}, "gate config '.*empty.toml' sets no thresholds"),
+        ({"gate-config": "typo.toml"}, "unknown key 'lower' for metric 'accuracy'"),
+        ({"package-dir": "src"}, "input 'package-dir': 'src' is not a directory of the repo"),
+        ({"package-dir": "$(id)"}, "input 'package-dir': '\\$\\(id\\)' is not a directory"),
+        ({"package-dir": "data"}, "input 'package-dir': 'data' holds no pyproject.toml or setup"),
+        ({"package-dir": "../other"}, "'../other' is not a path inside the repository"),
+        ({"gate-config": "g\0.toml"}, "input 'gate-config': 'g\\\\x00.toml' is not a file"),
+    ],
+)
+def test_the_callers_files_are_checked_before_anything_trains(tmp_path, inputs, message):
+    files = {
+        "empty.toml": "",
+        "typo.toml": "[metrics.accuracy]\nlower = 0.8\n",
+        "data/train.csv": "x\n",
+    }
+    root = caller_repo(tmp_path, files)
+    if "gate-config" not in inputs:
+        (root / "gate.toml").unlink()
+    inputs = {"package-dir": ".", **inputs} if "package-dir" in inputs else inputs
+    if "package-dir" in inputs:
+        (root / "gate.toml").write_text(GATE)
+    with pytest.raises(UsageError, match=message):
+        workflow.plan(inputs, PUSH, root)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "message"),
+    [
+        ({"workload-identity-provider": "my-provider"}, "input 'workload-identity-provider': "),
+        ({"service-account": "deployer"}, "input 'service-account': 'deployer' is not like "),
+        ({"service-account": "a b@x.com"}, "input 'service-account': 'a b@x.com' is not like "),
+    ],
+)
+def test_the_google_identity_inputs_are_checked_by_shape(inputs, message):
+    with pytest.raises(UsageError) as info:
+        workflow.plan({**VERTEX, **inputs}, PUSH)
+    assert message in str(info.value)
+
+
+def test_a_very_long_value_is_cut_in_the_one_line_error(tmp_path):
+    caller_repo(tmp_path)
+    with pytest.raises(UsageError) as info:
+        workflow.plan({"package-dir": "x" * 5000}, PUSH, tmp_path)
+    assert len(str(info.value)) < 200 and "\n" not in str(info.value)
 
 
 def test_ci_yml_hands_its_dispatch_inputs_to_train_and_deploy():
@@ -191,3 +265,17 @@ def test_main_refuses_inputs_that_are_not_a_json_object(capsys):
     assert capsys.readouterr().err == "Error: workflow inputs must be a JSON object\n"
     assert cli.main(["workflow-plan", "--inputs-json", "{"]) == 2
     assert capsys.readouterr().err.startswith("Error: workflow inputs are not JSON")
+
+
+def test_validation_takes_the_settings_inputs_as_train_and_deploy_does():
+    # An adopter with no ci.toml passes the same values to both workflows.
+    path = WORKFLOWS / "validation.yml"
+    validation = YAML(typ="safe").load(path.read_text())["on"]["workflow_call"]["inputs"]
+    deploy = workflow_inputs()
+    shared = {"package-dir", "trainer-module", "data-dir", "train-file", "eval-file"}
+    assert shared | {"instances-file", "python-version"} <= set(validation) & set(deploy)
+    for name in set(validation) & set(deploy):
+        assert (validation[name]["type"], validation[name].get("default")) == (
+            deploy[name]["type"],
+            deploy[name].get("default"),
+        ), name

@@ -25,6 +25,7 @@ from tests.workflows_act import (
     job_records,
     jobs_succeeded,
     serving,
+    shown_outputs,
 )
 
 pytestmark = pytest.mark.act
@@ -92,8 +93,14 @@ def test_dispatch_inputs_reach_the_job_and_a_gate_that_says_no_stops_it(pushed, 
     assert sandbox.latest_cache("local-cloud-") == before_entry
 
 
-def test_a_second_repository_calls_the_reusable_workflow(sandbox, repo):
-    sha = sandbox.commit(repo, "release the workflows")
+@pytest.fixture(scope="module")
+def released(sandbox, repo):
+    """This repository's commit the second repository's callers pin."""
+    return sandbox.commit(repo, "release the workflows")
+
+
+def test_a_second_repository_calls_the_reusable_workflow(sandbox, repo, released):
+    sha = released
     other = sandbox.create_repo(second.SLUG, files=second.files(SLUG, sha))
     payload = {"ref": "refs/heads/main", "repository": {"default_branch": "main"}}
     run = sandbox.run(
@@ -111,3 +118,65 @@ def test_a_second_repository_calls_the_reusable_workflow(sandbox, repo):
     assert version["traffic_percent"] == 100
     assert "parcels" in json.dumps(ci_json(state, "versions", cwd=other))
     assert sandbox.latest_cache("local-cloud-") != state  # caches stay per repository
+
+
+LAID_OUT = "parcelco/parcel-model-laid-out"
+
+
+def test_an_adopter_without_ci_toml_validates_and_deploys_a_subdirectory_package(
+    sandbox, repo, released
+):
+    # Hatchling package in ml/, data in datasets/, thresholds in config/, no ci.toml: the
+    # settings are inputs of both workflows; a later job reads the documented outputs.
+    files = second.laid_out_files(SLUG, released)
+    other = sandbox.create_repo(LAID_OUT, files=files)
+    payload = {"ref": "refs/heads/main", "repository": {"default_branch": "main"}}
+    run = sandbox.run(
+        other,
+        "push",
+        payload,
+        workflow=".github/workflows/deploy.yml",
+        reusable={f"{SLUG}@{released}": repo},
+    )
+    assert run.rc == 0, run.log[-6000:]
+    validation = run.output_of("validation/validation/")
+    # The caller's own trainer ran (never the tooling's example trainer.task).
+    assert "$ python -m parcels.task --job-dir" in validation, validation
+    assert "--train-file datasets/train.csv" in validation
+    # No JUnit report here (its tests session runs no pytest), and the same layout.
+    metrics = json.loads((run.artifact("validation") / "local-job" / "metrics.json").read_text())
+    assert metrics["train_steps"] == 100
+    assert jobs_succeeded(run, "deploy") == dict.fromkeys(DEPLOY_JOBS, True)
+    out = shown_outputs(run, "deploy")  # act names jobs by the workflow's name
+    assert set(out) == {"platform", "job-name", "gate-decision", "metrics", "model-version"}
+    assert (out["platform"], out["gate-decision"], out["model-version"]) == ("local", "yes", "1")
+    assert out["job-name"].startswith("projects/local-project/locations/us-central1/customJobs/")
+    assert json.loads(out["metrics"])["train_steps"] == 150
+    state = sandbox.latest_cache("local-cloud-", slug=LAID_OUT)
+    # With no ci.toml, `ci versions` needs the model's name too.
+    (version,) = ci_json(state, "versions", "--model-name", "parcels", cwd=other)
+    assert version["traffic_percent"] == 100 and version["aliases"] == ["default"]
+
+
+def test_an_odd_input_fails_the_plan_with_one_error_line_before_any_job(sandbox, repo, released):
+    other = sandbox.server / LAID_OUT
+    if not other.is_dir():
+        other = sandbox.create_repo(LAID_OUT, files=second.laid_out_files(SLUG, released))
+    payload = {"ref": "refs/heads/main", "repository": {"default_branch": "main"}}
+    run = sandbox.run(
+        other,
+        "push",
+        payload,
+        workflow=".github/workflows/odd.yml",
+        reusable={f"{SLUG}@{released}": repo},
+    )
+    assert run.rc != 0
+    errors = [
+        line
+        for line in run.output_of("deploy/train-and-deploy/plan").splitlines()
+        if line.startswith("Error:")
+    ]
+    assert errors == [
+        "Error: input 'package-dir': 'ml \"$(touch pwned)\"' is not a directory of the repository"
+    ], run.log[-4000:]
+    assert not run.job_ran_like(f"deploy/train-and-deploy/{TRAIN}")

@@ -196,3 +196,134 @@ def files(tooling: str, sha: str) -> dict[str, str]:
         "data/instances.json": "".join(json.dumps(i) + "\n" for i in instances),
         ".github/workflows/deploy.yml": CALLER.format(tooling=tooling, sha=sha),
     }
+
+
+# --- the same repository laid out as adopters often do, with no ci.toml -------------------
+
+HATCH_PYPROJECT = """\
+[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "parcels"
+version = "0.1.0"
+dependencies = ["google-cloud-storage"]
+
+[tool.hatch.build.targets.sdist]
+include = ["parcels"]
+"""
+
+NOXFILE = """\
+import nox
+
+
+@nox.session(python=False)
+def lint(session):
+    session.log("parcels lint: nothing to lint")
+
+
+@nox.session(python=False)
+def tests(session):
+    session.log("parcels tests: none yet")
+"""
+
+# Settings only through the inputs (there is no ci.toml): the same in both workflows.
+SETTINGS = {
+    "package-dir": "ml",
+    "trainer-module": "parcels.task",
+    "data-dir": "datasets",
+    "train-file": "train.csv",
+    "eval-file": "eval.csv",
+    "instances-file": "instances.json",
+}
+
+LAID_OUT_CALLER = """\
+name: deploy
+on:
+  push:
+    branches: [main]
+permissions: {{}}
+jobs:
+  validation:
+    uses: {tooling}/.github/workflows/validation.yml@{sha}
+    permissions:
+      contents: read
+    with:
+      {settings}
+      local-train-args: --train-steps 100
+      tooling-repository: {tooling}
+      tooling-ref: {sha}
+  deploy:
+    needs: validation
+    uses: {tooling}/.github/workflows/train-and-deploy.yml@{sha}
+    permissions:
+      contents: read
+      id-token: write
+      pull-requests: write
+    with:
+      {settings}
+      platform: local
+      model-name: parcels
+      train-steps: "150"
+      gate-config: config/gate.toml
+      tooling-repository: {tooling}
+      tooling-ref: {sha}
+  show:
+    needs: deploy
+    runs-on: ubuntu-latest
+    timeout-minutes: 5
+    permissions: {{}}
+    steps:
+      - env:
+          OUT: ${{{{ toJSON(needs.deploy.outputs) }}}}
+        run: echo "outputs $OUT"
+"""
+
+# A caller's odd value: spaces, quotes and a command substitution, refused by the plan.
+ODD_CALLER = """\
+name: odd
+on:
+  push:
+    branches: [main]
+permissions: {{}}
+jobs:
+  deploy:
+    uses: {tooling}/.github/workflows/train-and-deploy.yml@{sha}
+    permissions:
+      contents: read
+      id-token: write
+      pull-requests: write
+    with:
+      gate-config: config/gate.toml
+      package-dir: ml "$(touch pwned)"
+      tooling-repository: {tooling}
+      tooling-ref: {sha}
+"""
+
+
+def laid_out_files(tooling: str, sha: str) -> dict[str, str]:
+    """The repository as an adopter often lays it out: the hatchling trainer package in
+    ``ml/``, the data in ``datasets/``, the gate's thresholds in ``config/``, no ``ci.toml``
+    (every setting an input of both workflows), a noxfile; its ``deploy.yml`` calls
+    validation, then train-and-deploy, then reads the outputs; ``odd.yml`` passes a bad
+    input. The decoy ``ci`` package stays at the top, where the workflows run."""
+    base = files(tooling, sha)
+    moved = {
+        "ml/pyproject.toml": HATCH_PYPROJECT,
+        "config/gate.toml": base["gate.toml"],
+        "noxfile.py": NOXFILE,
+        "ci/__init__.py": base["ci/__init__.py"],
+        "ci/__main__.py": base["ci/__main__.py"],
+    }
+    for rel, text in base.items():
+        if rel.startswith("parcels/"):
+            moved[f"ml/{rel}"] = text
+        elif rel.startswith("data/"):
+            moved[f"datasets/{rel[len('data/') :]}"] = text
+    settings = "\n      ".join(f"{k}: {v}" for k, v in SETTINGS.items())
+    moved[".github/workflows/deploy.yml"] = LAID_OUT_CALLER.format(
+        tooling=tooling, sha=sha, settings=settings
+    )
+    moved[".github/workflows/odd.yml"] = ODD_CALLER.format(tooling=tooling, sha=sha)
+    return moved
