@@ -186,9 +186,14 @@ def _hooks(python: Path, package_dir: Path, request: dict) -> dict:
         return json.loads(result_file.read_text())
 
 
+def add_package_dir(parser) -> None:
+    """Where the trainer package is (package, train, pipeline, local-train)."""
+    parser.add_argument("--package-dir", default=".", help="the trainer package (default .)")
+
+
 def add_arguments(parser) -> None:
     """Where the package is and where its sdist goes (shared by package, train, pipeline)."""
-    parser.add_argument("--package-dir", default=".", help="the trainer package (default .)")
+    add_package_dir(parser)
     parser.add_argument(
         "--dist-dir", default="dist", type=output_dir, help="where the sdist goes (default dist)"
     )

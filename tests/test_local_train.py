@@ -25,6 +25,7 @@ def in_repo(monkeypatch):
 def test_the_command_is_the_cloud_entry_point_with_the_settings_data(in_repo, tmp_path):
     cmd = local_train.command(resolve(env={}), tmp_path, ["--train-steps", "5"])
     assert cmd[1:] == [
+        "-P",
         "-m",
         "trainer.task",
         "--job-dir",
@@ -89,3 +90,56 @@ def test_bad_trainer_args_exit_2_naming_the_value(in_repo, tmp_path, capsys):
 def test_a_missing_package_directory_is_named(in_repo, tmp_path):
     with pytest.raises(UsageError, match="package directory not found: 'no/such/dir'"):
         local_train.local_train(resolve(env={}), Path("no/such/dir"), tmp_path, [])
+
+
+FAKE_TRAINER = """
+import argparse, json, pathlib, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("--job-dir")
+parser.add_argument("--train-file")
+parser.add_argument("--eval-file")
+args = parser.parse_args()
+job = pathlib.Path(args.job_dir)
+(job / "model").mkdir(parents=True, exist_ok=True)
+(job / "model" / "saved_model.pb").write_bytes(b"")
+(job / "metrics.json").write_text(json.dumps({"accuracy": 1.0, "who": WHO}))
+"""
+
+
+def _adopter(tmp_path, layout: str) -> Path:
+    """An adopter's tree whose package (module ``trainer.task``, as the example's) is in
+    ``ml/`` (flat) or ``ml/src/`` (src layout), with a pure-Python stand-in trainer."""
+    root = tmp_path / "ml"
+    package = (root / "src" if layout == "src" else root) / "trainer"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "task.py").write_text(FAKE_TRAINER.replace("WHO", repr(f"adopter-{layout}")))
+    (root / "pyproject.toml").write_text("[project]\nname = 'parcels'\nversion = '1'\n")
+    return root
+
+
+@pytest.mark.parametrize("layout", ["flat", "src"])
+def test_the_package_dir_trainer_runs_never_the_toolings_own(
+    in_repo, tmp_path, monkeypatch, layout
+):
+    # The tooling's root (which holds the example `trainer`) is on the inherited path, as in
+    # the workflows (PYTHONPATH=.ci-tooling): the adopter's same-named module must win.
+    package_dir = _adopter(tmp_path, layout)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    job = tmp_path / "job"
+    argv = ["local-train", "--package-dir", str(package_dir), "--job-dir", str(job)]
+    assert cli.main(argv) == 0
+    assert json.loads((job / "metrics.json").read_text())["who"] == f"adopter-{layout}"
+    path = local_train.python_path(package_dir, "trainer.task", str(ROOT))
+    expected = package_dir / "src" if layout == "src" else package_dir
+    assert path.split(":") == [str(expected.resolve())]
+
+
+def test_a_module_neither_in_the_package_dir_nor_installed_is_named(in_repo, tmp_path, capsys):
+    package_dir = _adopter(tmp_path, "flat")
+    argv = ["local-train", "--package-dir", str(package_dir), "--trainer-module", "parcels.task"]
+    assert cli.main([*argv, "--job-dir", str(tmp_path / "job")]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("Error: trainer module 'parcels.task': no package 'parcels'")
+    assert str(package_dir) in line
+    assert not (tmp_path / "job").exists()
