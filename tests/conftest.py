@@ -56,6 +56,22 @@ def emulator(tmp_path_factory):
         yield emu
 
 
+# How often the official SDK polls a job (its own module constant, 5 s, `_JOB_WAIT_TIME`
+# in aiplatform.jobs and training_jobs: a sleep between gets). The emulator's jobs end in
+# a second or two, so a test would sleep most of 5 s per job; polling faster changes no
+# answer, only how soon the SDK asks again.
+SDK_POLL_SECONDS = 0.2
+SDK_POLLING_MODULES = ("google.cloud.aiplatform.jobs", "google.cloud.aiplatform.training_jobs")
+
+
+@pytest.fixture(autouse=True)
+def _sdk_polls_quickly(monkeypatch):
+    for name in SDK_POLLING_MODULES:
+        module = sys.modules.get(name)  # imported by the test modules that use the SDK
+        if module is not None:
+            monkeypatch.setattr(module, "_JOB_WAIT_TIME", SDK_POLL_SECONDS)
+
+
 @pytest.fixture(autouse=True)
 def _no_leaking_faults(request):
     yield

@@ -13,6 +13,7 @@ request, so a test can count creates and edits. Tokens in ``read_only_tokens`` g
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import re
@@ -53,7 +54,9 @@ class GitHubStub:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A short poll: shutdown() waits up to one (the default 0.5 s, at every test's end).
+        serve = functools.partial(self.server.serve_forever, poll_interval=0.02)
+        threading.Thread(target=serve, daemon=True).start()
         return self
 
     def __exit__(self, *exc) -> None:

@@ -9,6 +9,7 @@ forwards a request and then drops the connection instead of answering.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import http.server
 import re
@@ -79,7 +80,9 @@ class LosingProxy:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A short poll: shutdown() waits up to one (the default 0.5 s, at every test's end).
+        serve = functools.partial(self.server.serve_forever, poll_interval=0.02)
+        threading.Thread(target=serve, daemon=True).start()
 
     def lose(self, method: str, path: str, count: int = 1, skip: int = 0, status=None) -> None:
         """Lose the answers of the ``count`` matching requests after the first ``skip``:

@@ -141,7 +141,7 @@ def test_an_adopter_without_ci_toml_validates_and_deploys_a_subdirectory_package
     assert run.rc == 0, run.log[-6000:]
     validation = run.output_of("validation/validation/")
     # The caller's own trainer ran (never the tooling's example trainer.task).
-    assert "$ python -m parcels.task --job-dir" in validation, validation
+    assert "$ python -P -m parcels.task --job-dir" in validation, validation
     assert "--train-file datasets/train.csv" in validation
     # No JUnit report here (its tests session runs no pytest), and the same layout.
     metrics = json.loads((run.artifact("validation") / "local-job" / "metrics.json").read_text())
