@@ -7,7 +7,7 @@ import threading
 from functools import partial
 from pathlib import Path
 
-from ci.emulator import schema
+from ci.emulator import locations, masks, schema
 from ci.emulator.batch import BatchJobs
 from ci.emulator.endpoints_api import Endpoints
 from ci.emulator.faults import FaultTable
@@ -141,6 +141,8 @@ class Emulator:
                 router.add(http_method, pattern, method_id, handler, wanted)
         for http_method, pattern, method_id, handler in self.operations.routes():
             router.add(http_method, pattern, method_id, handler)
+        for http_method, pattern, method_id, handler in locations.routes():
+            router.add(http_method, pattern, method_id, handler)
         router.add("GET", "/_emulator/faults", "_emulator.faults.list", self._faults_list)
         router.add("POST", "/_emulator/faults", "_emulator.faults.add", self._faults_add)
         router.add("DELETE", "/_emulator/faults", "_emulator.faults.clear", self._faults_clear)
@@ -148,7 +150,7 @@ class Emulator:
             "POST", "/_emulator/operations:release", "_emulator.operations.release", self._release
         )
         router.add("GET", "/_emulator/health", "_emulator.health", self._health)
-        router.unserved = schema.not_emulated
+        router.unserved = partial(_unserved, frozenset(route.method_id for route in router.routes))
         router.before.append(self._before)
         router.after.append(self._after)
         return router
@@ -157,6 +159,7 @@ class Emulator:
         if route.method_id.startswith("aiplatform."):
             # Injected faults come first: a real 429/503 arrives before any validation.
             self.faults.check_call(route.method_id)
+            locations.check(route.method_id, request.raw_path)
             schema.check_query(route.method_id, request.query)
             if route.request_schema:
                 partial = route.method_id.endswith(".patch")
@@ -168,13 +171,17 @@ class Emulator:
                 )
 
     def _after(self, route: Route, request: Request, body):
+        if not route.method_id.startswith("aiplatform."):
+            return body
         # proto3 JSON clients may ask for enums as numbers ($alt=json;enum-encoding=int).
-        if "enum-encoding=int" in request.query.get("$alt", "") and route.method_id.startswith(
-            "aiplatform."
-        ):
-            wanted = schema.response_schema(route.method_id)
-            if wanted:
-                return schema.encode_enums(wanted, body)
+        alt = request.query.get("$alt") or request.query.get("alt") or ""
+        wanted = schema.response_schema(route.method_id)
+        if "enum-encoding=int" in alt and wanted:
+            body = schema.encode_enums(wanted, body)
+        # Google's `fields` system parameter: a partial response.
+        selector = request.query.get("fields") or request.query.get("$fields")
+        if selector and isinstance(body, dict):
+            body = masks.partial_response(body, selector)
         return body
 
     def _health(self, request: Request):
@@ -202,6 +209,18 @@ class Emulator:
     def _faults_clear(self, request: Request):
         self.faults.clear()
         return 200, {}
+
+
+def _unserved(served: frozenset[str], http_method: str, path: str) -> ApiError | None:
+    """The error for a path no route took: a location Vertex does not serve is refused
+    first, as for a served method; then :func:`schema.not_emulated` says why."""
+    method_id = schema.documented(http_method, path)
+    if method_id is not None:
+        try:
+            locations.check(method_id, path)
+        except ApiError as exc:
+            return exc
+    return schema.not_emulated(http_method, path, served)
 
 
 def _import_serving() -> None:

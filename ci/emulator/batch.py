@@ -19,7 +19,7 @@ import shutil
 import threading
 import time
 
-from ci.emulator import batch_io, batch_read
+from ci.emulator import batch_io, batch_read, listing
 from ci.emulator.collection import JobCollection
 from ci.emulator.deployments import check_resources
 from ci.emulator.httpd import ApiError, Request, not_found
@@ -34,7 +34,6 @@ PROGRESS_SECONDS = 1.0
 # What a custom-trained model lists in supportedInputStorageFormats and
 # supportedOutputStorageFormats; the BigQuery ones are not emulated.
 NO_BIGQUERY = "the emulator does not emulate BigQuery; use Cloud Storage (gcsSource)"
-RPC_CODES = {"INVALID_ARGUMENT": 3, "FAILED_PRECONDITION": 9, "NOT_FOUND": 5}
 
 
 def _bad(message: str) -> ApiError:
@@ -100,6 +99,9 @@ class BatchJobs(JobCollection):
 
     def __init__(self, store: Store, operations: Operations, models: Models, cache: ModelCache):
         self.store, self.operations, self.models, self.cache = store, operations, models, cache
+        # batchPredictionJobs.list: "`model_display_name` supports `=`, `!=` comparisons";
+        # the job keeps its model's display name as it was at create (a private key).
+        self.filter_fields = {**listing.JOB_FIELDS, "model_display_name": self._model_display}
         self.storage_url = cache.storage_url
         self._stops: dict[str, threading.Event] = {}
         for job in self.store.all(KIND):
@@ -124,6 +126,7 @@ class BatchJobs(JobCollection):
                 "name": f"{parent}/batchPredictionJobs/{job_id}",
                 "modelVersionId": version["versionId"],
                 "state": "JOB_STATE_PENDING",
+                "_modelDisplayName": version.get("displayName") or record.get("displayName"),
                 "createTime": created,
                 "updateTime": created,
             }
@@ -133,6 +136,11 @@ class BatchJobs(JobCollection):
         args = (job_id, record, version, stop)
         threading.Thread(target=self._run, args=args, daemon=True).start()
         return 200, answer
+
+    def _model_display(self, listed: dict) -> str | None:
+        """The display name of the model a listed job (a public copy) ran."""
+        job = self.store.get(KIND, listed["name"].rsplit("/", 1)[-1]) or {}
+        return job.get("_modelDisplayName")
 
     def _stop(self, job: dict) -> None:
         self._stops[job["name"].rsplit("/", 1)[-1]].set()
@@ -189,8 +197,8 @@ class BatchJobs(JobCollection):
                 hours=hours,
             )
         except ApiError as exc:
-            code = RPC_CODES.get(exc.status, 9)
-            self._update(job_id, "JOB_STATE_FAILED", code, exc.message, (*counts, -1), failures)
+            stats = (*counts, -1)
+            self._update(job_id, "JOB_STATE_FAILED", exc.rpc_code, exc.message, stats, failures)
         except Exception as exc:
             message = f"emulator error: {exc!r}"
             self._update(job_id, "JOB_STATE_FAILED", 13, message, (*counts, -1), failures)

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from ci.emulator import batch_read
-from ci.emulator.httpd import ApiError
+from ci.emulator.httpd import RPC_CODES, ApiError
 
 DEFAULT_BATCH = 64
 SHARD_LINES = 100_000  # lines per output file: bounds what one upload holds
@@ -121,7 +121,7 @@ def items(client, uris: list[str], fmt: str, shape, failures: list[dict]):
             raise ApiError(400, f"Input {uri} does not exist.", "FAILED_PRECONDITION") from None
         except batch_read.Unreadable as exc:
             if len(failures) < MAX_PARTIAL_FAILURES:
-                failures.append({"code": 3, "message": str(exc)})
+                failures.append({"code": RPC_CODES["INVALID_ARGUMENT"], "message": str(exc)})
 
 
 def batches(stream, size: int):

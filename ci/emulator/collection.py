@@ -39,6 +39,7 @@ class JobCollection:
     cancellable = ACTIVE  # states cancel accepts
     running = ACTIVE  # states delete refuses
     cancelling = "JOB_STATE_CANCELLING"
+    filter_fields = listing.JOB_FIELDS  # what the list's `filter` may name
     store: Store
     operations: Operations
 
@@ -82,7 +83,7 @@ class JobCollection:
                 for j in self.store.all(self.kind)
                 if same_parent(j["name"], project, location)
             ]
-        return 200, listing.page(self.kind, jobs, request.query, listing.JOB_FIELDS)
+        return 200, listing.page(self.kind, jobs, request.query, self.filter_fields)
 
     def cancel(self, request: Request):
         """``<kind>.cancel``: CANCELLING now; CANCELLED once :meth:`_stop` took effect."""

@@ -52,6 +52,8 @@ UPDATABLE = (
     "trafficSplit",
     "predictRequestResponseLoggingConfig",
 )
+# What endpoints.update (the long-running one) may change; etag is compared, not stored.
+LONG_RUNNING_UPDATABLE = ("clientConnectionConfig", "etag")
 
 
 class Endpoints(Deployments):
@@ -67,6 +69,7 @@ class Endpoints(Deployments):
             ("GET", LOC + "/endpoints", API + "list", self.list),
             ("GET", ENDPOINT, API + "get", self.get),
             ("PATCH", ENDPOINT, API + "patch", self.patch),
+            ("POST", ENDPOINT + ":update", API + "update", self.update),
             ("DELETE", ENDPOINT, API + "delete", self.delete),
             ("POST", ENDPOINT + ":deployModel", API + "deployModel", self.deploy),
             ("POST", ENDPOINT + ":undeployModel", API + "undeployModel", self.undeploy),
@@ -146,6 +149,29 @@ class Endpoints(Deployments):
             masks.apply(endpoint, body, names)
             self._touch(endpoint)
             return 200, public(endpoint)
+
+    def update(self, request: Request):
+        """``endpoints.update`` (UpdateEndpointLongRunning): the body's Endpoint replaces the
+        stored one, but "Currently we only support updating the `client_connection_config`
+        field, all the other fields' update will be blocked": another field that differs
+        from the stored one is a 400. An operation whose response is the Endpoint."""
+        sent = request.body["endpoint"]
+        with self.store.lock:
+            endpoint = self._endpoint(request)
+            masks.check_etag(sent, {endpoint.get("etag")}, endpoint["name"])
+            for field, value in sent.items():
+                if field not in LONG_RUNNING_UPDATABLE and value != endpoint.get(field):
+                    raise ApiError(
+                        400,
+                        f"endpoints.update changes only client_connection_config, not "
+                        f"{masks.snake(field)}: use endpoints.patch with an update_mask.",
+                    )
+            masks.apply(endpoint, sent, list(LONG_RUNNING_UPDATABLE))
+            self._touch(endpoint)
+            answer = public(endpoint)
+        return 200, self.operations.run(
+            endpoint["name"], "UpdateEndpoint", lambda: answer, response=_ENDPOINT
+        )
 
     def _touch(self, endpoint: dict) -> None:
         endpoint["updateTime"] = now()

@@ -44,7 +44,7 @@ class FaultTable:
             raise ApiError(400, "count must be a positive integer")
         if "method" in spec:
             if spec.get("status") not in STATUS_NAMES or spec["status"] < 400:
-                raise ApiError(400, f"status must be one of {sorted(STATUS_NAMES)[1:]}")
+                raise ApiError(400, f"status must be one of {sorted(STATUS_NAMES)}")
         elif spec.get("job") == "fail":
             spec.setdefault("message", "Injected failure (emulator fault injection).")
         elif spec.get("job") == "delay" or spec.get("operation") == "delay":

@@ -19,16 +19,44 @@ from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-# google.rpc.Code names by HTTP status, as Google's JSON error format spells them.
+# google.rpc.Code: each canonical status name's number (googleapis/google/rpc/code.proto),
+# what an operation's or a job's `error.code` carries.
+RPC_CODES = {
+    "OK": 0,
+    "CANCELLED": 1,
+    "UNKNOWN": 2,
+    "INVALID_ARGUMENT": 3,
+    "DEADLINE_EXCEEDED": 4,
+    "NOT_FOUND": 5,
+    "ALREADY_EXISTS": 6,
+    "PERMISSION_DENIED": 7,
+    "RESOURCE_EXHAUSTED": 8,
+    "FAILED_PRECONDITION": 9,
+    "ABORTED": 10,
+    "OUT_OF_RANGE": 11,
+    "UNIMPLEMENTED": 12,
+    "INTERNAL": 13,
+    "UNAVAILABLE": 14,
+    "DATA_LOSS": 15,
+    "UNAUTHENTICATED": 16,
+}
+# The status name of an error answer by HTTP status, as code.proto maps each code to HTTP
+# (a code that shares its HTTP status, FAILED_PRECONDITION or ABORTED, is named where it is
+# raised). 413 is the emulator's own body limit (Google's frontend refuses such a body
+# before the API sees it); its body still says why, in the same shape.
 STATUS_NAMES = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
     404: "NOT_FOUND",
     409: "ALREADY_EXISTS",
     413: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
     500: "INTERNAL",
     501: "UNIMPLEMENTED",
     503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
 }
 # How often a serving loop looks for shutdown(): what stopping a server costs (the standard
 # library's 0.5 s was a second of every `ci` command on the embedded default, two servers).
@@ -47,6 +75,11 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.status = status or STATUS_NAMES.get(code, "UNKNOWN")
+
+    @property
+    def rpc_code(self) -> int:
+        """The google.rpc.Code number of :attr:`status` (an operation's ``error.code``)."""
+        return RPC_CODES.get(self.status, RPC_CODES["UNKNOWN"])
 
     def body(self) -> dict:
         """The JSON body of the error answer."""
@@ -173,7 +206,11 @@ class Router:
         if error is not None:
             return error.code, error.body()
         if allowed:
-            return 405, ApiError(405, f"{http_method} is not allowed on {path}.").body()
+            # Google's frontends route on method and path together: a path served under
+            # another HTTP method is a method that does not exist, 404 "Method not found."
+            # (not HTTP's 405, which has no google.rpc.Code).
+            message = f"Method not found. ({http_method} {path} is not a method of this API.)"
+            return 404, ApiError(404, message).body()
         return 404, ApiError(404, f"The requested URL {path} was not found.").body()
 
 
@@ -226,7 +263,9 @@ class _Handler(BaseHTTPRequestHandler):
             f"HTTP/1.1 {status} {_reason(status)}\r\n"
             f"Content-Type: {ctype}\r\nContent-Length: {len(payload)}\r\n{extra}\r\n"
         )
-        self.wfile.write(head.encode("latin-1") + payload)
+        # A HEAD answer has the headers of the answer alone (RFC 9110): no method of the
+        # API is a HEAD, so it is the JSON 404 of any other method a path does not have.
+        self.wfile.write(head.encode("latin-1") + (b"" if self.command == "HEAD" else payload))
 
     def _body(self) -> bytes | ApiError:
         """The request body (Content-Length or chunked), or the error that refuses it."""
@@ -261,7 +300,7 @@ class _Handler(BaseHTTPRequestHandler):
             return _too_large(length)
         return self.rfile.read(length) if length else b""
 
-    do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = _serve
+    do_GET = do_POST = do_DELETE = do_PATCH = do_PUT = do_HEAD = _serve
 
     def log_message(self, format, *args):
         # Per-request logging to stderr costs latency and says nothing the client doesn't see.

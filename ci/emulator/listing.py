@@ -27,8 +27,33 @@ MAX_PAGE_SIZE = 1000
 # Filterable fields per list: the filter's snake_case name → the record's JSON key.
 TIMES = {"create_time": "createTime", "update_time": "updateTime"}
 JOB_FIELDS = {"display_name": "displayName", "state": "state", "end_time": "endTime", **TIMES}
-MODEL_FIELDS = {"display_name": "displayName", "model": "name", **TIMES}
-ENDPOINT_FIELDS = {"display_name": "displayName", "endpoint": "name", **TIMES}
+# trainingPipelines.list: "`training_task_definition` `=`, `!=` comparisons, and `:` wildcard".
+PIPELINE_FIELDS = {**JOB_FIELDS, "training_task_definition": "trainingTaskDefinition"}
+# models.list and endpoints.list: "`base_model_name` only supports =" (a Model Garden model's;
+# none of the emulator's has one, so it matches nothing).
+MODEL_FIELDS = {
+    "display_name": "displayName",
+    "model": "name",
+    "base_model_name": "baseModelName",
+    **TIMES,
+}
+ENDPOINT_FIELDS = {
+    "display_name": "displayName",
+    "endpoint": "name",
+    "base_model_name": "baseModelName",
+    **TIMES,
+}
+# The comparisons a field supports where its list's reference restricts them ("`state`
+# supports `=`, `!=` comparisons"); the others take all (times: all but `:`).
+OPERATORS = {
+    "state": ("=", "!="),
+    "model": ("=", "!="),
+    "endpoint": ("=", "!="),
+    "model_display_name": ("=", "!="),
+    "done": ("=", "!="),
+    "base_model_name": ("=",),
+}
+TIME_OPERATORS = ("=", "!=", "<", "<=", ">", ">=")
 # What models.list, listVersions and endpoints.list document for orderBy: "Supported
 # fields: display_name, create_time, update_time".
 SORTABLE = {"display_name": "displayName", **TIMES}
@@ -44,11 +69,30 @@ Predicate = Callable[[dict], bool]
 
 def parse_filter(text: str, fields: dict[str, str]) -> Predicate:
     """A predicate for ``text``; ApiError 400 names an unsupported field or clause."""
+    _check_balanced(text)
     groups = []
     for part in _split(text.strip(), "AND"):
         alternatives = [_clause(c, fields) for c in _split(part, "OR")]
         groups.append(alternatives)
     return lambda record: all(any(t(record) for t in alts) for alts in groups)
+
+
+def _check_balanced(text: str) -> None:
+    """400 for an unterminated string or unbalanced parentheses: AIP-160's grammar has no
+    reading of ``(display_name="a"`` that a clause-by-clause parse would otherwise guess."""
+    depth, quoted, escaped = 0, False, False
+    for char in text:
+        if quoted:
+            quoted, escaped = (char != '"' or escaped), (char == "\\" and not escaped)
+        elif char == '"':
+            quoted = True
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+            if depth < 0:
+                break
+    if quoted or depth:
+        problem = "an unterminated string" if quoted else "unbalanced parentheses"
+        raise ApiError(400, f"Invalid filter {text!r}: {problem}.")
 
 
 def _split(text: str, word: str) -> list[str]:
@@ -69,6 +113,7 @@ def _clause(text: str, fields: dict[str, str]) -> Predicate:
         if key is None:
             supported = ", ".join([*fields, "labels.KEY"])
             raise ApiError(400, f"Unsupported filter field {field!r} (supported: {supported}).")
+        _check_operator(field, key, op)
         test = _compare(key, op, value, field)
     return (lambda r: not test(r)) if match["not"] else test
 
@@ -88,13 +133,28 @@ def _label_test(field: str, op: str, value: str) -> Predicate | None:
     raise ApiError(400, f"Labels support =, != and :*, not {op!r} ({field}).")
 
 
-def _compare(key: str, op: str, value: str, field: str) -> Predicate:
-    if key.endswith("Time"):
+def _check_operator(field: str, key, op: str) -> None:
+    """400 for a comparison the list's reference does not give ``field``."""
+    name = _snake(field)
+    allowed = OPERATORS.get(name) or (
+        TIME_OPERATORS if isinstance(key, str) and key.endswith("Time") else None
+    )
+    if allowed is not None and op not in allowed:
+        raise ApiError(400, f"The filter field {name} supports {', '.join(allowed)}, not {op!r}.")
+
+
+def _compare(key, op: str, value: str, field: str) -> Predicate:
+    """``key`` is the record's JSON key, or a function reading the value off a record."""
+    if callable(key):
+        wanted, get = value, key
+    elif key.endswith("Time"):
         wanted = _time(value, field)
         get = lambda r: _time(r.get(key), field) if r.get(key) else None  # noqa: E731
     elif key == "name":  # `model=123` / `endpoint=123` match the resource id
         wanted, get = str(value), lambda r: r["name"].rsplit("/", 1)[-1]
     elif key == "done":
+        if str(value).lower() not in ("true", "false"):
+            raise ApiError(400, f"Invalid filter value {value!r} for {field} (true or false).")
         wanted, get = str(value).lower() == "true", lambda r: bool(r.get("done"))
     else:
         wanted, get = value, lambda r: r.get(key)

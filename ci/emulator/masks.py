@@ -85,5 +85,70 @@ def _camel(name: str) -> str:
     return re.sub(r"_([a-z0-9])", lambda m: m[1].upper(), name)
 
 
+def snake(name: str) -> str:
+    """A JSON name as its proto (snake_case) name, as Vertex's messages spell fields."""
+    return _snake(name)
+
+
 def _snake(name: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m[1].lower(), name)
+
+
+def partial_response(body, selector: str):
+    """``body`` cut down to Google's ``fields`` system parameter (partial response:
+    ``name,displayName``, ``a/b`` for a nested field, ``models(name,labels)`` for fields of
+    each item, ``*`` for every field); 400 for a selector that does not parse."""
+    return _select(body, _selector(selector))
+
+
+def _selector(text: str) -> dict:
+    """The tree of ``text``: field → None (all of it) or a sub-tree."""
+    tree, rest = _selection(text.replace(" ", ""), 0)
+    if rest != len(text.replace(" ", "")) or not tree:
+        raise ApiError(400, f"Invalid field selection {text!r} (the fields parameter).")
+    return tree
+
+
+def _selection(text: str, at: int) -> tuple[dict, int]:
+    """Parse ``item (',' item)*`` from ``at``; the tree and where parsing stopped."""
+    tree: dict = {}
+    while True:
+        match = re.compile(r"[A-Za-z_*][\w/*]*").match(text, at)
+        if match is None:
+            return tree, at
+        parts = [_camel(p) for p in match[0].split("/")]
+        at = match.end()
+        sub = None
+        if text.startswith("(", at):
+            sub, at = _selection(text, at + 1)
+            if not sub or not text.startswith(")", at):
+                return tree, at  # the caller sees it did not reach the end
+            at += 1
+        _merge(tree, parts, sub)
+        if not text.startswith(",", at):
+            return tree, at
+        at += 1
+
+
+def _merge(tree: dict, parts: list[str], sub: dict | None) -> None:
+    head = parts[0]
+    if len(parts) == 1:
+        if sub is None or tree.get(head, {}) is None:
+            tree[head] = None
+        else:
+            tree[head] = {**(tree.get(head) or {}), **sub}
+        return
+    if tree.get(head, {}) is not None:
+        _merge(tree.setdefault(head, {}), parts[1:], sub)
+
+
+def _select(value, tree: dict | None):
+    if tree is None or ("*" in tree and len(tree) == 1):
+        return value
+    if isinstance(value, list):
+        return [_select(item, tree) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if "*" in tree:
+        return {k: _select(v, tree.get(k)) for k, v in value.items()}
+    return {k: _select(value[k], sub) for k, sub in tree.items() if k in value}

@@ -118,7 +118,7 @@ class Operations:
         try:
             result = work()
         except ApiError as exc:
-            result, error = None, {"code": _rpc_code(exc.status), "message": exc.message}
+            result, error = None, {"code": exc.rpc_code, "message": exc.message}
         except Exception as exc:
             result, error = None, {"code": 13, "message": f"emulator error: {exc!r}"}
         with self._changed:  # an injected delay, if any; a cancel or a release ends it early
@@ -135,7 +135,7 @@ class Operations:
                 try:
                     result = result()
                 except ApiError as exc:
-                    error = {"code": _rpc_code(exc.status), "message": exc.message}
+                    error = {"code": exc.rpc_code, "message": exc.message}
             if error:
                 record.update(done=True, error=error)
                 self.store.save("operations", op_id, record)
@@ -231,17 +231,3 @@ def _seconds(text: str | None, default: float) -> float:
         return max(0.0, float(text.removesuffix("s")))
     except ValueError:
         raise ApiError(400, f"Invalid value for timeout: {text!r}.") from None
-
-
-def _rpc_code(status: str) -> int:
-    codes = {
-        "INVALID_ARGUMENT": 3,
-        "NOT_FOUND": 5,
-        "ALREADY_EXISTS": 6,
-        "FAILED_PRECONDITION": 9,
-        "ABORTED": 10,
-        "RESOURCE_EXHAUSTED": 8,
-        "INTERNAL": 13,
-        "UNAVAILABLE": 14,
-    }
-    return codes.get(status, 2)

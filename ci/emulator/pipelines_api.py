@@ -9,7 +9,7 @@ does. Pipelines that need a dataset or other task definitions (AutoML) get a 400
 
 from __future__ import annotations
 
-from ci.emulator import schema
+from ci.emulator import listing, schema
 from ci.emulator.collection import JobCollection
 from ci.emulator.httpd import ApiError, Request
 from ci.emulator.jobs_api import CustomJobs, check_pools
@@ -32,6 +32,7 @@ class TrainingPipelines(JobCollection):
     """Pipeline handlers; the backing job runs through :class:`CustomJobs`."""
 
     kind, type_name, param = "trainingPipelines", "TrainingPipeline", "pipeline"
+    filter_fields = listing.PIPELINE_FIELDS
     cancellable, running, cancelling = ACTIVE, ACTIVE_ALL, "PIPELINE_STATE_CANCELLING"
 
     def __init__(self, store: Store, jobs: CustomJobs, models: Models, operations: Operations):
@@ -99,7 +100,7 @@ class TrainingPipelines(JobCollection):
                 except ApiError as exc:
                     state, job = (
                         "PIPELINE_STATE_FAILED",
-                        {"error": {"code": 3, "message": exc.message}},
+                        {"error": {"code": exc.rpc_code, "message": exc.message}},
                     )
             if job.get("error"):
                 pipeline["error"] = job["error"]

@@ -55,15 +55,29 @@ def _paths() -> dict[str, list[tuple[re.Pattern, str]]]:
     return by_verb
 
 
-def not_emulated(http_method: str, path: str) -> ApiError | None:
-    """501 ``UNIMPLEMENTED`` naming the documented method ``path`` calls, when the emulator
-    does not serve it (``None`` for a path Vertex does not have either)."""
+def documented(http_method: str, path: str) -> str | None:
+    """The id of the documented method ``http_method`` on ``path`` calls, or None."""
     for regex, method_id in _paths().get(http_method, []):
         if regex.match(path):
-            return ApiError(
-                501, f"{method_id} is not emulated (the methods served: docs/emulator.md)."
-            )
+            return method_id
     return None
+
+
+def not_emulated(
+    http_method: str, path: str, served: frozenset[str] = frozenset()
+) -> ApiError | None:
+    """The error for a request no route of the emulator took (``None`` for a path Vertex
+    does not have either): 501 ``UNIMPLEMENTED`` naming the documented method it calls when
+    the emulator does not serve that method; 400 ``INVALID_ARGUMENT`` when it does (in
+    ``served``) but the name in the path is not one of that method's resources (an empty
+    version, ``models/m@``), so an answer never calls a served method unemulated."""
+    method_id = documented(http_method, path)
+    if method_id is None:
+        return None
+    if method_id in served:
+        name = path.split("/", 2)[-1].split(":")[0]
+        return ApiError(400, f"Invalid resource name {name!r} for {method_id}.")
+    return ApiError(501, f"{method_id} is not emulated (the methods served: docs/emulator.md).")
 
 
 # Parameters every Google API takes besides a method's own (system parameters, also with
