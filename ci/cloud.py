@@ -12,8 +12,8 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,18 @@ class Cloud:
 
     settings: Settings
     vertex: Any
-    storage: Any
+    _storage: Any = None
+    _make_storage: Callable[[], Any] | None = field(default=None, repr=False)
+    _storage_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def storage(self):
+        """The Cloud Storage client, made on first use: a command that only talks to Vertex
+        AI (versions, rollback, predict) never imports google-cloud-storage (0.2 s)."""
+        with self._storage_lock:
+            if self._storage is None and self._make_storage is not None:
+                self._storage = self._make_storage()
+            return self._storage
 
     @property
     def parent(self) -> str:
@@ -67,7 +78,7 @@ def connect(settings: Settings, *, deploys_its_job: bool = False) -> Iterator[Cl
         endpoint = settings.api_endpoint
         if not clients.is_emulator(endpoint) and not settings.project:
             raise UsageError(f"setting 'project' is required with api_endpoint {endpoint!r}")
-        yield Cloud(settings, *_clients(settings, endpoint, settings.storage_endpoint))
+        yield _cloud(settings, endpoint, settings.storage_endpoint)
         return
     from ci.emulator.process import start
 
@@ -83,20 +94,32 @@ def connect(settings: Settings, *, deploys_its_job: bool = False) -> Iterator[Cl
     )
     importing.join()
     with emulators:
-        vertex, storage = _clients(settings, emulators.vertex_url, emulators.storage_url)
-        guard(lambda: _ensure_bucket(storage, settings.bucket_name), "create local bucket")
-        yield Cloud(settings, vertex, storage)
+        cloud = _cloud(settings, emulators.vertex_url, emulators.storage_url)
+        guard(lambda: _ensure_bucket(cloud.storage, settings.bucket_name), "create local bucket")
+        yield cloud
 
 
-def _clients(settings: Settings, vertex_endpoint: str | None, storage_endpoint: str | None):
+def _cloud(settings: Settings, vertex_endpoint: str | None, storage_endpoint: str | None):
+    """The Vertex AI client now, the Cloud Storage one when first used."""
+    anonymous = clients.is_emulator(vertex_endpoint)
+    vertex = _credentialed(
+        lambda: clients.vertex(
+            settings.region, vertex_endpoint, anonymous=anonymous, retries=settings.api_retries
+        )
+    )
+
+    def storage():
+        return _credentialed(lambda: clients.storage(settings.project_id, storage_endpoint))
+
+    return Cloud(settings, vertex, _make_storage=storage)
+
+
+def _credentialed(make):
+    """``make()``; missing Application Default Credentials become one CiError."""
     from google.auth.exceptions import DefaultCredentialsError
 
     try:
-        anonymous = clients.is_emulator(vertex_endpoint)
-        vertex = clients.vertex(
-            settings.region, vertex_endpoint, anonymous=anonymous, retries=settings.api_retries
-        )
-        return vertex, clients.storage(settings.project_id, storage_endpoint)
+        return make()
     except DefaultCredentialsError:
         raise CiError(
             "no Google credentials: run `gcloud auth application-default login` or "
@@ -148,6 +171,9 @@ def guard(fn, what: str, on_400: type[CiError] = CiError, on_404: str | None = N
         raise _marked(error(message), status) from None
     except core_exc.GoogleAPICallError as exc:
         raise _marked(CiError(f"{what} failed: HTTP {exc.code}: {exc.message}"), exc.code) from None
+    except core_exc.RetryError as exc:  # the storage client's own retries ran out of time
+        detail = str(exc.cause or exc).splitlines()[0][:200]
+        raise _marked(CiError(f"{what} failed: gave up retrying ({detail})"), None) from None
     except (OSError, http.client.HTTPException, httplib2.HttpLib2Error) as exc:
         detail = str(exc) or type(exc).__name__
         raise _marked(CiError(f"{what} failed: cannot connect ({detail})"), None) from None
