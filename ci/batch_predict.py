@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from ci import flags, gcs, job_wait, outputs, vertex
 from ci.cloud import Cloud, connect
 from ci.errors import CiError
-from ci.inputs import check_json_lines
+from ci.inputs import check_json_lines, input_file
 from ci.settings import resolve
 from ci.stage import check_local, ensure_staged
 
@@ -112,7 +112,9 @@ def _counts(job: dict) -> str:
 
 def main(argv: list[str]) -> int:
     parser = flags.parser("batch-predict", __doc__)
-    parser.add_argument("--instances", required=True, help="JSON-lines file or gs:// URI")
+    parser.add_argument(
+        "--instances", required=True, type=input_file, help="JSON-lines file or gs:// URI"
+    )
     parser.add_argument("--output", required=True, help="gs:// prefix for the results")
     parser.add_argument(
         "--model-version", default=vertex.DEFAULT, help="version number or alias (default default)"

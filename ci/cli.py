@@ -15,6 +15,7 @@ import traceback
 from pathlib import Path
 
 from ci.errors import CiError
+from ci.inputs import did_you_mean, shorten_quoted, shown
 
 COMMANDS = {
     "emulator": ("ci.emulator.__main__", "run the local Vertex AI + Cloud Storage emulators"),
@@ -58,11 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     # A NUL byte cannot be in a path, a name or a URI (and no shell can pass one).
     nul = next((a for a in argv if "\x00" in a), None)
     if nul is not None:
-        print(f"Error: argument {_shown(nul)} contains a NUL byte", file=sys.stderr)
+        print(f"Error: argument {shown(nul)} contains a NUL byte", file=sys.stderr)
         return 2
     if name not in COMMANDS:
-        known = ", ".join(COMMANDS)
-        print(f"Error: unknown command {name!r} (one of: {known})", file=sys.stderr)
+        known = did_you_mean(name, COMMANDS) or f" (one of: {', '.join(COMMANDS)})"
+        print(f"Error: unknown command {shown(name)}{known}", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     # SIGTERM (a cancelled workflow, `kill`) is handled like Ctrl-C: commands clean up
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return module.main(rest)
     except CiError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {shorten_quoted(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("Error: interrupted", file=sys.stderr)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug: still one line, and what to report
         if isinstance(exc, OSError) and exc.errno in _BAD_PATH and exc.filename is not None:
             # A path given that the system refuses (too long, a directory...): named.
-            print(f"Error: {_shown(str(exc.filename))}: {exc.strerror}", file=sys.stderr)
+            print(f"Error: {shown(str(exc.filename))}: {exc.strerror}", file=sys.stderr)
             return 2
         where = traceback.extract_tb(exc.__traceback__)[-1]
         first = (str(exc).strip().splitlines() or [""])[0][:200]
@@ -111,12 +112,6 @@ _BAD_PATH = {
     errno.ELOOP,
     errno.EROFS,
 }
-
-
-def _shown(value: str, limit: int = 120) -> str:
-    """``repr(value)``, shortened: an error line names a 100,000-character value by its start."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(value)} characters)"
 
 
 def _interrupt(signum, frame):

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import re
 
 from ci import outputs, settings
 from ci.errors import UsageError
+from ci.inputs import did_you_mean, parse_json, shown
+
+# A --timeout above this is a typo: Vertex AI runs a custom job for at most 7 days.
+TIMEOUT_MAX = 7 * 86_400.0
+# Vertex AI allows at most 64 labels on a resource.
+MAX_LABELS = 64
 
 # Help is wrapped at a fixed width, not the terminal's, so docs/cli.md can be generated.
 HELP_WIDTH = 100
@@ -24,7 +29,14 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{self.prog}: {message}{self._near_miss(message)}")
+
+    def _near_miss(self, message: str) -> str:
+        """`` (did you mean '--config'?)`` for a misspelt flag argparse did not recognize."""
+        if not message.startswith("unrecognized arguments:"):
+            return ""
+        flag = next((a for a in message.split(":", 1)[1].split() if a.startswith("--")), "")
+        return did_you_mean(flag.partition("=")[0], self._option_string_actions) if flag else ""
 
 
 def parser(
@@ -43,26 +55,51 @@ def parser(
     return p
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
+def _int_from(text: str, low: int) -> int:
+    """An integer from ``low`` to the settings' INT_MAX (what an API field takes)."""
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+        raise argparse.ArgumentTypeError(f"not an integer: {shown(text)}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be at least {low}: {shown(text)}")
+    if value > settings.INT_MAX:
+        raise argparse.ArgumentTypeError(f"must be at most {settings.INT_MAX}: {shown(text)}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1 (and at most 2,147,483,647)."""
+    return _int_from(text, 1)
+
+
+def count(text: str) -> int:
+    """An argparse type: an integer of at least 0 (and at most 2,147,483,647)."""
+    return _int_from(text, 0)
 
 
 def positive_float(text: str) -> float:
-    """An argparse type: a number above 0."""
+    """An argparse type: seconds above 0, at most :data:`TIMEOUT_MAX`."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number: {shown(text)}") from None
     if not value > 0 or value == float("inf"):  # NaN compares false with everything
         raise argparse.ArgumentTypeError(f"must be a positive finite number: {text!r}")
+    if value > TIMEOUT_MAX:
+        raise argparse.ArgumentTypeError(
+            f"at most {TIMEOUT_MAX:g} seconds (7 days, Vertex AI's longest job): {text!r}"
+        )
     return value
+
+
+def display_name(text: str) -> str:
+    """An argparse type: a Vertex AI display name (up to 128 printable characters)."""
+    try:
+        settings.DISPLAY_NAME.check(text, "display name")
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def percent(text: str) -> int:
@@ -86,11 +123,13 @@ def labels(text: str) -> dict[str, str]:
     if not text.strip():
         return {}
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}") from None
+        value = parse_json(text, "labels", strict=True)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(f"not a JSON object: {shown(text)} ({exc})") from None
     if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"not a JSON object: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a JSON object: {shown(text)}")
+    if len(value) > MAX_LABELS:
+        raise argparse.ArgumentTypeError(f"{len(value)} labels; Vertex AI allows {MAX_LABELS}")
     for key, item in value.items():
         if not _LABEL_KEY.fullmatch(key):
             raise argparse.ArgumentTypeError(f"bad label key {key!r} (a-z first, then a-z0-9_-)")

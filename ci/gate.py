@@ -14,7 +14,7 @@ from pathlib import Path
 from ci import flags, gate_rules, outputs
 from ci.cloud import Cloud, connect
 from ci.errors import GateRejected, UsageError
-from ci.inputs import output_file
+from ci.inputs import input_file, output_file
 from ci.settings import resolve
 from ci.vertex import (
     DEFAULT,
@@ -139,7 +139,11 @@ def candidate_location(cloud: Cloud, metrics: str | None, job: str | None) -> st
 def add_arguments(parser, config_flag: str = "--config") -> None:
     """The gate's flags, shared by ``gate`` and ``pipeline`` (which calls it --gate-config)."""
     parser.add_argument(
-        config_flag, dest="gate_config", default="gate.toml", help="thresholds (default gate.toml)"
+        config_flag,
+        dest="gate_config",
+        default="gate.toml",
+        type=input_file,
+        help="thresholds (default gate.toml)",
     )
     parser.add_argument(
         "--threshold",

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ci.errors import CiError, UsageError
-from ci.inputs import finite, read_text
+from ci.inputs import did_you_mean, finite, read_text
 
 KEYS = {"direction", "lower_bound", "upper_bound", "absolute_change", "relative_change"}
 NUMERIC = KEYS - {"direction"}
@@ -61,7 +61,10 @@ def load_config(path: Path) -> dict[str, dict]:
         raise UsageError(f"gate config {str(path)!r} is not valid TOML: {exc}") from None
     unknown = set(data) - {"metrics"}
     if unknown:
-        raise UsageError(f"gate config {str(path)!r}: unknown table {sorted(unknown)[0]!r}")
+        first = sorted(unknown)[0]
+        raise UsageError(
+            f"gate config {str(path)!r}: unknown table {first!r}{did_you_mean(first, ['metrics'])}"
+        )
     metrics = data.get("metrics", {})
     if not isinstance(metrics, dict):
         raise UsageError(
@@ -101,13 +104,19 @@ def validate(thresholds: dict, source: str) -> dict[str, dict]:
                     f'name must be quoted: [metrics."{metric}.{key}"]'
                 )
             if key not in KEYS:
-                raise UsageError(f"{source}: unknown key {key!r} for metric {metric!r}")
+                raise UsageError(
+                    f"{source}: unknown key {key!r} for metric {metric!r}"
+                    f"{did_you_mean(key, sorted(KEYS))}"
+                )
             if key in NUMERIC and (isinstance(value, bool) or not isinstance(value, int | float)):
                 raise UsageError(f"{source}: {metric}.{key} must be a number, not {value!r}")
             if key in NUMERIC:
                 finite(float(value), f"{source}: {metric}.{key}")
         if spec.get("direction", "higher") not in ("higher", "lower"):
-            raise UsageError(f"{source}: {metric}.direction must be 'higher' or 'lower'")
+            raise UsageError(
+                f"{source}: {metric}.direction must be 'higher' or 'lower', "
+                f"not {spec['direction']!r}"
+            )
         if ({"absolute_change", "relative_change"} & set(spec)) and "direction" not in spec:
             raise UsageError(f"{source}: {metric} has a change threshold but no direction")
     return thresholds
@@ -120,8 +129,9 @@ def apply_overrides(thresholds: dict, overrides: list[str]) -> dict[str, dict]:
         target, sep, raw = item.partition("=")
         metric, _, key = target.rpartition(".")
         if not sep or not metric or key not in KEYS:
+            hint = did_you_mean(key, sorted(KEYS)) if sep and metric else ""
             raise UsageError(
-                f"bad --threshold {item!r}; expected METRIC.KEY=VALUE, KEY one of "
+                f"bad --threshold {item!r}{hint}; expected METRIC.KEY=VALUE, KEY one of "
                 f"{', '.join(sorted(KEYS))}"
             )
         if key == "direction":

@@ -10,8 +10,12 @@ checked when the flags are parsed, before any work that would be lost.
 from __future__ import annotations
 
 import argparse
+import difflib
+import errno
 import json
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +32,63 @@ def read_text(path: str | Path, what: str) -> str:
         raise BadData(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
 
 
-def parse_json(text: str, source: str) -> Any:
-    """``json.loads(text)``; malformed or absurdly nested JSON is a BadData error."""
+def shown(value: str, limit: int = 120) -> str:
+    """``repr(value)``, shortened: an error line names a 100,000-character value by its start."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(value)} characters)"
+
+
+# A quoted value in a message, long enough to drown the line it is in.
+_LONG_QUOTED = re.compile(r"'(?:[^'\\\n]|\\.){200,}'|\"(?:[^\"\\\n]|\\.){200,}\"")
+
+
+def shorten_quoted(message: str, limit: int = 120) -> str:
+    """``message`` with each long quoted value cut to its start and its length, so that an
+    error naming a 10,000-character value stays one readable line."""
+
+    def cut(match: re.Match) -> str:
+        text = match[0]
+        return f"{text[:limit]}... ({len(text) - 2} characters)"
+
+    return _LONG_QUOTED.sub(cut, message)
+
+
+def did_you_mean(name: str, known) -> str:
+    """`` (did you mean 'x'?)`` for a near miss of one of ``known``, else ''."""
+    close = difflib.get_close_matches(str(name), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+# PEP 508: a requirement starts with a project name (never "-": pip would take an option).
+_REQUIREMENT_START = re.compile(r"\s*[A-Za-z0-9]")
+
+
+def is_requirement(text: str) -> bool:
+    """Whether ``text`` can be a PEP 508 requirement (pip's options, ``--index-url=...``,
+    cannot: handed to pip they would change where it installs from)."""
+    return bool(_REQUIREMENT_START.match(text))
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large a number")
+    return value
+
+
+def parse_json(text: str, source: str, strict: bool = False) -> Any:
+    """``json.loads(text)``; malformed or absurdly nested JSON is a BadData error.
+
+    ``strict``: NaN, Infinity and numbers too large for a float are refused too (they are
+    not JSON, and a server would refuse what ``json.dumps`` makes of them).
+    """
+    hooks = {"parse_constant": _no_constant, "parse_float": _finite_float} if strict else {}
     try:
-        return json.loads(text)
+        return json.loads(text, **hooks)
     except ValueError as exc:
         raise BadData(f"{source}: not JSON ({getattr(exc, 'msg', exc)})") from None
     except RecursionError:
@@ -54,7 +111,7 @@ def check_json_lines(path: str | Path, what: str) -> int:
                 if not line.strip():
                     continue
                 try:
-                    parse_json(line, where)
+                    parse_json(line, where, strict=True)
                 except BadData as exc:
                     raise BadData(f"{exc}: {line.strip()[:80]!r}") from None
                 count += 1
@@ -95,6 +152,37 @@ def whole(value: Any, name: str) -> int:
         raise UsageError(f"{name}: expected a whole number, not {value!r}") from None
 
 
+def optional_file(path: str | Path, what: str) -> bool:
+    """Whether the default file ``path`` is there: True for a file, False when nothing is;
+    anything else at that name (a directory, a symlink loop or to nothing) is a BadData error,
+    never silently taken for "no file"."""
+    path = Path(path)
+    if path.is_file():
+        return True
+    if not os.path.lexists(path):
+        return False
+    raise BadData(f"{what} {str(path)!r} is not a file ({_not_a_file(path)})")
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_dir():
+        return "a directory"
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        return "a symbolic link to nothing" if path.is_symlink() else (exc.strerror or str(exc))
+    return "not a regular file"
+
+
+def input_file(text: str) -> str:
+    """An argparse type: a file to read; a blank name is an error (it would read '.')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"blank file name {text!r}")
+    return text
+
+
 def output_file(text: str) -> str:
     """An argparse type: a file to write, whose directory exists (checked before the work).
 
@@ -107,12 +195,7 @@ def output_file(text: str) -> str:
     try:
         return _output_file(text)
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte
-        raise argparse.ArgumentTypeError(f"cannot write {_short(text)}: {_why(exc)}") from None
-
-
-def _short(text: str, limit: int = 120) -> str:
-    shown = repr(text)
-    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(text)} characters)"
+        raise argparse.ArgumentTypeError(f"cannot write {shown(text)}: {_why(exc)}") from None
 
 
 def _why(exc: Exception) -> str:
@@ -123,6 +206,12 @@ def _output_file(text: str) -> str:
     path = Path(text)
     if path.is_dir():
         raise argparse.ArgumentTypeError(f"{text!r} is a directory, not a file")
+    if path.is_symlink() and not path.exists():
+        raise argparse.ArgumentTypeError(f"{text!r} is {_not_a_file(path)}")
+    if path.is_file():  # opening to append creates nothing and changes nothing
+        with path.open("a"):
+            pass
+        return text
     parent = path.parent
     if not parent.exists():
         raise argparse.ArgumentTypeError(f"directory {str(parent)!r} of {text!r} does not exist")
@@ -138,12 +227,15 @@ def output_dir(text: str) -> str:
     try:
         return _output_dir(text)
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte
-        raise argparse.ArgumentTypeError(f"cannot use {_short(text)}: {_why(exc)}") from None
+        raise argparse.ArgumentTypeError(f"cannot use {shown(text)}: {_why(exc)}") from None
 
 
 def _output_dir(text: str) -> str:
     path = Path(text)
     for part in (path, *path.parents):
+        if part.is_symlink() and not part.exists():
+            where = "" if part == path else f" in {text!r}"
+            raise argparse.ArgumentTypeError(f"{str(part)!r}{where} is {_not_a_file(part)}")
         if part.exists():
             if not part.is_dir():
                 where = "" if part == path else f" in {text!r}"

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ci import flags
 from ci.errors import CiError, UsageError
+from ci.inputs import did_you_mean, is_requirement
 
 # The tooling's own pyproject.toml: the checkout that holds this package.
 DEFAULT_PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
@@ -50,7 +51,8 @@ def group_requirements(pyproject: Path, group: str) -> list[str]:
         key = _normalize(name)
         if key not in by_name:
             known = ", ".join(sorted(groups)) or "none"
-            raise UsageError(f"{pyproject}: no dependency group {name!r} (groups: {known})")
+            hint = did_you_mean(name, sorted(groups))
+            raise UsageError(f"{pyproject}: no dependency group {name!r}{hint} (groups: {known})")
         if key in seen:
             cycle = " -> ".join([*seen, key])
             raise UsageError(f"{pyproject}: dependency groups include each other: {cycle}")
@@ -60,6 +62,11 @@ def group_requirements(pyproject: Path, group: str) -> list[str]:
         out: list[str] = []
         for entry in entries:
             if isinstance(entry, str):
+                if not is_requirement(entry):
+                    raise UsageError(
+                        f"{pyproject}: dependency group {declared!r} has {entry!r}, "
+                        "which is not a requirement (PEP 508: a project name first)"
+                    )
                 out.append(entry)
             elif isinstance(entry, dict) and set(entry) == {"include-group"}:
                 out += resolve(str(entry["include-group"]), (*seen, key))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ci import flags, local_dirs, outputs
 from ci.errors import CiError, UsageError
-from ci.inputs import output_dir, read_text
+from ci.inputs import did_you_mean, is_requirement, output_dir, read_text
 
 LEGACY_BACKEND = "setuptools.build_meta:__legacy__"
 # PEP 518's default for a project without [build-system].requires.
@@ -48,9 +48,14 @@ def build_system(package_dir: Path) -> BuildSystem:
     table: dict = {}
     if pyproject.is_file():
         try:
-            table = tomllib.loads(read_text(pyproject, "file")).get("build-system", {})
+            data = tomllib.loads(read_text(pyproject, "file"))
         except (tomllib.TOMLDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise UsageError(f"{pyproject}: not valid TOML: {exc}") from None
+        table = data.get("build-system", {})
+        for key in set(data) - {"build-system"}:  # a misspelt table would build with defaults
+            hint = did_you_mean(key, ["build-system"])
+            if hint and key not in ("project", "tool", "dependency-groups"):
+                raise UsageError(f"{pyproject}: unknown table {key!r}{hint}")
 
     def bad(key: str, what: str) -> UsageError:
         return UsageError(f"{pyproject}: build-system{key} must be {what}")
@@ -60,6 +65,9 @@ def build_system(package_dir: Path) -> BuildSystem:
     requires = table.get("requires", list(DEFAULT_REQUIRES))
     if not _strings(requires):
         raise bad(".requires", "a list of strings")
+    odd = [r for r in requires if not is_requirement(r)]
+    if odd:
+        raise bad(".requires", f"requirements (PEP 508), not {odd[0]!r}")
     backend = table.get("build-backend", LEGACY_BACKEND)
     if not isinstance(backend, str) or not backend.strip():
         raise bad(".build-backend", "a module name such as 'setuptools.build_meta'")

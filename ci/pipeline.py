@@ -183,7 +183,7 @@ def main(argv: list[str]) -> int:
         args.outputs, args.summary, args.decision_out, args.markdown_out, args.report_dir
     )
     if args.report_dir:
-        report.check_out(Path(args.report_dir))
+        report.check_out(Path(args.report_dir), "--report-dir")
 
     with ThreadPoolExecutor(max_workers=1) as pool:
         # The build runs in its own process: let it overlap with starting the emulators.

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from ci import flags, outputs
 from ci.errors import CiError, UsageError
-from ci.inputs import parse_json, read_text
+from ci.inputs import input_file, parse_json, read_text
 
 MARKER = "<!-- tf-vertex-ci report -->"
 MAX_BODY = 65_000  # GitHub refuses comment bodies over 65,536 characters
@@ -210,7 +210,9 @@ def _cut(text: str, limit: int = 80) -> str:
 def main(argv: list[str], env: dict[str, str] | None = None) -> int:
     env = dict(os.environ if env is None else env)
     parser = flags.parser("pr-comment", __doc__, with_settings=False)
-    parser.add_argument("--body-file", required=True, metavar="FILE", help="e.g. R/report.md")
+    parser.add_argument(
+        "--body-file", required=True, metavar="FILE", type=input_file, help="e.g. R/report.md"
+    )
     parser.add_argument("--pr", type=flags.positive_int, help="PR number (default: the event's)")
     args = parser.parse_args(argv)
     summary = args.summary or env.get("GITHUB_STEP_SUMMARY")
@@ -234,6 +236,8 @@ def main(argv: list[str], env: dict[str, str] | None = None) -> int:
     )
     run_url = None
     if env.get("GITHUB_RUN_ID"):
+        if not env["GITHUB_RUN_ID"].isdecimal():
+            raise UsageError(f"GITHUB_RUN_ID {_cut(env['GITHUB_RUN_ID'])!r} is not a run number")
         server = _url(env, "GITHUB_SERVER_URL", "https://github.com")
         run_url = f"{server}/{gh.repository}/actions/runs/{env['GITHUB_RUN_ID']}"
     try:

@@ -8,6 +8,7 @@ from pathlib import Path
 from ci import flags, outputs
 from ci.cloud import Cloud, api, connect
 from ci.errors import BadInstance, CiError
+from ci.inputs import input_file
 from ci.settings import resolve
 from ci.vertex import find_endpoint
 
@@ -43,7 +44,9 @@ def format_predictions(response: dict) -> str:
 
 def main(argv: list[str]) -> int:
     parser = flags.parser("predict", __doc__)
-    parser.add_argument("--instances", help="JSON-lines file (default: setting instances_file)")
+    parser.add_argument(
+        "--instances", type=input_file, help="JSON-lines file (default: setting instances_file)"
+    )
     parser.add_argument("--json", action="store_true", help="print the raw response as JSON")
     args = parser.parse_args(argv)
     settings = resolve(args)

@@ -31,6 +31,7 @@ from pathlib import Path
 from ci import flags, outputs, vertex
 from ci.cloud import Cloud, connect, create, wait_operation
 from ci.errors import CiError, UsageError
+from ci.inputs import input_file
 from ci.predict import predict, read_instances
 from ci.restore import drop_upload, restore
 from ci.settings import git_sha, resolve, serving_image
@@ -66,6 +67,25 @@ class Promotion:
         return (
             f"### Promoted\n\nVersion **{self.version_id}** of `{self.model}` on "
             f"`{self.endpoint}`{share}."
+        )
+
+
+# The labels every version gets from promote (version_labels): --labels may not set them
+# (a new ``job-id`` would hide the version from the look-up after a lost answer), and they
+# count towards Vertex AI's limit.
+VERSION_LABELS = ("job-id", "git-sha", "data-hash", "seed")
+
+
+def check_extra_labels(labels: dict[str, str]) -> None:
+    """UsageError for ``--labels`` that would replace promote's own or pass Vertex AI's limit."""
+    taken = sorted(set(labels) & set(VERSION_LABELS))
+    if taken:
+        raise UsageError(f"--labels: {', '.join(taken)} is set by promote itself")
+    room = flags.MAX_LABELS - len(VERSION_LABELS)
+    if len(labels) > room:
+        raise UsageError(
+            f"--labels: {len(labels)} labels; with promote's own "
+            f"({', '.join(VERSION_LABELS)}) Vertex AI allows {room}"
         )
 
 
@@ -286,7 +306,9 @@ def _undeploy_others(cloud: Cloud, endpoint: dict, keep: dict[str, int]) -> None
 def add_arguments(parser) -> None:
     """The promotion's flags, shared by ``promote`` and ``pipeline``."""
     parser.add_argument("--canary", type=flags.percent, help="percent of traffic (default 100)")
-    parser.add_argument("--instances", help="smoke-test instances (default: instances_file)")
+    parser.add_argument(
+        "--instances", type=input_file, help="smoke-test instances (default: instances_file)"
+    )
 
 
 def instances_path(settings, instances: str | None) -> Path:
@@ -308,6 +330,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     settings = resolve(args)
     vertex.check_job_ref(args.job)  # malformed: bad usage, before anything connects
+    check_extra_labels(args.labels)
     instances = instances_path(settings, args.instances)
     with connect(settings) as cloud:
         result = promote(cloud, args.job, instances, args.canary, args.labels)

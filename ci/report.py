@@ -12,6 +12,7 @@ candidate itself, the one holding ``previous``. Exits 0 whatever the gate decide
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -24,6 +25,7 @@ from pathlib import Path
 from ci import events, flags, gate, gate_rules, gcs, outputs, plots, report_text, vertex
 from ci.cloud import Cloud, connect, guard
 from ci.errors import CiError, UsageError
+from ci.inputs import output_dir
 from ci.settings import resolve
 
 AUTO = "auto"  # champion: the version holding `default`, else `previous` (see module doc)
@@ -238,10 +240,15 @@ def build(
     return Report([out / n for n in names], text.full, text.gate_table, text.chart, result)
 
 
-def check_out(out: Path) -> None:
-    """``--out`` must be a directory or not exist yet (checked before anything starts)."""
+def check_out(out: Path, flag: str = "--out") -> None:
+    """``--out`` must be a directory or not exist yet (checked before anything starts), and
+    none of its parents a file or a symlink to nothing (:func:`ci.inputs.output_dir`)."""
     if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {str(out)!r} exists and is not a directory")
+        raise UsageError(f"{flag} {str(out)!r} exists and is not a directory")
+    try:
+        output_dir(str(out))
+    except argparse.ArgumentTypeError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def after_gate(

@@ -30,7 +30,7 @@ def read_instances(path: Path) -> list:
     stripped = text.strip()
     if stripped.startswith("{") and '"instances"' in stripped.split("\n", 1)[0][:200]:
         try:
-            body = parse_json(stripped, str(path))
+            body = parse_json(stripped, str(path), strict=True)
             if isinstance(body, dict) and isinstance(body.get("instances"), list):
                 return body["instances"]
         except BadData:
@@ -39,7 +39,7 @@ def read_instances(path: Path) -> list:
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
-                instances.append(parse_json(line, f"{path}:{number}"))
+                instances.append(parse_json(line, f"{path}:{number}", strict=True))
             except BadData as exc:
                 raise BadData(f"{exc}: {line[:80]!r}") from None
     if not instances:

@@ -21,7 +21,7 @@ from pathlib import Path
 from ci import limits
 from ci.clients import NUM_RETRIES
 from ci.errors import UsageError
-from ci.inputs import number, read_text, whole
+from ci.inputs import did_you_mean, number, optional_file, read_text, whole
 
 SETTINGS_FILE = "ci.toml"
 # The embedded default's project id: a fixed name, so state in ``state_dir`` is found again.
@@ -49,15 +49,25 @@ PROJECT = Form(
     "a project id: 6-30 lowercase letters, digits or hyphens, a letter first",
 )
 REGION = Form(r"[a-z]+(-[a-z]+)+[0-9]+", "a region such as us-central1")
+# Cloud Storage's bucket naming rules: 3-63 characters, or up to 222 with dots and each
+# dot-separated part at most 63; a letter or digit at each end; not an IP address; no
+# "goog" prefix and no "google" in it.
+_BUCKET_PART = r"[a-z0-9_-]{1,63}"
 BUCKET = Form(
-    r"(?!.*\.\.)[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]",
-    "a bucket name, not a gs:// URI: 3-63 lowercase letters, digits, '-', '_' or '.', "
-    "a letter or digit at each end",
+    r"(?!goog)(?!.*google)(?![0-9.]+$)(?=[a-z0-9])(?=.*[a-z0-9]$)"
+    rf"(?=.{{3,222}}$)(?!.*\.(\.|-)|.*-\.){_BUCKET_PART}(\.{_BUCKET_PART})*",
+    "a bucket name, not a gs:// URI: 3-63 lowercase letters, digits, '-', '_' or '.' "
+    "(222 with dots, 63 between them), a letter or digit at each end, no 'goog' prefix",
 )
 DISPLAY_NAME = Form(r"(?=.*\S)[^\x00-\x1f\x7f]{1,128}", "up to 128 printable characters")
 MACHINE = Form(r"[a-z][a-z0-9]*(-[a-z0-9]+)+", "a machine type such as n1-standard-4")
 MODULE = Form(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", "a Python module such as trainer.task")
-URL = Form(r"https?://[^\s/?#]+(/\S*)?", "an http:// or https:// URL")
+# A TCP port: 1 to 65535.
+_PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+URL = Form(
+    rf"https?://(\[[0-9A-Fa-f:.]+\]|[^\s/?#:@\[\]]+)(:{_PORT})?([/?#]\S*)?",
+    "an http:// or https:// URL",
+)
 # A container image reference: registry host[:port], a lowercase path, a tag or a digest.
 IMAGE = Form(
     r"[a-z0-9][a-z0-9.-]*(:[0-9]{1,5})?(/[a-z0-9]+([._-][a-z0-9]+)*)+"
@@ -239,7 +249,8 @@ def load_file(path: Path) -> dict:
         raise UsageError(f"settings file {str(path)!r}: TOML nested too deeply") from None
     unknown = sorted(set(data) - set(FIELDS))
     if unknown:
-        raise UsageError(f"unknown setting {unknown[0]!r} in {str(path)!r}")
+        hint = did_you_mean(unknown[0], FIELDS)
+        raise UsageError(f"unknown setting {unknown[0]!r} in {str(path)!r}{hint}")
     return data
 
 
@@ -251,9 +262,9 @@ def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> 
     path = Path(file_name or SETTINGS_FILE)
     if file_name and path.is_dir():
         raise UsageError(f"settings file {str(path)!r} is a directory")
-    if file_name and not path.is_file():
+    if file_name and not os.path.lexists(path):
         raise UsageError(f"settings file not found: {str(path)!r}")
-    from_file = load_file(path) if path.is_file() else {}
+    from_file = load_file(path) if optional_file(path, "settings file") else {}
     values = {}
     for name in FIELDS:
         flag = args_d.get(f"setting_{name}")
@@ -266,7 +277,8 @@ def resolve(args: argparse.Namespace | None = None, env: dict | None = None) -> 
     # google-cloud-storage's own variable, read here once: the client gets the endpoint
     # explicitly, so nothing depends on the process environment after this point.
     if "storage_endpoint" not in values and env.get(STORAGE_EMULATOR_HOST):
-        values["storage_endpoint"] = env[STORAGE_EMULATOR_HOST]
+        host = env[STORAGE_EMULATOR_HOST]
+        values["storage_endpoint"] = convert("storage_endpoint", host, STORAGE_EMULATOR_HOST)
     settings = Settings(**values)
     _validate(settings)
     return settings
@@ -295,6 +307,14 @@ def _validate(settings: Settings) -> None:
                 f"(one of {', '.join(known)})"
             )
     limits.check_accelerators(settings.accelerator_type, settings.accelerator_count)
+    if settings.emulator_serving_runtime is not None:
+        from ci.emulator.runtime import RUNTIMES
+
+        if settings.emulator_serving_runtime not in RUNTIMES:
+            raise UsageError(
+                f"setting 'emulator_serving_runtime': bad value "
+                f"{settings.emulator_serving_runtime!r} (one of {', '.join(RUNTIMES)})"
+            )
     from ci.tiers import TIER_NAMES
 
     if settings.scale_tier.upper() not in TIER_NAMES:

@@ -26,6 +26,7 @@ from typing import NamedTuple
 from ci import flags, gcs, outputs
 from ci.cloud import Cloud, connect, guard
 from ci.errors import BadData
+from ci.inputs import optional_file
 from ci.settings import resolve
 
 DIGEST_LEN = 16
@@ -178,6 +179,8 @@ def check_local(locations: list[str]) -> None:
         if path.is_dir():
             raise BadData(f"file to stage is a directory: {location!r}")
         if not path.is_file():
+            if os.path.lexists(path):  # a symlink loop, or to nothing
+                optional_file(path, "file to stage")
             raise BadData(f"file to stage not found: {location!r}")
         if path.stat().st_size == 0:
             raise BadData(f"file to stage is empty: {location!r}")

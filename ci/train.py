@@ -196,10 +196,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--timeout", type=flags.positive_float, help="seconds from submission; then cancel"
     )
-    parser.add_argument("--job-display-name", help="default: MODEL-<UTC timestamp>")
+    parser.add_argument(
+        "--job-display-name", type=flags.display_name, help="default: MODEL-<UTC timestamp>"
+    )
     parser.add_argument(
         "--parameter-server-count",
-        type=int,
+        type=flags.count,
         default=0,
         help="CUSTOM: refused with an explanation (all-reduce has no parameter servers)",
     )

@@ -15,6 +15,7 @@ from pathlib import Path
 from ci import flags, job_wait, outputs, tiers, train, tuning_config
 from ci.cloud import Cloud, connect
 from ci.errors import CiError, UsageError
+from ci.inputs import input_file
 from ci.package import add_arguments as package_arguments
 from ci.package import build_sdist
 from ci.settings import git_sha, resolve
@@ -174,13 +175,23 @@ def wait(cloud: Cloud, job: dict, config: TuningConfig, timeout: float | None) -
     return job_wait.wait_until_done(cloud, JOBS, job, timeout, progress, each)
 
 
+DEFAULT_TUNING_CONFIG = "tuning.toml"
+
+
+def _tuning_file(text: str) -> str:
+    """An argparse type: ``""`` is the default file, as a workflow input left empty is (the
+    plan hands ``pipeline`` an empty ``--tuning-config`` when it does not tune)."""
+    return input_file(text) if text else DEFAULT_TUNING_CONFIG
+
+
 def add_arguments(parser) -> None:
     """``--tuning-config`` (shared with ``pipeline --tune``)."""
     parser.add_argument(
         "--tuning-config",
-        default="tuning.toml",
+        default=DEFAULT_TUNING_CONFIG,
+        type=_tuning_file,
         metavar="FILE",
-        help="the study in TOML (default tuning.toml; docs/tuning.md)",
+        help=f"the study in TOML (default {DEFAULT_TUNING_CONFIG}, also for ''; docs/tuning.md)",
     )
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from ci import settings
 from ci.emulator import study
 from ci.errors import UsageError
-from ci.inputs import read_text
+from ci.inputs import did_you_mean, read_text
 
 TYPES = {kind: spec for spec, kind in study.VALUE_SPECS.items()}  # "DOUBLE": "doubleValueSpec"
 SCALES = ("UNIT_LINEAR_SCALE", "UNIT_LOG_SCALE", "UNIT_REVERSE_LOG_SCALE")
@@ -32,6 +32,8 @@ PARAM_KEYS = {"type", "min", "max", "scale", "values"}
 MAX_TRIALS = 1000
 MAX_DISPLAY_NAME = 128
 INT64 = (-(2**63), 2**63 - 1)
+# The tag cloudml-hypertune reports (metricId): printable, no whitespace.
+METRIC_TAG = r"[^\s\x00-\x1f\x7f]{1,128}"
 # The API field of a study error, as the TOML key it came from.
 API_TO_TOML = {
     "max_trial_count": "max_trial_count",
@@ -92,7 +94,8 @@ def parse(data: dict, path: str = "tuning.toml") -> TuningConfig:
 
     unknown = sorted(set(data) - TOP_KEYS)
     if unknown:
-        raise bad(unknown[0], f"unknown key (known: {', '.join(sorted(TOP_KEYS))})")
+        hint = did_you_mean(unknown[0], sorted(TOP_KEYS))
+        raise bad(unknown[0], f"unknown key{hint} (known: {', '.join(sorted(TOP_KEYS))})")
     goal = _word(data, "goal", "MAXIMIZE", bad)
     algorithm = _word(data, "algorithm", "ALGORITHM_UNSPECIFIED", bad)
     measurement = _word(data, "measurement_selection", "LAST_MEASUREMENT", bad)
@@ -100,13 +103,15 @@ def parse(data: dict, path: str = "tuning.toml") -> TuningConfig:
         raise bad("measurement_selection", f"{measurement!r} is not one of {MEASUREMENTS}")
     display_name = data.get("display_name")
     if display_name is not None and (
-        not isinstance(display_name, str) or not 0 < len(display_name) <= MAX_DISPLAY_NAME
+        not isinstance(display_name, str)
+        or not re.fullmatch(settings.DISPLAY_NAME.pattern, display_name)
     ):
-        raise bad("display_name", f"expected a string of 1 to {MAX_DISPLAY_NAME} characters, "
-                  f"got {_quote(display_name)}")  # fmt: skip
+        raise bad("display_name", f"expected a string of 1 to {MAX_DISPLAY_NAME} characters "
+                  f"(printable), got {_quote(display_name)}")  # fmt: skip
     metric = data.get("metric")
-    if not isinstance(metric, str) or not re.fullmatch(r"\S+", metric):
-        raise bad("metric", "the metric tag the trainer reports is required, e.g. 'accuracy'")
+    if not isinstance(metric, str) or not re.fullmatch(METRIC_TAG, metric):
+        raise bad("metric", "the metric tag the trainer reports is required, e.g. 'accuracy' "
+                  f"(up to 128 printable characters, no spaces), got {_quote(metric)}")  # fmt: skip
     params = data.get("parameters")
     if not isinstance(params, dict) or not params:
         raise bad("parameters", "at least one [parameters.NAME] table is required")
@@ -126,6 +131,8 @@ def parse(data: dict, path: str = "tuning.toml") -> TuningConfig:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int):
             raise bad(key, f"expected an integer, got {_quote(value)}")
+        if value > settings.INT_MAX:
+            raise bad(key, f"{_quote(value)} is more than {settings.INT_MAX}")
         counts[key] = value
     if counts["train_steps"] < 1:
         raise bad("train_steps", "must be at least 1")
@@ -146,7 +153,9 @@ def _parameter(name: str, table, bad) -> dict:
         raise bad(key, "expected a table with 'type' and its values")
     unknown = sorted(set(table) - PARAM_KEYS)
     if unknown:
-        raise bad(f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(PARAM_KEYS))})")
+        hint = did_you_mean(unknown[0], sorted(PARAM_KEYS))
+        known = ", ".join(sorted(PARAM_KEYS))
+        raise bad(f"{key}.{unknown[0]}", f"unknown key{hint} (known: {known})")
     kind = _word(table, "type", "", bad, key)
     if kind not in TYPES:
         raise bad(f"{key}.type", f"unknown parameter type {_quote(table.get('type'))} "

@@ -12,6 +12,7 @@ from pathlib import Path
 from ci import flags, gate, gate_rules, outputs, vertex
 from ci.cloud import Cloud, connect
 from ci.errors import CiError
+from ci.inputs import input_file, optional_file
 from ci.settings import resolve
 
 DEFAULT_GATE_CONFIG = "gate.toml"
@@ -23,7 +24,7 @@ def metric_names(config: str | None) -> list[str] | None:
     ``config`` None means the default ``gate.toml`` if it exists; a named file must exist.
     """
     if config is None:
-        if not Path(DEFAULT_GATE_CONFIG).is_file():
+        if not optional_file(DEFAULT_GATE_CONFIG, "gate config"):
             return None
         config = DEFAULT_GATE_CONFIG
     return list(gate_rules.load_config(Path(config))) or None
@@ -92,6 +93,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--gate-config",
         metavar="PATH",
+        type=input_file,
         help="show the metrics it names (default gate.toml if present; else every number)",
     )
     args = parser.parse_args(argv)

@@ -12,7 +12,6 @@ trainer's ``package-dir`` and, with ``tune`` on, the study in ``tuning-config``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from ci import flags, gate_rules, outputs, settings, tuning_config
 from ci.errors import UsageError
+from ci.inputs import did_you_mean, parse_json, read_text
 from ci.tiers import TIER_NAMES
 
 # Every input of .github/workflows/train-and-deploy.yml (tests/test_workflow.py keeps the
@@ -86,7 +86,10 @@ class Event:
         payload: dict = {}
         path = env.get("GITHUB_EVENT_PATH")
         if path and Path(path).is_file():
-            payload = json.loads(Path(path).read_text() or "{}")
+            text = read_text(path, "GITHUB_EVENT_PATH file") or "{}"
+            payload = parse_json(text, f"GITHUB_EVENT_PATH {path!r}")
+            if not isinstance(payload, dict):
+                raise UsageError(f"GITHUB_EVENT_PATH {path!r}: the event is not a JSON object")
         head = ((payload.get("pull_request") or {}).get("head") or {}).get("repo") or {}
         return cls(
             name=env.get("GITHUB_EVENT_NAME", ""),
@@ -155,7 +158,8 @@ def check(inputs: Mapping) -> None:
     """Refuse inputs the tooling cannot run: unknown keys, bad names, missing cloud inputs."""
     unknown = sorted(set(inputs) - set(INPUTS))
     if unknown:
-        raise UsageError(f"unknown workflow input {unknown[0]!r}; known: {', '.join(INPUTS)}")
+        hint = did_you_mean(unknown[0], INPUTS)
+        raise UsageError(f"unknown workflow input {unknown[0]!r}{hint}; known: {', '.join(INPUTS)}")
     for name in inputs:  # each becomes a CI_<NAME> variable or an output: one line each
         _text(inputs, name)
     platform = _text(inputs, "platform")
@@ -290,11 +294,12 @@ def main(argv: list[str]) -> int:
         help="the workflow's inputs as a JSON object (default: $CI_WORKFLOW_INPUTS)",
     )
     args = parser.parse_args(argv)
+    source = "--inputs-json" if args.inputs_json else "CI_WORKFLOW_INPUTS"
     text = args.inputs_json or os.environ.get("CI_WORKFLOW_INPUTS") or "{}"
     try:
-        inputs = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"workflow inputs are not JSON: {exc.msg} at {exc.pos}") from None
+        inputs = parse_json(text, source, strict=True)
+    except UsageError as exc:
+        raise UsageError(f"workflow inputs are not JSON: {exc}") from None
     if not isinstance(inputs, dict):
         raise UsageError("workflow inputs must be a JSON object")
     decided = plan(inputs, Event.from_env(os.environ))

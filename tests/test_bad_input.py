@@ -9,19 +9,48 @@ exit 2 also proves the check came before any work.
 from __future__ import annotations
 
 import gzip
+import io
+import json
+import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from ci import cli, gate_rules
-from ci.errors import UsageError
+from ci.errors import CiError, UsageError
 from tests.merge_path import ROOT
 
 NOBODY = "http://127.0.0.1:9"  # the discard port: nothing answers
 BINARY = b"\xff\xfe\x00\x81 not utf-8\n"
 DEEP = "[" * 200_000 + "]" * 200_000 + "\n"
 GATE = "[metrics.accuracy]\nlower_bound = 0.5\n"
+LONG = "x" * 10_000
+DIR, LOOP = object(), object()  # in a case's files: a directory, a symlink to itself
+
+
+class Link(str):
+    """In a case's files: a symbolic link to this path."""
+
+
+def _sdist() -> bytes:
+    """A small, readable .tar.gz: a package that passes every offline check."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        info = tarfile.TarInfo("trainer-0.1/setup.py")
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b"#\n"))
+    return buf.getvalue()
+
+
+SDIST = _sdist()
+STUDY = "metric = 'accuracy'\n[parameters.x]\ntype = 'DOUBLE'\nmin = 0\nmax = 1\n"
+
+
+def case(argv, named, env=None, files=None):
+    """A case that also sets environment variables (None: unset) or writes files first."""
+    return argv, named, env or {}, files or {}
 
 
 @pytest.fixture
@@ -72,10 +101,12 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def tree(root: Path) -> dict[str, bytes | None]:
-    """Every path under ``root`` with its bytes (None for directories)."""
+def tree(root: Path) -> dict[str, bytes | str | None]:
+    """Every path under ``root`` with its bytes (None for directories, a symlink's target)."""
     return {
-        str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None)
+        str(p.relative_to(root)): (
+            f"-> {os.readlink(p)}" if p.is_symlink() else p.read_bytes() if p.is_file() else None
+        )
         for p in sorted(root.rglob("*"))
     }
 
@@ -269,11 +300,252 @@ CASES = {
         "'tf_version': no prebuilt Vertex AI image for TensorFlow 1.2",
     ),
     "bad tf_version": (["pipeline", "--tf-version", "latest"], "'latest'"),
+    # typos are named with the nearest known name
+    "unknown command typo": (["pipline"], "unknown command 'pipline' (did you mean 'pipeline'?)"),
+    "ci.toml key typo": case(
+        ["predict", "--settings", "s.toml"],
+        "unknown setting 'modle_name' in 's.toml' (did you mean 'model_name'?)",
+        files={"s.toml": "modle_name = 'x'\n"},
+    ),
+    "gate table typo": case(
+        ["gate", "--config", "g.toml", "--candidate-metrics", "metrics.json"],
+        "unknown table 'metric' (did you mean 'metrics'?)",
+        files={"g.toml": "[metric.accuracy]\nlower_bound = 0.5\n"},
+    ),
+    "gate key typo": case(
+        ["gate", "--config", "g.toml", "--candidate-metrics", "metrics.json"],
+        "unknown key 'lower_boud' for metric 'accuracy' (did you mean 'lower_bound'?)",
+        files={"g.toml": "[metrics.accuracy]\nlower_boud = 0.5\n"},
+    ),
+    "--threshold key typo": (
+        ["gate", *GATE_ARGS, "--threshold", "accuracy.lower_boud=0.5"],
+        "(did you mean 'lower_bound'?)",
+    ),
+    "--threshold direction named": (
+        ["gate", *GATE_ARGS, "--threshold", "accuracy.direction=sideways"],
+        "not 'sideways'",
+    ),
+    "tuning key typo": case(
+        ["tune", "--tuning-config", "t.toml", "--package", "pkg.tar.gz"],
+        "t.toml: metrc: unknown key (did you mean 'metric'?)",
+        files={"t.toml": "metrc = 'accuracy'\n", "pkg.tar.gz": SDIST},
+    ),
+    "tuning parameter key typo": case(
+        ["tune", "--tuning-config", "t.toml", "--package", "pkg.tar.gz"],
+        "parameters.x.typ: unknown key (did you mean 'type'?)",
+        files={"t.toml": STUDY.replace("type =", "typ ="), "pkg.tar.gz": SDIST},
+    ),
+    "workflow input typo": (
+        ["workflow-plan", "--inputs-json", '{"trian-steps": "5"}'],
+        "unknown workflow input 'trian-steps' (did you mean 'train-steps'?)",
+    ),
+    "install-deps group typo": (["install-deps", "--group", "lnt"], "(did you mean 'lint'?)"),
+    "flag typo": (
+        ["gate", "--confg", "gate.toml"],
+        "unrecognized arguments: --confg gate.toml (did you mean '--config'?)",
+    ),
+    "pyproject table typo": case(
+        ["package", "--package-dir", "p"],
+        "unknown table 'build-sytem' (did you mean 'build-system'?)",
+        files={"p/pyproject.toml": "[build-sytem]\nrequires = []\n"},
+    ),
+    # a default file that is there but is no file: named, not taken for "no file"
+    "ci.toml is a directory": case(
+        ["predict"], "'ci.toml' is not a file (a directory)", files={"ci.toml": DIR}
+    ),
+    "ci.toml is a symlink loop": case(
+        ["predict"], "'ci.toml' is not a file (a symbolic link loop)", files={"ci.toml": LOOP}
+    ),
+    # settings only Google Cloud or the emulator would have refused, after connecting
+    "bucket with a goog prefix": case(["predict"], "'goog-ml'", env={"CI_BUCKET": "goog-ml"}),
+    "bucket of 64 characters": case(["predict"], "CI_BUCKET", env={"CI_BUCKET": "b" * 64}),
+    "bucket an IP address": case(["predict"], "'192.168.5.4'", env={"CI_BUCKET": "192.168.5.4"}),
+    "bucket of a gs:// URI": (
+        ["batch-predict", "--instances", "good.json", "--output", "gs://" + "b" * 64 + "/o"],
+        "the bucket of 'gs://bbbb",
+    ),
+    "STORAGE_EMULATOR_HOST not a URL": case(
+        ["predict"],
+        "'storage_endpoint' from STORAGE_EMULATOR_HOST: bad value 'http://a b'",
+        env={"STORAGE_EMULATOR_HOST": "http://a b"},
+    ),
+    "api_endpoint port out of range": case(
+        ["predict"], "'http://127.0.0.1:99999'", env={"CI_API_ENDPOINT": "http://127.0.0.1:99999"}
+    ),
+    "emulator_serving_runtime unknown": case(
+        ["predict"], "'bogus' (one of local, image)", env={"CI_EMULATOR_SERVING_RUNTIME": "bogus"}
+    ),
+    # flags: numbers no API takes, names Vertex AI refuses
+    "--batch-size huge": (
+        [*BATCH, "good.json", "--batch-size", "9" * 30],
+        "must be at most 2147483647",
+    ),
+    "--timeout of years": (
+        [*BATCH, "good.json", "--timeout", "1e300"],
+        "at most 604800 seconds",
+    ),
+    "--pr huge": (["pr-comment", "--body-file", "metrics.json", "--pr", "9" * 30], "--pr"),
+    "--parameter-server-count negative": case(
+        ["train", "--package", "pkg.tar.gz", "--parameter-server-count=-5"],
+        "must be at least 0: '-5'",
+        files={"pkg.tar.gz": SDIST},
+    ),
+    "--job-display-name too long": case(
+        ["train", "--package", "pkg.tar.gz", "--job-display-name", LONG],
+        "--job-display-name: display name: bad value 'xxx",
+        files={"pkg.tar.gz": SDIST},
+    ),
+    "--job-display-name control character": case(
+        [
+            "tune",
+            "--tuning-config",
+            "t.toml",
+            "--package",
+            "pkg.tar.gz",
+            "--job-display-name",
+            "a\nb",
+        ],
+        "bad value 'a\\nb'",
+        files={"t.toml": STUDY, "pkg.tar.gz": SDIST},
+    ),
+    "--labels nested too deeply": (
+        ["promote", "--job", "1", "--labels", "[" * 30_000 + "]" * 30_000],
+        "JSON nested too deeply",
+    ),
+    "--labels too many": (
+        ["promote", "--job", "1", "--labels", json.dumps({f"k{i}": "v" for i in range(65)})],
+        "65 labels; Vertex AI allows 64",
+    ),
+    "--labels too many with promote's own": (
+        ["promote", "--job", "1", "--labels", json.dumps({f"k{i}": "v" for i in range(61)})],
+        "61 labels; with promote's own (job-id, git-sha, data-hash, seed) Vertex AI allows 60",
+    ),
+    "--labels replacing promote's own": (
+        ["promote", "--job", "1", "--labels", '{"job-id": "7", "team": "ml"}'],
+        "--labels: job-id is set by promote itself",
+    ),
+    "tuning train_steps huge": case(
+        ["tune", "--tuning-config", "t.toml", "--package", "pkg.tar.gz"],
+        "train_steps: 99999999999 is more than 2147483647",
+        files={"t.toml": "train_steps = 99999999999\n" + STUDY, "pkg.tar.gz": SDIST},
+    ),
+    "tuning metric with a NUL": case(
+        ["tune", "--tuning-config", "t.toml", "--package", "pkg.tar.gz"],
+        "t.toml: metric:",
+        files={"t.toml": STUDY.replace("'accuracy'", '"a\\u0000"'), "pkg.tar.gz": SDIST},
+    ),
+    "tuning display_name control character": case(
+        ["tune", "--tuning-config", "t.toml", "--package", "pkg.tar.gz"],
+        "t.toml: display_name:",
+        files={"t.toml": 'display_name = "a\\tb"\n' + STUDY, "pkg.tar.gz": SDIST},
+    ),
+    # instances that are not JSON though Python's json reads them
+    "predict: NaN instance": case(
+        ["predict", "--instances", "nan.json"],
+        "nan.json:1: not JSON (NaN is not JSON)",
+        files={"nan.json": "[NaN]\n"},
+    ),
+    "predict: number beyond a float": case(
+        ["predict", "--instances", "big.json"],
+        "big.json:1: not JSON (1e999 is too large",
+        files={"big.json": "[1e999]\n"},
+    ),
+    "batch-predict: Infinity instance": case(
+        [*BATCH, "inf.json"],
+        "'inf.json' line 1: not JSON (Infinity is not JSON)",
+        files={"inf.json": "[Infinity]\n"},
+    ),
+    # blank and unusable file names, and paths that resolve to nothing
+    "tune --tuning-config blank": (["tune", "--tuning-config", " "], "blank file name ' '"),
+    "predict --instances blank": (["predict", "--instances", " "], "blank file name ' '"),
+    "--outputs a symlink loop": case(
+        ["gate", *GATE_ARGS, "--outputs", "o.txt"],
+        "'o.txt' is a symbolic link loop",
+        files={"o.txt": LOOP},
+    ),
+    "--summary a symlink to nothing": case(
+        ["gate", *GATE_ARGS, "--summary", "o.md"],
+        "'o.md' is a symbolic link to nothing",
+        files={"o.md": Link("gone/o.md")},
+    ),
+    "stage --data a symlink loop": case(
+        ["stage", "--sdist", "pkg.tar.gz", "--data", "l.csv"],
+        "file to stage 'l.csv' is not a file (a symbolic link loop)",
+        files={"pkg.tar.gz": SDIST, "l.csv": LOOP},
+    ),
+    "report --out under a file": (
+        ["report", "--job", "1", "--out", "a-file/r"],
+        "'a-file' in 'a-file/r' is a file",
+    ),
+    "report --out blank": (["report", "--job", "1", "--out", " "], "blank directory name"),
+    "pipeline --report-dir a symlink loop": case(
+        ["pipeline", "--gate-config", "gate.toml", "--report-dir", "r"],
+        "'r' is a symbolic link loop",
+        files={"r": LOOP},
+    ),
+    # long values are named by their start and length, on one line
+    "promote --job of 10,000 characters": (
+        ["promote", "--job", "1" * 10_000],
+        "(10000 characters)",
+    ),
+    # workflow and GitHub inputs
+    "workflow inputs nested too deeply": (
+        ["workflow-plan", "--inputs-json", "[" * 30_000 + "]" * 30_000],
+        "workflow inputs are not JSON: --inputs-json: JSON nested too deeply",
+    ),
+    "CI_WORKFLOW_INPUTS not JSON": case(
+        ["workflow-plan"],
+        "workflow inputs are not JSON: CI_WORKFLOW_INPUTS: not JSON",
+        env={"CI_WORKFLOW_INPUTS": "{"},
+    ),
+    "GITHUB_EVENT_PATH a list": case(
+        ["workflow-plan"],
+        "the event is not a JSON object",
+        env={"GITHUB_EVENT_PATH": "metrics-list.json"},
+        files={"metrics-list.json": "[1]\n"},
+    ),
+    "GITHUB_RUN_ID not a number": case(
+        ["pr-comment", "--body-file", "metrics.json", "--pr", "1"],
+        "GITHUB_RUN_ID '1/../x' is not a run number",
+        env={"GITHUB_REPOSITORY": "o/r", "GITHUB_TOKEN": "t", "GITHUB_RUN_ID": "1/../x"},
+    ),
+    # requirements that are pip's options
+    "install-deps: an option as a requirement": case(
+        ["install-deps", "--group", "ci", "--pyproject", "p.toml"],
+        "'--index-url=http://example.invalid', which is not a requirement",
+        files={"p.toml": "[dependency-groups]\nci = ['--index-url=http://example.invalid']\n"},
+    ),
+    "pyproject: an option in requires": case(
+        ["package", "--package-dir", "p"],
+        "build-system.requires must be requirements (PEP 508), not '-e.'",
+        files={"p/pyproject.toml": "[build-system]\nrequires = ['-e.']\n"},
+    ),
 }
 
 
-@pytest.mark.parametrize(("argv", "named"), list(CASES.values()), ids=list(CASES))
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(workdir, capsys, argv, named):
+def _write(root: Path, files: dict) -> None:
+    for name, content in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content is DIR:
+            path.mkdir()
+        elif content is LOOP:
+            os.symlink(path.name, path)
+        elif isinstance(content, Link):
+            os.symlink(content, path)
+        else:
+            path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+@pytest.mark.parametrize(
+    ("argv", "named", "env", "files"), [case(*c) for c in CASES.values()], ids=list(CASES)
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+    workdir, capsys, monkeypatch, argv, named, env, files
+):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    _write(workdir, files)
     before = tree(workdir)
     code = cli.main(argv)
     captured = capsys.readouterr()
@@ -321,3 +593,17 @@ def test_a_state_dir_that_is_a_file_is_named_before_the_emulators_start(
     [line] = capsys.readouterr().err.splitlines()
     assert line == "Error: 'a-file' (for the local emulators' state) exists and is not a directory"
     assert tree(workdir) == before
+
+
+def test_a_storage_client_that_gives_up_is_a_failure_not_a_bug():
+    # google-cloud-storage retries on its own and then raises RetryError, which is no
+    # GoogleAPICallError: still one line, exit 1, naming what failed and why.
+    from google.api_core.exceptions import RetryError
+
+    from ci.cloud import guard
+
+    def gives_up():
+        raise RetryError("Timeout of 120.0s exceeded", ConnectionError("refused"))
+
+    with pytest.raises(CiError, match=r"^check gs://b/o failed: gave up retrying \(refused\)$"):
+        guard(gives_up, "check gs://b/o")
