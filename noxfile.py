@@ -24,13 +24,16 @@ QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
 PR_TRAIN_STEPS = 300
 
 
+# What the sessions' processes run with. Bytecode is written as modules are first imported
+# (PYTHONDONTWRITEBYTECODE="" overrides a machine's "1" inside the sessions): where Python may
+# not write it, every process would compile each module it imports from source,
+# TensorFlow's ~1,800 among them (12 s a start instead of 4.4), and compiling every file of
+# every package at install time instead costs a fresh clone 30 CPU-seconds (docs/testing.md).
+SESSION_ENV = {**QUIET_TF, "PYTHONDONTWRITEBYTECODE": ""}
+
+
 def install(session: nox.Session, group: str) -> None:
-    # Where Python may not write bytecode (PYTHONDONTWRITEBYTECODE, as on our machines), every
-    # process would compile each module it imports from source, TensorFlow's ~1,800 among
-    # them: 12 s a start instead of 4.4 (docs/testing.md). There the installer compiles it
-    # once; elsewhere a module's first import writes it.
-    env = {"UV_COMPILE_BYTECODE": "1"} if os.environ.get("PYTHONDONTWRITEBYTECODE") else {}
-    session.install(*nox.project.dependency_groups(PYPROJECT, group), env=env)
+    session.install(*nox.project.dependency_groups(PYPROJECT, group))
 
 
 @nox.session
@@ -49,7 +52,7 @@ def tests(session: nox.Session) -> None:
     # once), and the slowest files start first (tests/conftest.py orders them).
     # `nox -s tests -- -n 0` runs in this process instead.
     parallel = ["-n", "auto", "--dist", "loadfile", "--no-loadscope-reorder"]
-    session.run("pytest", *parallel, *session.posargs, env=QUIET_TF)
+    session.run("pytest", *parallel, *session.posargs, env=SESSION_ENV)
 
 
 @nox.session
@@ -58,7 +61,7 @@ def local_train(session: nox.Session) -> None:
     install(session, "ci")
     steps = session.posargs or ["--train-steps", str(PR_TRAIN_STEPS)]
     session.run(
-        "python", "-m", "trainer.task", "--job-dir", str(LOCAL_JOB_DIR), *steps, env=QUIET_TF
+        "python", "-m", "trainer.task", "--job-dir", str(LOCAL_JOB_DIR), *steps, env=SESSION_ENV
     )
     session.log(f"export: {LOCAL_JOB_DIR / 'model'}; metrics: {LOCAL_JOB_DIR / 'metrics.json'}")
 
@@ -77,7 +80,7 @@ def local_predict(session: nox.Session) -> None:
         "--json-instances",
         "data/test.json",
         silent=True,
-        env=QUIET_TF,
+        env=SESSION_ENV,
     )
     if out is None:  # --install-only: nothing ran
         return
@@ -91,11 +94,11 @@ def local_predict(session: nox.Session) -> None:
 def pipeline(session: nox.Session) -> None:
     """The whole merge path (package, stage, train, gate, promote) on the configured cloud."""
     install(session, "ci")
-    session.run("python", "-m", "ci", "pipeline", *session.posargs, env=QUIET_TF)
+    session.run("python", "-m", "ci", "pipeline", *session.posargs, env=SESSION_ENV)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks; writes BENCHMARKS.md (posargs: names of the benchmarks to run)."""
     install(session, "bench")
-    session.run("python", "-m", "tests.bench", *session.posargs, env=QUIET_TF)
+    session.run("python", "-m", "tests.bench", *session.posargs, env=SESSION_ENV)

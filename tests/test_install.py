@@ -2,8 +2,8 @@
 
 The distribution (``tooling/``) is installed into a fresh virtual environment from a git
 clone of this tree, pinned to a commit, exactly as the docs tell an adopter to (``uv pip``
-stands in for ``pip`` only because it installs TensorFlow from its cache; it compiles the
-bytecode, as pip does). The adopting
+stands in for ``pip`` only because it installs TensorFlow from its cache; the adopter's
+processes write bytecode as they import, as on any machine). The adopting
 repository is made in a temp dir: its own hatchling-built trainer, settings and gate, and a
 decoy ``ci`` package that must not be what runs. Its ``git status`` must stay clean.
 """
@@ -84,7 +84,6 @@ def installed(tmp_path_factory) -> Path:
             "pip",
             "install",
             "-q",
-            "--compile-bytecode",
             "--python",
             str(venv / "bin" / "python"),
             spec,
@@ -104,7 +103,7 @@ def _clean_env() -> dict[str, str]:
         for k, v in os.environ.items()
         if not k.startswith("CI_") and k not in ("PYTHONPATH", "STORAGE_EMULATOR_HOST")
     }
-    return {**env, **QUIET_TF, "CI_POLL_INTERVAL": "0.2"}
+    return {**env, **QUIET_TF, "CI_POLL_INTERVAL": "0.2", "PYTHONDONTWRITEBYTECODE": ""}
 
 
 def test_installed_tooling_runs_the_pipeline_in_another_repository(installed, tmp_path):
