@@ -23,14 +23,16 @@ from ci.emulator.store import Store
 from ci.emulator.tuning import TuningJobs
 
 
-def _storage_server(port: int, data_dir: Path) -> QuickStop:
+def _storage_server(port: int, data_dir: Path, faults: FaultTable) -> QuickStop:
     """gcp-storage-emulator's request handler and file store on 127.0.0.1:``port``, one
-    request at a time as its own server serves them (its ``Server`` would stop slowly)."""
-    from gcp_storage_emulator.server import RequestHandler
+    request at a time as its own server serves them (its ``Server`` would stop slowly),
+    behind the fault table (:mod:`ci.emulator.storage_faults`)."""
     from gcp_storage_emulator.storage import Storage
 
+    from ci.emulator.storage_faults import FaultyHandler
+
     storage = Storage(use_memory_fs=False, data_dir=str(data_dir))
-    server = QuickStop(("127.0.0.1", port), partial(RequestHandler, storage))
+    server = QuickStop(("127.0.0.1", port), partial(FaultyHandler, storage, faults))
     server.objects = Objects(storage)
     return server
 
@@ -59,7 +61,7 @@ class Emulator:
         """Start Cloud Storage, recover state, then serve Vertex AI (all in threads)."""
         data_dir = self.state_dir / "storage"
         data_dir.mkdir(parents=True, exist_ok=True)
-        self.storage = _storage_server(self.storage_port, data_dir)  # OSError if taken
+        self.storage = _storage_server(self.storage_port, data_dir, self.faults)  # OSError if taken
         host, port = self.storage.server_address[:2]
         self.storage_url = f"http://{host}:{port}"
         threading.Thread(target=self.storage.serve_forever, name="storage", daemon=True).start()
@@ -133,8 +135,9 @@ class Emulator:
             Endpoints(self.store, self.operations, models, cache),
             pipelines,
         ]
-        self.tuning = TuningJobs(self.store, self.runner, self.operations)
-        resources += [self.tuning, BatchJobs(self.store, self.operations, models, cache)]
+        self.tuning = TuningJobs(self.store, self.runner, self.operations, self.faults)
+        batch = BatchJobs(self.store, self.operations, models, cache, self.faults)
+        resources += [self.tuning, batch]
         for resource in resources:
             for http_method, pattern, method_id, handler in resource.routes():
                 wanted = schema.request_schema(method_id) if method_id[0] != "_" else None
@@ -153,6 +156,7 @@ class Emulator:
         router.unserved = partial(_unserved, frozenset(route.method_id for route in router.routes))
         router.before.append(self._before)
         router.after.append(self._after)
+        router.acted.append(self._acted)
         return router
 
     def _before(self, route: Route, request: Request) -> None:
@@ -169,6 +173,11 @@ class Emulator:
                 request.body = schema.validate(
                     route.request_schema, request.body, partial, mask, deep
                 )
+
+    def _acted(self, route: Route, request: Request) -> None:
+        # A fault "after": the call was carried out; its answer is lost all the same.
+        if route.method_id.startswith("aiplatform."):
+            self.faults.check_call(route.method_id, after=True)
 
     def _after(self, route: Route, request: Request, body):
         if not route.method_id.startswith("aiplatform."):

@@ -22,6 +22,7 @@ import time
 from ci.emulator import batch_io, batch_read, listing
 from ci.emulator.collection import JobCollection
 from ci.emulator.deployments import check_resources
+from ci.emulator.faults import FaultTable, JobFaults
 from ci.emulator.httpd import ApiError, Request, not_found
 from ci.emulator.jobs import ACTIVE
 from ci.emulator.models_api import INPUT_FORMATS, OUTPUT_FORMATS, Models
@@ -97,8 +98,16 @@ class BatchJobs(JobCollection):
 
     kind, type_name = KIND, "BatchPredictionJob"
 
-    def __init__(self, store: Store, operations: Operations, models: Models, cache: ModelCache):
+    def __init__(
+        self,
+        store: Store,
+        operations: Operations,
+        models: Models,
+        cache: ModelCache,
+        faults: FaultTable,
+    ):
         self.store, self.operations, self.models, self.cache = store, operations, models, cache
+        self.faults = faults  # job faults of kind batchPredictionJobs
         # batchPredictionJobs.list: "`model_display_name` supports `=`, `!=` comparisons";
         # the job keeps its model's display name as it was at create (a private key).
         self.filter_fields = {**listing.JOB_FIELDS, "model_display_name": self._model_display}
@@ -129,6 +138,7 @@ class BatchJobs(JobCollection):
                 "_modelDisplayName": version.get("displayName") or record.get("displayName"),
                 "createTime": created,
                 "updateTime": created,
+                "_faults": self.faults.take_job_faults(KIND),
             }
             self.store.save(KIND, job_id, job)
             answer = public(job)  # as created: the job's thread moves it on at once
@@ -151,8 +161,16 @@ class BatchJobs(JobCollection):
         work = self.store.job_dir(job_id) / "output"
         counts, failures = [0, 0], []
         started = time.monotonic()
+        injected = JobFaults(self.store.get(KIND, job_id).get("_faults", []), stop)
         try:
+            if injected.held("JOB_STATE_RUNNING"):
+                return self._cancelled(job_id, counts, failures)
             self._update(job_id, "JOB_STATE_RUNNING")
+            if injected.failure:
+                raise ApiError(400, injected.failure)  # INVALID_ARGUMENT, as a custom job's
+            if injected.hang:  # RUNNING, predicting nothing, until cancelled
+                stop.wait()
+                return self._cancelled(job_id, counts, failures)
             predictor = self.cache.get(
                 record["name"].rsplit("/", 1)[-1],
                 version["versionId"],
@@ -179,15 +197,15 @@ class BatchJobs(JobCollection):
                     self._update(job_id, None, stats=counts, failures=failures)
                     last = time.monotonic()
             if stop.is_set():
-                stats = (*counts, -1)  # how many were left unread is not known
-                message = "Job was cancelled."
-                return self._update(job_id, "JOB_STATE_CANCELLED", 1, message, stats, failures)
+                return self._cancelled(job_id, counts, failures)
             stamp = job["createTime"][:23] + "Z"  # YYYY-MM-DDThh:mm:ss.sssZ
             display = version.get("displayName") or record.get("displayName", "model")
             prefix = job["outputConfig"]["gcsDestination"]["outputUriPrefix"].rstrip("/")
             out_dir = f"{prefix}/prediction-{display}-{stamp}"
             shards.upload(client, out_dir)
             hours = (time.monotonic() - started) / 3600 * _replicas(job)
+            if injected.held("JOB_STATE_SUCCEEDED"):
+                return self._cancelled(job_id, counts, failures)
             self._update(
                 job_id,
                 "JOB_STATE_SUCCEEDED",
@@ -198,12 +216,19 @@ class BatchJobs(JobCollection):
             )
         except ApiError as exc:
             stats = (*counts, -1)
+            if injected.held("JOB_STATE_FAILED"):
+                return self._cancelled(job_id, counts, failures)
             self._update(job_id, "JOB_STATE_FAILED", exc.rpc_code, exc.message, stats, failures)
         except Exception as exc:
             message = f"emulator error: {exc!r}"
             self._update(job_id, "JOB_STATE_FAILED", 13, message, (*counts, -1), failures)
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _cancelled(self, job_id: str, counts: list, failures: list) -> None:
+        """End a job whose stop was asked for: CANCELLED, with what it did so far."""
+        stats = (*counts, -1)  # how many were left unread is not known
+        self._update(job_id, "JOB_STATE_CANCELLED", 1, "Job was cancelled.", stats, failures)
 
     def _update(
         self, job_id, state, code=0, message="", stats=None, failures=(), out=None, hours=None

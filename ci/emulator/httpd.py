@@ -86,6 +86,11 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message, "status": self.status}}
 
 
+class DropConnection(Exception):
+    """Close the connection without any answer (an injected fault: the client cannot tell
+    whether the server acted)."""
+
+
 def not_found(what: str) -> ApiError:
     """404 NOT_FOUND naming ``what``."""
     return ApiError(404, f"{what} not found.")
@@ -155,6 +160,9 @@ class Router:
     before: list[Callable[[Route, Request], None]] = field(default_factory=list)
     # Rewrite a successful answer's body (e.g. enums as numbers when the client asks).
     after: list[Callable[[Route, Request, Any], Any]] = field(default_factory=list)
+    # Called once a handler ran (whatever it answered): may raise ApiError or
+    # DropConnection, which replaces the answer (injected faults after acting).
+    acted: list[Callable[[Route, Request], None]] = field(default_factory=list)
     # The error for a path no route serves (HTTP method, path), or None for the plain 404.
     unserved: Callable[[str, str], ApiError | None] | None = None
 
@@ -181,27 +189,7 @@ class Router:
             if route.http_method != http_method:
                 continue
             request = Request(route.method_id, match.groupdict(), query, raw_path=path)
-            try:
-                limit, message = getattr(route.handler, "body_limit", (None, ""))
-                if limit is not None and len(raw_body) > limit:
-                    raise ApiError(400, message.format(size=len(raw_body), limit=limit))
-                if getattr(route.handler, "raw_body", False):
-                    request.raw = raw_body
-                else:
-                    request.body = _parse_body(raw_body, route)
-                for hook in self.before:
-                    hook(route, request)
-                status, body = route.handler(request)
-                if isinstance(body, RawResponse):
-                    return status, body
-                for after in self.after:
-                    body = after(route, request, body)
-                return status, body
-            except ApiError as exc:
-                return exc.code, exc.body()
-            except Exception as exc:
-                # A bug must cost one request a 500, never the connection or the server.
-                return 500, ApiError(500, f"emulator error: {exc!r}").body()
+            return self._answer(route, request, raw_body)
         error = self.unserved(http_method, path) if self.unserved else None
         if error is not None:
             return error.code, error.body()
@@ -212,6 +200,57 @@ class Router:
             message = f"Method not found. ({http_method} {path} is not a method of this API.)"
             return 404, ApiError(404, message).body()
         return 404, ApiError(404, f"The requested URL {path} was not found.").body()
+
+    def _answer(self, route: Route, request: Request, raw_body: bytes) -> tuple[int, Any]:
+        """Prepare, handle, then the ``acted`` hooks, each failure a Google JSON error: a
+        request refused before the handler was never carried out; an error an ``acted``
+        hook raises replaces the answer of a request that was."""
+        refused = _guarded(lambda: self._prepare(route, request, raw_body))
+        if refused is not None:
+            return refused
+        answer = _guarded(lambda: self._handle(route, request))
+        lost = _guarded(lambda: self._acted(route, request))
+        return lost or answer
+
+    def _prepare(self, route: Route, request: Request, raw_body: bytes) -> None:
+        """Parse and check the request, through the ``before`` hooks (faults first)."""
+        limit, message = getattr(route.handler, "body_limit", (None, ""))
+        if limit is not None and len(raw_body) > limit:
+            raise ApiError(400, message.format(size=len(raw_body), limit=limit))
+        if getattr(route.handler, "raw_body", False):
+            request.raw = raw_body
+        else:
+            request.body = _parse_body(raw_body, route)
+        for hook in self.before:
+            hook(route, request)
+
+    def _acted(self, route: Route, request: Request) -> None:
+        """The ``acted`` hooks: an error they raise is answered instead of the handler's."""
+        for hook in self.acted:
+            hook(route, request)
+
+    def _handle(self, route: Route, request: Request) -> tuple[int, Any]:
+        """Run the handler and the ``after`` rewrites of its answer."""
+        status, body = route.handler(request)
+        if isinstance(body, RawResponse):
+            return status, body
+        for after in self.after:
+            body = after(route, request, body)
+        return status, body
+
+
+def _guarded(step: Callable[[], Any]) -> Any:
+    """``step()``'s result, or the Google JSON error it raised as ``(status, body)``;
+    DropConnection goes through to the connection's handler."""
+    try:
+        return step()
+    except DropConnection:
+        raise
+    except ApiError as exc:
+        return exc.code, exc.body()
+    except Exception as exc:
+        # A bug must cost one request a 500, never the connection or the server.
+        return 500, ApiError(500, f"emulator error: {exc!r}").body()
 
 
 def _json_name(name: str) -> str:
@@ -249,7 +288,11 @@ class _Handler(BaseHTTPRequestHandler):
             override = self.headers.get("X-HTTP-Method-Override", "").strip().upper()
             if method == "POST" and override:
                 method = override
-            status, body = self.server.router.dispatch(method, self.path, raw)
+            try:
+                status, body = self.server.router.dispatch(method, self.path, raw)
+            except DropConnection:
+                self.close_connection = True  # no answer at all: the client sees EOF
+                return
         extra = "Connection: close\r\n" if self.close_connection else ""
         if isinstance(body, RawResponse):
             payload, ctype = body.payload, body.content_type

@@ -138,6 +138,7 @@ class JobRunner:
         injected = job.get("_faults", [])
         delays = {f["state"]: f["seconds"] for f in injected if f.get("job") == "delay"}
         failure = next((f["message"] for f in injected if f.get("job") == "fail"), None)
+        hang = any(f.get("job") == "hang" for f in injected)
         log_dir = self.store.job_dir(job_id) / "logs"
         reserved = 0
         try:
@@ -160,6 +161,8 @@ class JobRunner:
             if failure:
                 self._state(job_id, "JOB_STATE_RUNNING")
                 raise JobFailed(failure)
+            if hang:
+                return self._hang(job_id, live, _timeout(spec))
             for replica in plan:
                 self._spawn(job_id, job, replica, plan, paths, live, log_dir)
             self._state(job_id, "JOB_STATE_RUNNING", _pids=[p.pid for p in live.procs.values()])
@@ -253,11 +256,7 @@ class JobRunner:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 event = live.events.get(timeout=left)
             except queue.Empty:
-                raise JobFailed(
-                    f"The job ran longer than its scheduling.timeout ({timeout:g}s) and was "
-                    "stopped: a job that exceeds its timeout ends JOB_STATE_FAILED.",
-                    code=4,  # DEADLINE_EXCEEDED
-                ) from None
+                raise _timed_out(timeout) from None
             if event is None:
                 raise _Stop()
             replica, code = event
@@ -269,6 +268,14 @@ class JobRunner:
                 )
             waiting.discard(replica.name)
         _kill_all(live)
+
+    def _hang(self, job_id: str, live: _Live, timeout: float | None) -> None:
+        """An injected hang: RUNNING, running nothing, until a cancel (or shutdown) or the
+        job's ``scheduling.timeout``, as a module that never returns would be."""
+        self._state(job_id, "JOB_STATE_RUNNING")
+        if live.cancelled.wait(timeout):
+            return self._stopped(job_id, live)
+        raise _timed_out(timeout)
 
     def _stopped(self, job_id: str, live: _Live) -> None:
         _kill_all(live)
@@ -301,6 +308,15 @@ class JobRunner:
 
 class _Stop(Exception):
     """Cancel or shutdown interrupted the job."""
+
+
+def _timed_out(timeout: float) -> JobFailed:
+    """The failure of a job that ran past its ``scheduling.timeout``."""
+    return JobFailed(
+        f"The job ran longer than its scheduling.timeout ({timeout:g}s) and was "
+        "stopped: a job that exceeds its timeout ends JOB_STATE_FAILED.",
+        code=4,  # DEADLINE_EXCEEDED
+    )
 
 
 def _timeout(job_spec: dict) -> float | None:

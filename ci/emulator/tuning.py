@@ -14,6 +14,7 @@ import threading
 from ci.emulator import study as studies
 from ci.emulator import trials
 from ci.emulator.collection import JobCollection
+from ci.emulator.faults import FaultTable, JobFaults
 from ci.emulator.httpd import ApiError, Request
 from ci.emulator.jobs import ACTIVE, JobRunner
 from ci.emulator.jobs_api import check_pools
@@ -32,8 +33,9 @@ class TuningJobs(JobCollection):
 
     kind, type_name = KIND, "HyperparameterTuningJob"
 
-    def __init__(self, store: Store, runner: JobRunner, operations: Operations):
+    def __init__(self, store: Store, runner: JobRunner, operations: Operations, faults: FaultTable):
         self.store, self.runner, self.operations = store, runner, operations
+        self.faults = faults  # job faults of kind hyperparameterTuningJobs and trials
         self._stops: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._shutdown = False
@@ -56,6 +58,7 @@ class TuningJobs(JobCollection):
             "state": "JOB_STATE_PENDING",
             "createTime": created,
             "updateTime": created,
+            "_faults": self.faults.take_job_faults(KIND),
         }
         self.store.save(KIND, job_id, job)
         stop = self._stops[job_id] = threading.Event()
@@ -105,7 +108,15 @@ class TuningJobs(JobCollection):
                 f"of {LOCAL_PARALLEL_LIMIT} trials at once; it runs {LOCAL_PARALLEL_LIMIT}.",
             )
             parallel = LOCAL_PARALLEL_LIMIT
+        injected = JobFaults(job.get("_faults", []), stop)
+        if injected.held("JOB_STATE_RUNNING"):
+            return self._finish(job_id, *self._stopped_by())
         self._update(job_id, state="JOB_STATE_RUNNING", startTime=now())
+        if injected.failure:
+            return self._end(job_id, injected, "JOB_STATE_FAILED", 3, injected.failure)
+        if injected.hang:
+            stop.wait()
+            return self._finish(job_id, *self._stopped_by())
         running: dict[str, str] = {}  # trial id -> its CustomJob id
         started = failed = 0
         exhausted = False
@@ -135,27 +146,38 @@ class TuningJobs(JobCollection):
             if max_failed and failed >= max_failed and not stop.is_set():
                 self._stop_trials(running)
                 self._drain(job_id, running, spec)
-                return self._finish(
+                return self._end(
                     job_id,
+                    injected,
                     "JOB_STATE_FAILED",
                     9,
                     f"{failed} trials failed, as many as maxFailedTrialCount ({max_failed}). "
                     f"The last: {self._last_reason(job_id)}",
                 )
         if stop.is_set():
-            if self._shutdown:
-                message = "The emulator was shut down while this job was running."
-                return self._finish(job_id, "JOB_STATE_FAILED", 13, message)
-            return self._finish(job_id, "JOB_STATE_CANCELLED", 1, "Job was cancelled.")
+            return self._finish(job_id, *self._stopped_by())
         ended = self.store.get(KIND, job_id).get("trials", [])
         if not any(t["state"] == "SUCCEEDED" for t in ended):
-            return self._finish(
+            return self._end(
                 job_id,
+                injected,
                 "JOB_STATE_FAILED",
                 9,
                 f"All {len(ended)} trials failed. The last: {self._last_reason(job_id)}",
             )
-        self._finish(job_id, "JOB_STATE_SUCCEEDED")
+        self._end(job_id, injected, "JOB_STATE_SUCCEEDED")
+
+    def _stopped_by(self) -> tuple[str, int, str]:
+        """The final state, code and message of a job whose stop event was set."""
+        if self._shutdown:
+            return "JOB_STATE_FAILED", 13, "The emulator was shut down while this job was running."
+        return "JOB_STATE_CANCELLED", 1, "Job was cancelled."
+
+    def _end(self, job_id: str, injected: JobFaults, state: str, code=0, message="") -> None:
+        """Finish in ``state``, after its injected delay; a cancel during it wins."""
+        if injected.held(state):
+            return self._finish(job_id, *self._stopped_by())
+        self._finish(job_id, state, code, message)
 
     def _note(self, job_id: str, line: str) -> None:
         """A line in ``<state-dir>/vertex/jobs/<tuning job id>/logs/emulator.log``."""
@@ -178,6 +200,7 @@ class TuningJobs(JobCollection):
             "state": "JOB_STATE_PENDING",
             "createTime": created,
             "updateTime": created,
+            "_faults": self.faults.take_job_faults("trials", trial_id),
         }
         self.store.save("customJobs", custom_id, custom)
         trial = {
