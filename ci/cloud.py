@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -158,6 +159,7 @@ def guard(fn, what: str, on_400: type[CiError] = CiError, on_404: str | None = N
 
     import httplib2
     from google.api_core import exceptions as core_exc
+    from google.auth import exceptions as auth_exc
     from googleapiclient.errors import HttpError
 
     try:
@@ -170,13 +172,38 @@ def guard(fn, what: str, on_400: type[CiError] = CiError, on_404: str | None = N
         message = f"{what} failed: HTTP {status}: {_http_message(exc)}"
         raise _marked(error(message), status) from None
     except core_exc.GoogleAPICallError as exc:
-        raise _marked(CiError(f"{what} failed: HTTP {exc.code}: {exc.message}"), exc.code) from None
+        message = f"{what} failed: HTTP {exc.code}: {_api_core_message(exc)}"
+        raise _marked(CiError(message), exc.code) from None
     except core_exc.RetryError as exc:  # the storage client's own retries ran out of time
         detail = str(exc.cause or exc).splitlines()[0][:200]
         raise _marked(CiError(f"{what} failed: gave up retrying ({detail})"), None) from None
     except (OSError, http.client.HTTPException, httplib2.HttpLib2Error) as exc:
         detail = str(exc) or type(exc).__name__
         raise _marked(CiError(f"{what} failed: cannot connect ({detail})"), None) from None
+    except auth_exc.GoogleAuthError as exc:  # a 401 the client tried to answer by refreshing
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise _marked(CiError(f"{what} failed: not authenticated ({detail})"), 401) from None
+
+
+# google-cloud-storage's messages start with the request ("POST http://...: ") and may
+# carry the whole answer: the line names the service's own message instead.
+_REQUEST_PREFIX = re.compile(r"^(?:GET|POST|PUT|PATCH|DELETE|HEAD) \S+: ")
+
+
+def _api_core_message(exc) -> str:
+    for error in getattr(exc, "errors", None) or []:
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"]).strip().splitlines()[0]
+    text = _REQUEST_PREFIX.sub("", str(exc.message or "")).strip()
+    if text.startswith("{"):  # the answer's JSON error body, then the library's own words
+        try:
+            body, _ = json.JSONDecoder().raw_decode(text)
+            message = body.get("error", {}).get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if message:
+            return str(message).strip().splitlines()[0]
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _marked(error: CiError, status) -> CiError:

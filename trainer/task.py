@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import math
 import os
 import sys
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args, ready) -> int:
+    atexit.register(_forget_autograph_bytecode)  # before TensorFlow's: runs after it
     tf = _import_tensorflow()
     from trainer import data, train
 
@@ -184,6 +186,29 @@ def _one_line(message, limit: int = 1000) -> str:
     """The message on one line and of a readable length, whatever it quotes."""
     text = " ".join(str(message).splitlines())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# AutoGraph writes each converted function as a module in the temporary directory and
+# deletes the files at exit; where Python writes bytecode, their ``__pycache__`` entries
+# would stay behind.
+_AUTOGRAPH_MODULES = "__autograph_generated_file"
+
+
+def _forget_autograph_bytecode() -> None:
+    """Delete the bytecode of the modules AutoGraph generated in this process (each known by
+    its ``__cached__`` path: never another process's), and their ``__pycache__`` once empty."""
+    folders = set()
+    for name, module in list(sys.modules.items()):
+        cached = (
+            getattr(module, "__cached__", None) if name.startswith(_AUTOGRAPH_MODULES) else None
+        )
+        if cached:
+            folders.add(os.path.dirname(cached))
+            with contextlib.suppress(OSError):
+                os.remove(cached)
+    for folder in folders:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)  # only when empty: other programs may keep bytecode there
 
 
 def _import_tensorflow():
