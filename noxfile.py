@@ -27,8 +27,9 @@ PR_TRAIN_STEPS = 300
 # What the sessions' processes run with. Bytecode is written as modules are first imported
 # (PYTHONDONTWRITEBYTECODE="" overrides a machine's "1" inside the sessions): where Python may
 # not write it, every process would compile each module it imports from source,
-# TensorFlow's ~1,800 among them (12 s a start instead of 4.4), and compiling every file of
-# every package at install time instead costs a fresh clone 30 CPU-seconds (docs/testing.md).
+# TensorFlow's ~1,800 among them (12 s a start instead of 4.4). Compiling every file of every
+# package at install time takes a fresh clone as long in all (docs/testing.md), and is not
+# what other machines do.
 SESSION_ENV = {**QUIET_TF, "PYTHONDONTWRITEBYTECODE": ""}
 
 
