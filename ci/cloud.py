@@ -110,9 +110,25 @@ def _cloud(settings: Settings, vertex_endpoint: str | None, storage_endpoint: st
     )
 
     def storage():
+        if clients.is_emulator(storage_endpoint):
+            _reachable(storage_endpoint, "the Cloud Storage emulator")
         return _credentialed(lambda: clients.storage(settings.project_id, storage_endpoint))
 
     return Cloud(settings, vertex, _make_storage=storage)
+
+
+def _reachable(endpoint: str, what: str) -> None:
+    """A CiError now if nothing listens at ``endpoint``: google-cloud-storage would retry a
+    refused connection for its whole deadline (two minutes) before failing."""
+    import socket
+    import urllib.parse
+
+    parts = urllib.parse.urlsplit(endpoint)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 80), timeout=10).close()
+    except OSError as exc:
+        detail = exc.strerror or str(exc) or type(exc).__name__
+        raise _marked(CiError(f"cannot connect to {what} at {endpoint} ({detail})"), None) from None
 
 
 def _credentialed(make):

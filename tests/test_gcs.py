@@ -7,7 +7,10 @@ Google's endpoint and fail.
 
 from __future__ import annotations
 
+import io
 import os
+import socket
+import tarfile
 
 import pytest
 
@@ -16,6 +19,7 @@ from ci.cloud import connect
 from ci.emulator.process import start
 from ci.errors import UsageError
 from ci.settings import Settings, resolve
+from tests.merge_path import run_ci
 
 
 @pytest.fixture(autouse=True)
@@ -116,3 +120,31 @@ def test_clients_pick_credentials_by_scheme():
     assert clients.is_emulator("http://127.0.0.1:9")
     assert not clients.is_emulator("https://storage.googleapis.com")
     assert not clients.is_emulator(None)
+
+
+def test_a_storage_emulator_that_is_not_there_fails_at_once(tmp_path):
+    # google-cloud-storage retries a refused connection for two minutes; the command says
+    # so at its first use of storage instead (the subprocess timeout only guards a hang).
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # free once closed: nothing listens there
+    env = {
+        "CI_PROJECT": "proj-x",
+        "CI_BUCKET": "bucket-x",
+        "CI_API_ENDPOINT": f"http://127.0.0.1:{port}",
+        "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}",
+        "CI_STATE_DIR": str(tmp_path / "unused"),
+    }
+    sdist = tmp_path / "t-1.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tar:
+        info = tarfile.TarInfo("t-1/PKG-INFO")
+        data = b"Metadata-Version: 2.1\nName: t\nVersion: 1\n"
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    result = run_ci(["stage", "--sdist", str(sdist)], env, timeout=60)
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line == (
+        f"Error: cannot connect to the Cloud Storage emulator at http://127.0.0.1:{port} "
+        "(Connection refused)"
+    )
