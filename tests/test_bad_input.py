@@ -9,11 +9,9 @@ exit 2 also proves the check came before any work.
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import os
 import shutil
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -21,6 +19,7 @@ import pytest
 from ci import cli, gate_rules
 from ci.errors import CiError, UsageError
 from tests.merge_path import ROOT
+from tests.sdists import sdist_bytes
 
 NOBODY = "http://127.0.0.1:9"  # the discard port: nothing answers
 BINARY = b"\xff\xfe\x00\x81 not utf-8\n"
@@ -34,17 +33,8 @@ class Link(str):
     """In a case's files: a symbolic link to this path."""
 
 
-def _sdist() -> bytes:
-    """A small, readable .tar.gz: a package that passes every offline check."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        info = tarfile.TarInfo("trainer-0.1/setup.py")
-        info.size = 2
-        tar.addfile(info, io.BytesIO(b"#\n"))
-    return buf.getvalue()
-
-
-SDIST = _sdist()
+# A small, readable .tar.gz: a package that passes every offline check.
+SDIST = sdist_bytes("trainer-0.1", {"setup.py": "#\n"})
 STUDY = "metric = 'accuracy'\n[parameters.x]\ntype = 'DOUBLE'\nmin = 0\nmax = 1\n"
 
 

@@ -4,14 +4,13 @@ Storage errors on uploads. Each is absorbed: exit 0, exactly one resource."""
 
 from __future__ import annotations
 
-import io
 import re
-import tarfile
 
 import pytest
 
 from ci.emulator import faults
 from tests.merge_path import run_ci, settings_env
+from tests.sdists import sdist_bytes
 from tests.test_faults import jobs_named
 
 # A trainer that takes what ``ci train`` passes and writes only the metrics.json it reads
@@ -43,12 +42,7 @@ def tiny_sdist(tmp_path_factory):
         "wiretrainer/task.py": TASK,
     }
     path = tmp_path_factory.mktemp("wiretrainer") / "wiretrainer-0.1.tar.gz"
-    with tarfile.open(path, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"wiretrainer-0.1/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(sdist_bytes("wiretrainer-0.1", files))
     return path
 
 

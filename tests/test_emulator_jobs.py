@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import importlib.metadata
-import io
 import json
 import os
-import tarfile
 import time
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from googleapiclient.errors import HttpError
 from ci import clients
 from ci.emulator import faults, process
 from tests.conftest import BUCKET, PARENT, Poll, storage_client
+from tests.sdists import sdist_bytes
 
 # The fake package's modules. ``report`` writes what it saw to <dir>/<task type>-<index>.json
 # (parameter servers then wait forever, as real ones do, and the others wait for them);
@@ -70,14 +69,7 @@ def _sdist() -> bytes:
     files = {"setup.py": "from setuptools import setup\nsetup(name='fakejob', version='0.1')\n"}
     files["fakejob/__init__.py"] = ""
     files.update({f"fakejob/{name}.py": code for name, code in MODULES.items()})
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"fakejob-0.1/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return sdist_bytes("fakejob-0.1", files)
 
 
 @pytest.fixture(scope="session")
@@ -152,13 +144,9 @@ def test_requirements_this_environment_lacks_are_said_with_the_failure(vertex, p
         "needy/__init__.py": "",
         "needy/task.py": "import no_such_distribution_here\n",
     }
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            info = tarfile.TarInfo(f"needy-0.1/{name}")
-            info.size = len(text.encode())
-            tar.addfile(info, io.BytesIO(text.encode()))
-    gcs.bucket(BUCKET).blob("staging/needy-0.1.tar.gz").upload_from_string(buffer.getvalue())
+    gcs.bucket(BUCKET).blob("staging/needy-0.1.tar.gz").upload_from_string(
+        sdist_bytes("needy-0.1", files)
+    )
     body = fake_job(f"gs://{BUCKET}/staging/needy-0.1.tar.gz", "x", [])
     body["jobSpec"]["workerPoolSpecs"][0]["pythonPackageSpec"]["pythonModule"] = "needy.task"
     job = poll.job(create(vertex, body)["name"])

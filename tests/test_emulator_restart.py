@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import urllib.request
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from tests.conftest import (
     storage_client,
     upload,
 )
+from tests.sdists import sdist_bytes
 from tests.test_emulator_jobs import _sdist, alive, create, fake_job, written_pid_files
 
 INSTANCE = {"PetalLength": 1.7, "PetalWidth": 0.5, "SepalLength": 5.1, "SepalWidth": 3.3}
@@ -169,12 +168,7 @@ SLEEPER = {
 
 
 def _sleeper_sdist(path: Path) -> Path:
-    with tarfile.open(path, mode="w:gz") as tar:
-        for name, text in SLEEPER.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"sleeper-0.1/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(sdist_bytes("sleeper-0.1", SLEEPER))
     return path
 
 

@@ -7,10 +7,8 @@ Google's endpoint and fail.
 
 from __future__ import annotations
 
-import io
 import os
 import socket
-import tarfile
 
 import pytest
 
@@ -20,6 +18,7 @@ from ci.emulator.process import start
 from ci.errors import UsageError
 from ci.settings import Settings, resolve
 from tests.merge_path import run_ci
+from tests.sdists import sdist_bytes
 
 
 @pytest.fixture(autouse=True)
@@ -136,11 +135,7 @@ def test_a_storage_emulator_that_is_not_there_fails_at_once(tmp_path):
         "CI_STATE_DIR": str(tmp_path / "unused"),
     }
     sdist = tmp_path / "t-1.tar.gz"
-    with tarfile.open(sdist, "w:gz") as tar:
-        info = tarfile.TarInfo("t-1/PKG-INFO")
-        data = b"Metadata-Version: 2.1\nName: t\nVersion: 1\n"
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
+    sdist.write_bytes(sdist_bytes("t-1", {"PKG-INFO": "Metadata-Version: 2.1\nName: t\n"}))
     result = run_ci(["stage", "--sdist", str(sdist)], env, timeout=60)
     assert result.returncode == 1, result.stderr
     [line] = result.stderr.strip().splitlines()

@@ -6,9 +6,7 @@ official SDK), with a tiny trial package that reports through cloudml-hypertune.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 from ci import clients
 from ci.emulator import process, study
 from tests.conftest import BUCKET, PARENT, Poll, storage_client
+from tests.sdists import sdist_bytes
 from tests.test_emulator_jobs import alive
 from tests.test_sdk import sdk  # noqa: F401 (the SDK's fixture, aiplatform.init)
 
@@ -66,14 +65,7 @@ def trial_sdist() -> bytes:
         "hptrial/__init__.py": "",
         "hptrial/task.py": TRIAL,
     }
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(f"hptrial-0.1/{name}")
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
+    return sdist_bytes("hptrial-0.1", files)
 
 
 @pytest.fixture(scope="session")
