@@ -15,6 +15,7 @@ import os
 import re
 import subprocess
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,10 +38,16 @@ class Form:
 
     pattern: str
     says: str
+    # The likely meaning of a bad value, tried in the message ("did you mean ...?"), or None.
+    guess: Callable[[str], str | None] | None = None
 
     def check(self, value: str, what: str) -> None:
         if not re.fullmatch(self.pattern, value):
-            raise UsageError(f"{what}: bad value {value!r} ({self.says})")
+            meant = self.guess(value) if self.guess else None
+            hint = (
+                f"; did you mean {meant!r}?" if meant and re.fullmatch(self.pattern, meant) else ""
+            )
+            raise UsageError(f"{what}: bad value {value!r} ({self.says}{hint})")
 
 
 # Google Cloud's rules for the names the settings hold.
@@ -67,6 +74,8 @@ _PORT = r"(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|
 URL = Form(
     rf"https?://(\[[0-9A-Fa-f:.]+\]|[^\s/?#:@\[\]]+)(:{_PORT})?([/?#]\S*)?",
     "an http:// or https:// URL",
+    # HOST:PORT, as other clients take STORAGE_EMULATOR_HOST (google-cloud-storage does not).
+    lambda value: None if "://" in value else f"http://{value}",
 )
 # A container image reference: registry host[:port], a lowercase path, a tag or a digest.
 IMAGE = Form(

@@ -67,7 +67,16 @@ def test_numbers_are_converted_and_bad_ones_named(tmp_path):
         ({"CI_MODEL_NAME": "m" * 120}, "the endpoint's display name: bad value"),
         ({"CI_TRAINER_MODULE": "no such"}, "(a Python module such as trainer.task)"),
         ({"CI_SERVING_MACHINE_TYPE": "big"}, "(a machine type such as n1-standard-4)"),
-        ({"CI_API_ENDPOINT": "localhost:8080"}, "(an http:// or https:// URL)"),
+        (
+            {"CI_API_ENDPOINT": "localhost:8080"},
+            "(an http:// or https:// URL; did you mean 'http://localhost:8080'?)",
+        ),
+        ({"CI_API_ENDPOINT": "http://a b"}, "bad value 'http://a b' (an http:// or https:// URL)"),
+        (
+            {"STORAGE_EMULATOR_HOST": "127.0.0.1:9023"},
+            "from STORAGE_EMULATOR_HOST: bad value '127.0.0.1:9023' (an http:// or https:// "
+            "URL; did you mean 'http://127.0.0.1:9023'?)",
+        ),
         ({"CI_TRAIN_STEPS": "99999999999999999999999"}, "(must be 1 to 2147483647)"),
         ({"CI_ACCELERATOR_TYPE": "BOGUS"}, "'accelerator_type': bad value 'BOGUS' (one of "),
         # Vertex AI attaches only some counts of each accelerator to a replica.
