@@ -26,20 +26,6 @@ from tests import workflows_second_repo
 from tests.merge_path import QUIET_TF, ROOT
 from tests.workflows_act import git as _git
 
-ADOPTER_PYPROJECT = """\
-[build-system]
-requires = ["hatchling"]
-build-backend = "hatchling.build"
-
-[project]
-name = "parcels"
-version = "0.1.0"
-dependencies = ["google-cloud-storage"]
-
-[tool.hatch.build.targets.sdist]
-include = ["parcels"]
-"""
-
 
 def _commit_tree(dest: Path) -> str:
     """This working tree (tracked and new files, not ignored ones) as a commit in ``dest``."""
@@ -57,7 +43,7 @@ def _commit_tree(dest: Path) -> str:
 def _adopter(dest: Path) -> Path:
     files = workflows_second_repo.files("tooling/repo", "0" * 40)
     del files["setup.py"]
-    files["pyproject.toml"] = ADOPTER_PYPROJECT
+    files["pyproject.toml"] = workflows_second_repo.HATCH_PYPROJECT
     for rel, text in files.items():
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         (dest / rel).write_text(text)
