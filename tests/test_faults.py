@@ -19,9 +19,10 @@ import urllib.parse
 import pytest
 
 from ci.emulator import faults
-from ci.vertex import find_endpoint, find_model, list_versions, staging_name, traffic_by_version
+from ci.vertex import find_endpoint, staging_name
 from tests.conftest import BUCKET, FINAL_JOB_STATES, run_job, trainer_job
 from tests.merge_path import ROOT, cloud_for, run_ci, settings_env
+from tests.test_promote import snapshot as promotion_state
 
 INSTANCES = ROOT / "data" / "test.json"
 # One retry: a fault with count RETRIES + 1 is beyond the client's retries.
@@ -130,21 +131,15 @@ def env(request, emulator, gcs):
 
 
 def snapshot(env) -> dict:
-    """Versions with aliases and job ids, traffic per version, endpoints' deployments."""
+    """test_promote's snapshot (versions, traffic), and the endpoints' deployments."""
     with cloud_for(env) as cloud:
-        model = find_model(cloud)
         endpoint = find_endpoint(cloud)
         staging = find_endpoint(cloud, staging_name(cloud))
-        found = list_versions(cloud, model["name"]) if model else []
-        return {
-            "versions": [
-                (v["versionId"], sorted(v.get("versionAliases", [])), v["labels"]["job-id"])
-                for v in found
-            ],
-            "traffic": traffic_by_version(endpoint, model["name"]) if endpoint and model else {},
-            "deployed": len((endpoint or {}).get("deployedModels", [])),
-            "staging": len((staging or {}).get("deployedModels", [])),
-        }
+    return {
+        **promotion_state(env),
+        "deployed": len((endpoint or {}).get("deployedModels", [])),
+        "staging": len((staging or {}).get("deployedModels", [])),
+    }
 
 
 def one_error_line(result, code: int, *needles: str) -> str:

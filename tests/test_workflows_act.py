@@ -104,17 +104,23 @@ def released(sandbox, repo):
     return sandbox.commit(repo, "release the workflows")
 
 
-def test_a_second_repository_calls_the_reusable_workflow(sandbox, repo, released):
-    sha = released
-    other = sandbox.create_repo(second.SLUG, files=second.files(SLUG, sha))
+def push_to(sandbox, other, workflow: str, repo, released):
+    """A push to ``other``'s main running ``workflow``, which calls this repository's
+    workflows at ``released``."""
     payload = {"ref": "refs/heads/main", "repository": {"default_branch": "main"}}
-    run = sandbox.run(
+    return sandbox.run(
         other,
         "push",
         payload,
-        workflow=".github/workflows/deploy.yml",
-        reusable={f"{SLUG}@{sha}": repo},
+        workflow=f".github/workflows/{workflow}",
+        reusable={f"{SLUG}@{released}": repo},
     )
+
+
+def test_a_second_repository_calls_the_reusable_workflow(sandbox, repo, released):
+    sha = released
+    other = sandbox.create_repo(second.SLUG, files=second.files(SLUG, sha))
+    run = push_to(sandbox, other, "deploy.yml", repo, sha)
     assert run.rc == 0, run.log[-6000:]
     assert jobs_succeeded(run, "deploy") == dict.fromkeys(DEPLOY_JOBS, True)
     assert f"checked out {SLUG}@{sha} into .ci-tooling" in run.log
@@ -135,14 +141,7 @@ def test_an_adopter_without_ci_toml_validates_and_deploys_a_subdirectory_package
     # settings are inputs of both workflows; a later job reads the documented outputs.
     files = second.laid_out_files(SLUG, released)
     other = sandbox.create_repo(LAID_OUT, files=files)
-    payload = {"ref": "refs/heads/main", "repository": {"default_branch": "main"}}
-    run = sandbox.run(
-        other,
-        "push",
-        payload,
-        workflow=".github/workflows/deploy.yml",
-        reusable={f"{SLUG}@{released}": repo},
-    )
+    run = push_to(sandbox, other, "deploy.yml", repo, released)
     assert run.rc == 0, run.log[-6000:]
     validation = run.output_of("validation/validation/")
     # The caller's own trainer ran (never the tooling's example trainer.task).
@@ -167,14 +166,7 @@ def test_an_odd_input_fails_the_plan_with_one_error_line_before_any_job(sandbox,
     other = sandbox.server / LAID_OUT
     if not other.is_dir():
         other = sandbox.create_repo(LAID_OUT, files=second.laid_out_files(SLUG, released))
-    payload = {"ref": "refs/heads/main", "repository": {"default_branch": "main"}}
-    run = sandbox.run(
-        other,
-        "push",
-        payload,
-        workflow=".github/workflows/odd.yml",
-        reusable={f"{SLUG}@{released}": repo},
-    )
+    run = push_to(sandbox, other, "odd.yml", repo, released)
     assert run.rc != 0
     errors = [
         line
