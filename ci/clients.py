@@ -96,7 +96,34 @@ def vertex(
     )
     once.append(_once_http(client._http))
     client.ci_once_http = once[0]  # closed with the client's by Cloud.fresh_connections
+    _collections_built_once(client)
     return client
+
+
+def _collections_built_once(resource) -> None:
+    """Make each collection of ``resource`` (``projects()``, ``locations()``, ``models()``
+    ...) build once and return the same object after. The library builds a collection anew
+    at every call, every method of it included: about 0.1 s of a command's CPU went into
+    rebuilding ``projects().locations().endpoints()`` and the like. A collection holds no
+    request state, so sharing one changes no request."""
+    for name in list(resource._dynamic_attrs):
+        build = getattr(resource, name)
+        if getattr(build, "__is_resource__", False):
+            resource.__dict__[name] = _built_once(build)
+
+
+def _built_once(build):
+    made: list = []
+
+    def collection():
+        if not made:
+            child = build()
+            _collections_built_once(child)
+            made.append(child)
+        return made[0]
+
+    collection.__is_resource__ = True
+    return collection
 
 
 def _once_http(authorized):
