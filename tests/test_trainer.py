@@ -245,18 +245,29 @@ BAD_FILES = {
         "120,4,cat,dog,cow\n" + GOOD_ROW,
         ":1: unexpected header '120,4,cat,dog,cow' (expected the columns",
     ),
-    # A 12 MB line or value is quoted as its first 77 characters and an ellipsis.
+    # A long line or value is quoted as its first 77 characters and an ellipsis.
     "12 MB header": (
         "h" * 12_000_000 + "\n" + GOOD_ROW,
         ":1: unexpected header '" + "h" * 77 + "...'",
     ),
-    "12 MB line": (
-        HEADER + GOOD_ROW + "5.0," * 3_000_000 + "\n",
-        ":3: expected 5 columns, got 3000001: '" + ("5.0," * 20)[:77] + "...'",
+    "900 KB line": (
+        HEADER + GOOD_ROW + "5.0," * 225_000 + "\n",
+        ":3: expected 5 columns, got 225001: '" + ("5.0," * 20)[:77] + "...'",
     ),
-    "12 MB value": (
-        HEADER + "x" * 12_000_000 + ",3.5,1.4,0.2,0\n",
+    "900 KB value": (
+        HEADER + "x" * 900_000 + ",3.5,1.4,0.2,0\n",
         ":2: non-numeric value '" + "x" * 77 + "...' for SepalLength",
+    ),
+    # Beyond 1 MiB a line is refused as it streams, before it ends: carrying it from block
+    # to block would take time growing with its square (a 48 MB line: 97 s).
+    "12 MB line": (
+        HEADER + GOOD_ROW * 2 + "5.0," * 3_000_000 + "\n" + GOOD_ROW,
+        ":4: a line longer than 1048576 bytes (a data row is one line of 5 values: are the "
+        "line breaks missing?)",
+    ),
+    "carriage returns alone": (
+        HEADER.replace("\n", "\r") + GOOD_ROW.replace("\n", "\r") * 3,
+        ":1: lines end in a carriage return alone (\\r, old Mac style); end them in \\n or \\r\\n",
     ),
     "long label": (
         HEADER + "5.1,3.5,1.4,0.2," + "7" * 1000 + "\n",

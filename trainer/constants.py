@@ -23,3 +23,8 @@ SHUFFLE_BLOCKS = 8
 # Bytes read, split into lines and parsed per vectorised step (about 3,000 Iris rows):
 # larger blocks amortise per-op overhead, smaller ones shuffle more finely.
 READ_CHUNK = 64 * 1024
+# The longest line a data file may have. A row of four numbers and a label is tens of bytes;
+# a file whose "line" goes on for megabytes has no line breaks where they belong (carriage
+# returns alone, one long record), and carrying such a line from block to block would cost
+# time growing with its square (48 MB: 97 s) before its row was even checked.
+MAX_LINE_BYTES = 1 << 20

@@ -24,6 +24,10 @@ __all__ = ["DataError", "bad_data_message", "check_file", "dataset"]
 # Validation errors carry these marks so the entry point can report them in one line.
 _MARK = "BADCSV<<"
 _END = ">>"
+_TOO_LONG = (
+    f"a line longer than {C.MAX_LINE_BYTES} bytes (a data row is one line of 5 values: "
+    "are the line breaks missing?)"
+)
 # Files read at once when there are several; more only adds buffers, not speed, on few cores.
 _CYCLE = 4
 # The pipeline's functions use tf.cond, never Python control flow on tensors: AutoGraph's
@@ -142,7 +146,16 @@ def _lines(path, size, name, header_lines):
         complete = parts[:-1]
         count = tf.size(complete, out_type=tf.int64)
         numbers = seen + 1 + tf.range(count, dtype=tf.int64)
-        return (parts[-1], seen + count), (numbers, tf.strings.strip(complete))
+        # The unfinished line is carried into the next chunk, up to MAX_LINE_BYTES.
+        short = _require(
+            tf.reshape(tf.strings.length(parts[-1]) <= C.MAX_LINE_BYTES, [1]),
+            lambda _: tf.strings.join(
+                [name, ":", tf.strings.as_string(seen + count + 1), f": {_TOO_LONG}"]
+            ),
+        )
+        with tf.control_dependencies([short]):
+            carry = tf.identity(parts[-1])
+        return (carry, seen + count), (numbers, tf.strings.strip(complete))
 
     def data_rows(numbers, lines):
         # Skip the header, if any, and blank lines; numbers still count them, as an editor would.

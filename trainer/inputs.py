@@ -55,6 +55,11 @@ def check_file(path: str, name: str | None = None) -> int:
         line = "\0"
     if re.search(r"[\x00-\x08\x0e-\x1f]", line):
         raise DataError(f"{name}:1: not UTF-8 text (is this a binary file?)")
+    if b"\r" in first.rstrip(b"\r\n"):
+        raise DataError(
+            f"{name}:1: lines end in a carriage return alone (\\r, old Mac style); "
+            "end them in \\n or \\r\\n"
+        )
     if re.fullmatch(_ROW, line) or (not line and has_rows):
         return 0  # no header (a blank first line is skipped like any blank line)
     names = re.fullmatch(_NAMES_HEADER, line.replace(" ", ""), re.IGNORECASE)
