@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 
-from ci.emulator import replicas, schema
+from ci.emulator import batch_read, replicas, schema
 from ci.emulator.faults import FaultTable
 from ci.emulator.httpd import ApiError, Router
 
@@ -114,3 +115,17 @@ def test_router_answers_unknown_paths_and_methods_in_google_format():
     assert (status, body["error"]["status"]) == (404, "NOT_FOUND")
     status, body = router.dispatch("GET", "/v1/nothing", b"")
     assert (status, body["error"]["status"]) == (404, "NOT_FOUND")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"", []),
+        (b"a\n\n  \nbb\r\nccc", [b"a", b"bb", b"ccc"]),  # blanks skipped, CRLF, no last \n
+        (b"x" * 23 + b"\n" + b"y" * 9 + b"\n", [b"x" * 23, b"y" * 9]),  # across many chunks
+        (b"\n\nabcd", [b"abcd"]),
+    ],
+)
+def test_batch_input_lines_join_lines_that_span_chunks(data, expected):
+    # Chunks of 4 bytes: every line longer than that is joined from its pieces.
+    assert list(batch_read.lines(io.BytesIO(data), chunk_size=4)) == expected

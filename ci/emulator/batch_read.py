@@ -114,15 +114,21 @@ class Shape:
         return Item(head, instance)
 
 
-def lines(stream):
-    """The non-blank lines of a binary stream (without their end of line), chunk by chunk."""
-    rest = b""
-    while chunk := stream.read(CHUNK):
-        parts = (rest + chunk).split(b"\n")
-        rest = parts.pop()
+def lines(stream, chunk_size: int = CHUNK):
+    """The non-blank lines of a binary stream (without their end of line), chunk by chunk.
+    A line that spans many chunks is joined once, when it ends: time linear in its length."""
+    pending: list[bytes] = []  # the unfinished line's pieces
+    while chunk := stream.read(chunk_size):
+        parts = chunk.split(b"\n")
+        if len(parts) == 1:
+            pending.append(chunk)
+            continue
+        parts[0] = b"".join([*pending, parts[0]])
+        pending = [parts.pop()]
         for line in parts:
             if line.strip():
                 yield line.rstrip(b"\r")
+    rest = b"".join(pending)
     if rest.strip():
         yield rest.rstrip(b"\r")
 
