@@ -265,6 +265,10 @@ BAD_FILES = {
         ":4: a line longer than 1048576 bytes (a data row is one line of 5 values: are the "
         "line breaks missing?)",
     ),
+    "carriage returns alone after the header": (
+        HEADER + GOOD_ROW.replace("\n", "\r") * 3,
+        ":2: lines end in a carriage return alone (\\r, old Mac style); end them in \\n or \\r\\n",
+    ),
     "carriage returns alone": (
         HEADER.replace("\n", "\r") + GOOD_ROW.replace("\n", "\r") * 3,
         ":1: lines end in a carriage return alone (\\r, old Mac style); end them in \\n or \\r\\n",

@@ -17,7 +17,7 @@ import re
 import tensorflow as tf
 
 from trainer import constants as C
-from trainer.inputs import _FLOAT, _QUOTE, _ROW, DataError, check_file
+from trainer.inputs import _FLOAT, _QUOTE, _ROW, CR_ALONE, DataError, check_file
 
 __all__ = ["DataError", "bad_data_message", "check_file", "dataset"]
 
@@ -99,7 +99,14 @@ def _diagnose(path, number, line):
     def binary():
         return tf.strings.join([where, "not UTF-8 text (is this a binary file?)"])
 
-    return tf.cond(text, lambda: tf.cond(tf.equal(count, C.NUM_COLUMNS), values, columns), binary)
+    def row():
+        return tf.cond(
+            tf.strings.regex_full_match(line, ".*\r.*"),
+            lambda: tf.strings.join([where, CR_ALONE]),
+            lambda: tf.cond(tf.equal(count, C.NUM_COLUMNS), values, columns),
+        )
+
+    return tf.cond(text, row, binary)
 
 
 def _parse_block(path, line_numbers, lines, seed=None):

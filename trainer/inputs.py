@@ -23,6 +23,8 @@ _NAMES_HEADER = ",".join([*C.FEATURES, C.LABEL])
 _IRIS_HEADER = ",".join(rf"\s*{f}\s*" for f in [r"\d+", len(C.FEATURES), *C.CLASSES])
 # Messages quote at most this many characters of a line or value (a line may be megabytes).
 _QUOTE = 80
+# A carriage return inside a line: the file's lines are separated by "\r" alone.
+CR_ALONE = "lines end in a carriage return alone (\\r, old Mac style); end them in \\n or \\r\\n"
 # Bytes of the first line looked at: a longer line is no header.
 _HEADER_BYTES = 4096
 
@@ -56,10 +58,7 @@ def check_file(path: str, name: str | None = None) -> int:
     if re.search(r"[\x00-\x08\x0e-\x1f]", line):
         raise DataError(f"{name}:1: not UTF-8 text (is this a binary file?)")
     if b"\r" in first.rstrip(b"\r\n"):
-        raise DataError(
-            f"{name}:1: lines end in a carriage return alone (\\r, old Mac style); "
-            "end them in \\n or \\r\\n"
-        )
+        raise DataError(f"{name}:1: {CR_ALONE}")
     if re.fullmatch(_ROW, line) or (not line and has_rows):
         return 0  # no header (a blank first line is skipped like any blank line)
     names = re.fullmatch(_NAMES_HEADER, line.replace(" ", ""), re.IGNORECASE)
