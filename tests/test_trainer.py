@@ -302,10 +302,12 @@ IRIS_TEST_ROWS = (ROOT / "data" / "iris_test.csv").read_text().splitlines(keepen
     ["", "SepalLength,SepalWidth,PetalLength,PetalWidth,Species\n", "\n"],
     ids=["no header", "column names", "blank first line"],
 )
-def test_every_row_is_read_with_or_without_a_header(header, tmp_path):
+# What spreadsheets save as "CSV UTF-8" starts with a byte order mark.
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"], ids=["", "byte order mark"])
+def test_every_row_is_read_with_or_without_a_header(header, bom, tmp_path):
     # data/iris_test.csv has TensorFlow's Iris header and 30 rows; none may be dropped.
     eval_file = tmp_path / "eval.csv"
-    eval_file.write_text(header + "".join(IRIS_TEST_ROWS))
+    eval_file.write_bytes(bom + (header + "".join(IRIS_TEST_ROWS)).encode())
     job = tmp_path / "job"
     flags = ["--job-dir", str(job), "--train-steps", "2", "--eval-file", str(eval_file)]
     assert task.main(flags) == 0

@@ -150,6 +150,12 @@ def _lines(path, size, name, header_lines):
     def split(state, chunk):
         carry, seen = state
         parts = tf.strings.split(carry + chunk, "\n")
+        # A byte order mark before the first line (spreadsheets' "CSV UTF-8") is no data.
+        parts = tf.cond(
+            tf.equal(seen, 0),
+            lambda: tf.concat([tf.strings.regex_replace(parts[:1], "^\ufeff", ""), parts[1:]], 0),
+            lambda: parts,
+        )
         complete = parts[:-1]
         count = tf.size(complete, out_type=tf.int64)
         numbers = seen + 1 + tf.range(count, dtype=tf.int64)

@@ -49,6 +49,7 @@ def check_file(path: str, name: str | None = None) -> int:
         raise DataError(f"{name}: no such file") from None
     except IsADirectoryError:
         raise DataError(f"{name}: is a directory, not a CSV file") from None
+    first = first.removeprefix(codecs.BOM_UTF8)  # as spreadsheets save "CSV UTF-8"
     if not first:
         raise DataError(f"{name}: empty file (expected a header line, then data rows)")
     try:  # final=False: a multi-byte character cut by the byte limit is not an error
