@@ -23,9 +23,10 @@ from ci.errors import BadData, UsageError
 
 
 def read_text(path: str | Path, what: str) -> str:
-    """The UTF-8 text of ``path``; a missing, unreadable or binary file is a BadData error."""
+    """The UTF-8 text of ``path`` (after a byte order mark, if any: editors on Windows write
+    one); a missing, unreadable or binary file is a BadData error."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")  # a byte order mark is no text
     except UnicodeDecodeError as exc:
         raise BadData(f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start})") from None
     except OSError as exc:

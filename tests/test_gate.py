@@ -30,6 +30,13 @@ def thresholds(tmp_path):
     return gate_rules.load_config(path)
 
 
+def test_a_config_saved_with_a_byte_order_mark_reads_the_same(thresholds, tmp_path):
+    # Editors on Windows may start UTF-8 files with one; tomllib alone would refuse line 1.
+    marked = tmp_path / "marked.toml"
+    marked.write_bytes(b"\xef\xbb\xbf" + CONFIG.encode())
+    assert gate_rules.load_config(marked) == thresholds
+
+
 def test_no_champion_value_thresholds_alone_decide(thresholds):
     decision = gate_rules.decide(thresholds, {"accuracy": 0.95, "loss": 0.3}, None)
     assert decision.passed and decision.word == "yes"
