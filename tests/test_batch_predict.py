@@ -166,11 +166,16 @@ def test_cancel_stops_a_running_batch(vertex, poll, gcs, batch_model):
             "gs:// URI",
         ),
         # A model served by a prebuilt container supports dedicated resources only.
-        ({"dedicatedResources": None}, 400, "batch_prediction_job.dedicated_resources is required"),
+        (
+            {"dedicatedResources": None},
+            400,
+            "Field: batch_prediction_job.dedicated_resources; Message: dedicated_resources is",
+        ),
         (
             {"dedicatedResources": {"machineSpec": {"acceleratorType": "NVIDIA_TESLA_T4"}}},
             400,
-            "machine_spec.machine_type is required",
+            "Field: batch_prediction_job.dedicated_resources.machine_spec.machine_type; "
+            "Message: Required field is not set.",
         ),
     ],
 )

@@ -31,7 +31,11 @@ def error_of(call) -> tuple[int, dict]:
 
 
 def job_body(**spec_extra) -> dict:
-    pool = {"replicaCount": "1", "pythonPackageSpec": dict(PACKAGE_SPEC)}
+    pool = {
+        "replicaCount": "1",
+        "machineSpec": {"machineType": "n1-standard-4"},
+        "pythonPackageSpec": dict(PACKAGE_SPEC),
+    }
     return {"displayName": "x", "jobSpec": {"workerPoolSpecs": [pool], **spec_extra}}
 
 
@@ -47,7 +51,7 @@ def job_body(**spec_extra) -> dict:
             },
             "needs a pythonPackageSpec",
         ),
-        ({"jobSpec": job_body()["jobSpec"]}, "Field: displayName; Message: Required"),
+        ({"jobSpec": job_body()["jobSpec"]}, "Field: custom_job.display_name; Message: Required"),
         ({**job_body(), "labels": ["a"]}, "'labels': expected an object"),
         (job_body(enableWebAccess="yes"), "'jobSpec.enableWebAccess': expected a boolean"),
         (
@@ -208,9 +212,12 @@ def test_traffic_split_rules_deploy_undeploy_and_delete(vertex, poll, trained):
     assert status == 400 and "add up to 100" in error["message"]
     # A model served by a prebuilt container supports dedicated resources only.
     for resources, message in [
-        ({}, "deployedModel.dedicated_resources is required"),
+        ({}, "Field: deployed_model.dedicated_resources; Message: dedicated_resources is required"),
         ({"automaticResources": {"minReplicaCount": 1}}, "does not support AUTOMATIC_RESOURCES"),
-        ({"dedicatedResources": {"minReplicaCount": 1}}, "dedicatedResources.machineSpec; Message"),
+        (
+            {"dedicatedResources": {"minReplicaCount": 1}},
+            "Field: deployed_model.dedicated_resources.machine_spec; Message",
+        ),
         ({"dedicatedResources": {**DEDICATED, "minReplicaCount": 0}}, "at least 1, not 0"),
         (
             {"dedicatedResources": {"machineSpec": {"machineType": "n1-standard-2"}}},

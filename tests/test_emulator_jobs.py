@@ -88,7 +88,10 @@ def fake_job(package: str, module: str, args: list[str], counts=(1,), env=None) 
             "args": args,
             "env": [{"name": k, "value": v} for k, v in (env or {}).items()],
         }
-        pools.append({"replicaCount": str(count), "pythonPackageSpec": spec})
+        machine = {"machineType": "n1-standard-4"}  # Vertex requires it of every pool set
+        pools.append(
+            {"replicaCount": str(count), "machineSpec": machine, "pythonPackageSpec": spec}
+        )
     return {
         "displayName": f"fake-{module}",
         "jobSpec": {

@@ -221,7 +221,8 @@ def test_patch_applies_the_mask_and_checks_the_etag(emulator, vertex, poll):
     )
     assert (status, after["labels"]) == (200, {"équipe": "ü-1"})
     status, error = call(url, "PATCH", f"/v1/{endpoint}", {}, updateMask="display_name")
-    assert status == 400 and "Field: displayName; Message: Required" in error["error"]["message"]
+    assert status == 400
+    assert "Field: endpoint.display_name; Message: Required" in error["error"]["message"]
 
 
 def test_model_patch_by_bare_name_takes_any_versions_etag(emulator, vertex, poll, trained):

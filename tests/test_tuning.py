@@ -262,7 +262,8 @@ def test_cancel_stops_running_trials(vertex, poll, trial_package, tmp_path):
         (
             {"parameters": [{"parameterId": "m", "categoricalValueSpec": {"values": []}}]},
             # The discovery document already marks the list required.
-            "categoricalValueSpec.values; Message: Required field is not set",
+            "Field: hyperparameter_tuning_job.study_spec.parameters[0]"
+            ".categorical_value_spec.values; Message: Required field is not set",
         ),
         ({"parallelTrialCount": 5}, "parallel_trial_count (5) must not be greater than"),
     ],

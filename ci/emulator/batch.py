@@ -23,7 +23,7 @@ from ci.emulator import batch_io, batch_read, listing
 from ci.emulator.collection import JobCollection
 from ci.emulator.deployments import check_resources
 from ci.emulator.faults import FaultTable, JobFaults
-from ci.emulator.httpd import ApiError, Request, not_found
+from ci.emulator.httpd import ApiError, Request, field_error, not_found
 from ci.emulator.jobs import ACTIVE
 from ci.emulator.models_api import INPUT_FORMATS, OUTPUT_FORMATS, Models
 from ci.emulator.operations import Operations
@@ -31,6 +31,7 @@ from ci.emulator.predict import ModelCache
 from ci.emulator.store import Store, now, public
 
 KIND = "batchPredictionJobs"
+JOB = "batch_prediction_job"  # the request field batchPredictionJobs.create's body fills
 PROGRESS_SECONDS = 1.0
 # What a custom-trained model lists in supportedInputStorageFormats and
 # supportedOutputStorageFormats; the BigQuery ones are not emulated.
@@ -49,7 +50,7 @@ def check_config(body: dict) -> None:
             raise _bad("Exactly one of model and unmanaged_container_model must be set.")
         raise _bad("unmanaged_container_model is not emulated: upload the model and set model.")
     if not body.get("model"):
-        raise _bad("Field: batch_prediction_job.model; Message: Required field is not set.")
+        raise field_error(f"{JOB}.model")
     inputs, outputs = body["inputConfig"], body["outputConfig"]
     fmt = inputs["instancesFormat"]
     if fmt not in INPUT_FORMATS:
@@ -60,7 +61,9 @@ def check_config(body: dict) -> None:
         raise _bad(f"Unsupported instances_format {fmt!r} with a BigQuery source: {NO_BIGQUERY}.")
     uris = (inputs.get("gcsSource") or {}).get("uris") or []
     if not uris or not all(u.startswith("gs://") and "/" in u[5:].strip("/") for u in uris):
-        raise _bad("input_config.gcs_source.uris: gs://BUCKET/OBJECT URIs are required.")
+        raise field_error(
+            f"{JOB}.input_config.gcs_source.uris", "gs://BUCKET/OBJECT URIs are required."
+        )
     predictions = outputs["predictionsFormat"]
     if predictions not in OUTPUT_FORMATS:
         raise _bad(
@@ -71,7 +74,9 @@ def check_config(body: dict) -> None:
         raise _bad(f"Unsupported predictions_format {predictions!r}: {NO_BIGQUERY}.")
     prefix = (outputs.get("gcsDestination") or {}).get("outputUriPrefix") or ""
     if not prefix.startswith("gs://") or not prefix[5:].strip("/"):
-        raise _bad("output_config.gcs_destination.output_uri_prefix: a gs:// URI is required.")
+        raise field_error(
+            f"{JOB}.output_config.gcs_destination.output_uri_prefix", "a gs:// URI is required."
+        )
     if body.get("generateExplanation"):
         raise _bad("generate_explanation is not emulated: the model has no explanation_spec.")
     _check_instance_config(body.get("instanceConfig") or {}, fmt)
@@ -127,7 +132,7 @@ class BatchJobs(JobCollection):
             record, version = self.models.find(body["model"])
             if not record["name"].startswith(parent + "/"):
                 raise not_found(f"Model {body['model']}")
-            check_resources(body, version, "batch_prediction_job", batch=True)
+            check_resources(body, version, JOB, batch=True)
             job_id = self.store.new_id()
             created = now()
             job = {

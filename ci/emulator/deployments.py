@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 
 from ci.emulator import masks
-from ci.emulator.httpd import ApiError, Request, not_found, precondition
+from ci.emulator.httpd import REQUIRED, ApiError, Request, field_error, not_found, precondition
 from ci.emulator.store import key, now, public
 
 # What mutateDeployedModel may change (its request's reference: replica counts and
@@ -35,8 +35,10 @@ class Deployments:
         split = request.body.get("trafficSplit")
         with self.store.lock:
             endpoint = self._endpoint(request)
+            if not wanted.get("model"):
+                raise field_error("deployed_model.model")
             _, version = self.models.find(wanted["model"])
-            check_resources(wanted, version, "deployedModel")
+            check_resources(wanted, version, "deployed_model")
             if split is not None:
                 check_split(split, {*deployed_ids(endpoint), "0"}, endpoint["name"])
         model_id, version_id = key(version["name"]), version["versionId"]
@@ -130,7 +132,7 @@ class Deployments:
             endpoint = self._endpoint(request)
             gone = wanted.get("id")
             if not gone:
-                raise ApiError(400, "Field: deployedModel.id; Message: Required field is not set.")
+                raise field_error("deployed_model.id")
             deployed = next(
                 (d for d in endpoint.get("deployedModels", []) if d["id"] == gone), None
             )
@@ -140,7 +142,7 @@ class Deployments:
             for name in names:
                 _set_path(changed, wanted, name.split("."))
             _, version = self.models.find(f"{deployed['model']}@{deployed['modelVersionId']}")
-            check_resources(changed, version, "deployedModel")
+            check_resources(changed, version, "deployed_model")
             deployed.clear()
             deployed.update(changed)
             self._touch(endpoint)
@@ -166,16 +168,18 @@ class Deployments:
 
 def check_resources(wanted: dict, version: dict, where: str, batch: bool = False) -> None:
     """400 unless ``wanted`` (a DeployedModel, or a BatchPredictionJob when ``batch``) has
-    prediction resources of a type the model supports, with at least one replica."""
+    prediction resources of a type the model supports, with at least one replica. ``where``
+    is its request field (``deployed_model``, ``batch_prediction_job``), which the errors'
+    field paths start with."""
     supported = version.get("supportedDeploymentResourcesTypes") or ["DEDICATED_RESOURCES"]
     dedicated = wanted.get("dedicatedResources")
     automatic = None if batch else wanted.get("automaticResources")
     if dedicated is None and automatic is None:
         if "AUTOMATIC_RESOURCES" in supported:
             return
-        raise ApiError(
-            400,
-            f"{where}.dedicated_resources is required: Model {version['name']} supports "
+        raise field_error(
+            f"{where}.dedicated_resources",
+            f"dedicated_resources is required: Model {version['name']} supports "
             f"{', '.join(supported)} only.",
         )
     kind = "DEDICATED_RESOURCES" if dedicated is not None else "AUTOMATIC_RESOURCES"
@@ -190,19 +194,19 @@ def check_resources(wanted: dict, version: dict, where: str, batch: bool = False
     machine = dedicated.get("machineSpec")
     if not isinstance(machine, dict) or (batch and not machine.get("machineType")):
         field = "machine_spec.machine_type" if batch else "machine_spec"
-        raise ApiError(400, f"{where}.dedicated_resources.{field} is required.")
+        raise field_error(f"{where}.dedicated_resources.{field}", REQUIRED)
     first = "startingReplicaCount" if batch else "minReplicaCount"
     low = int(dedicated.get(first, 1 if batch else 0))  # int32: the schema checked it
     high = int(dedicated.get("maxReplicaCount", low))
     if low < 1:
-        raise ApiError(
-            400, f"{where}.dedicated_resources.{_snake(first)} must be at least 1, not {low}."
+        raise field_error(
+            f"{where}.dedicated_resources.{_snake(first)}",
+            f"{_snake(first)} must be at least 1, not {low}.",
         )
     if high and high < low:
-        raise ApiError(
-            400,
-            f"{where}.dedicated_resources.max_replica_count ({high}) must not be less than "
-            f"{_snake(first)} ({low}).",
+        raise field_error(
+            f"{where}.dedicated_resources.max_replica_count",
+            f"max_replica_count ({high}) must not be less than {_snake(first)} ({low}).",
         )
 
 

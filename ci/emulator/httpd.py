@@ -68,13 +68,17 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 
 
 class ApiError(Exception):
-    """An error answer: ``{"error": {"code", "message", "status"}}`` with HTTP ``code``."""
+    """An error answer: ``{"error": {"code", "message", "status"}}`` with HTTP ``code``,
+    plus ``details`` (google.rpc error details, each with its ``@type``) when given."""
 
-    def __init__(self, code: int, message: str, status: str | None = None):
+    def __init__(
+        self, code: int, message: str, status: str | None = None, details: list | None = None
+    ):
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status or STATUS_NAMES.get(code, "UNKNOWN")
+        self.details = details
 
     @property
     def rpc_code(self) -> int:
@@ -83,7 +87,42 @@ class ApiError(Exception):
 
     def body(self) -> dict:
         """The JSON body of the error answer."""
-        return {"error": {"code": self.code, "message": self.message, "status": self.status}}
+        error = {"code": self.code, "message": self.message, "status": self.status}
+        if self.details:
+            error["details"] = self.details
+        return {"error": error}
+
+    def rpc_status(self) -> dict:
+        """The error as a google.rpc.Status (a long-running operation's ``error``)."""
+        status = {"code": self.rpc_code, "message": self.message}
+        if self.details:
+            status["details"] = self.details
+        return status
+
+
+BAD_REQUEST = "type.googleapis.com/google.rpc.BadRequest"
+REQUIRED = "Required field is not set."
+
+
+def bad_request(description: str, field: str = "") -> dict:
+    """A google.rpc.BadRequest detail with one field violation (``field`` left out when
+    empty, as Google's frontends leave it out for the request message itself)."""
+    violation = {"field": field} if field else {}
+    violation["description"] = description
+    return {"@type": BAD_REQUEST, "fieldViolations": [violation]}
+
+
+def field_error(field: str, message: str = REQUIRED) -> ApiError:
+    """400 INVALID_ARGUMENT for one bad request field, as Vertex AI words it: the message
+    ``List of found errors:\t1.Field: <path>; Message: <why>\t`` and a google.rpc.BadRequest
+    detail naming the same path. ``field`` is the request message's field path in proto
+    (snake_case) names: ``endpoint.display_name``, ``custom_job.job_spec.worker_pool_specs[0]``.
+    """
+    return ApiError(
+        400,
+        f"List of found errors:\t1.Field: {field}; Message: {message}\t",
+        details=[bad_request(message, field)],
+    )
 
 
 class DropConnection(Exception):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ci.emulator.collection import JobCollection
 from ci.emulator.faults import FaultTable
-from ci.emulator.httpd import ApiError, Request, not_found
+from ci.emulator.httpd import REQUIRED, ApiError, Request, field_error, not_found
 from ci.emulator.jobs import JobRunner, duration_seconds
 from ci.emulator.operations import Operations
 from ci.emulator.store import Store, now, public
@@ -22,7 +22,8 @@ def check_pools(job_spec: dict, where: str = "job_spec") -> None:
     other pools may be skipped with ``{}``; a replica count is a non-negative int64; a pool
     runs either a ``containerSpec`` or a ``pythonPackageSpec``; at most 100 package URIs and
     100 environment variables; ``scheduling.timeout`` a positive Duration;
-    ``baseOutputDirectory`` a ``gs://`` prefix. Containers are not run locally.
+    ``baseOutputDirectory`` a ``gs://`` prefix; every pool that is set names its
+    ``machineSpec.machineType``. Containers are not run locally.
     """
     specs = job_spec.get("workerPoolSpecs") or []
     if not specs:
@@ -95,11 +96,15 @@ def _check_pool(spec: dict, where: str, pool: int) -> None:
     for i, var in enumerate(package.get("env") or []):
         if not var.get("name"):
             raise _field(f"{where}.python_package_spec.env[{i}].name", "must not be empty.")
+    # MachineSpec.machine_type: "For BatchPredictionJob or as part of WorkerPoolSpec this
+    # field is required" (the document says so in prose, not with "Required.").
+    if not (spec.get("machineSpec") or {}).get("machineType"):
+        raise _field(f"{where}.machine_spec.machine_type", REQUIRED)
 
 
 def _field(field: str, message: str) -> ApiError:
     """400 INVALID_ARGUMENT naming the request field, the way Vertex words it."""
-    return ApiError(400, f"List of found errors:\t1.Field: {field}; Message: {message}\t")
+    return field_error(field, message)
 
 
 class CustomJobs(JobCollection):
@@ -118,7 +123,7 @@ class CustomJobs(JobCollection):
 
     def create(self, request: Request):
         """``customJobs.create``: store the job PENDING and hand it to the runner."""
-        check_pools(request.body["jobSpec"])
+        check_pools(request.body["jobSpec"], "custom_job.job_spec")
         parent = f"projects/{request.params['project']}/locations/{request.params['location']}"
         return 200, public(self.start(parent, request.body))
 

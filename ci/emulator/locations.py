@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from ci.emulator import listing, schema
-from ci.emulator.httpd import ApiError, Request, not_found
+from ci.emulator.httpd import Request, field_error, not_found
 from ci.limits import VERTEX_REGIONS
 
 # The location of a /v1/ (or, for operations, /ui/) path, the one segment after /locations/.
@@ -34,10 +34,10 @@ def check(method_id: str, path: str) -> None:
         return
     if method_id == API + "get":  # the location is the resource asked for: it does not exist
         raise not_found(f"Location {path.split('/', 2)[2]}")
-    raise ApiError(
-        400,
-        f"List of found errors:\t1.Field: {_field(method_id)}; Message: The provided location "
-        f"ID is not valid: {match['location']!r} is not a Vertex AI location.\t",
+    raise field_error(
+        _field(method_id),
+        f"The provided location ID is not valid: {match['location']!r} is not a Vertex AI "
+        "location.",
     )
 
 

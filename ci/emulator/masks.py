@@ -12,18 +12,20 @@ import copy
 import re
 import uuid
 
-from ci.emulator.httpd import ApiError
+from ci.emulator.httpd import ApiError, field_error
 
 
 def fields(mask: str | None, allowed: tuple[str, ...]) -> list[str]:
     """The camelCase fields of ``mask``; 400 for an empty mask or a field not in ``allowed``."""
     names = [_camel(p.strip()) for p in (mask or "").split(",") if p.strip()]
     if not names:
-        raise ApiError(400, "Field: update_mask; Message: Required field is not set.")
+        raise field_error("update_mask")
     for name in names:
         if name not in allowed:
             snake = ", ".join(_snake(a) for a in allowed)
-            raise ApiError(400, f"update_mask path {_snake(name)!r} cannot be updated ({snake}).")
+            raise field_error(
+                "update_mask", f"update_mask path {_snake(name)!r} cannot be updated ({snake})."
+            )
     return names
 
 

@@ -118,7 +118,7 @@ class Operations:
         try:
             result = work()
         except ApiError as exc:
-            result, error = None, {"code": exc.rpc_code, "message": exc.message}
+            result, error = None, exc.rpc_status()
         except Exception as exc:
             result, error = None, {"code": 13, "message": f"emulator error: {exc!r}"}
         with self._changed:  # an injected delay, if any; a cancel or a release ends it early
@@ -135,7 +135,7 @@ class Operations:
                 try:
                     result = result()
                 except ApiError as exc:
-                    error = {"code": exc.rpc_code, "message": exc.message}
+                    error = exc.rpc_status()
             if error:
                 record.update(done=True, error=error)
                 self.store.save("operations", op_id, record)

@@ -55,8 +55,9 @@ class TrainingPipelines(JobCollection):
             raise ApiError(400, "trainingTaskInputs must be a CustomJobSpec object.")
         # The inputs are a free-form Struct in the request: check them as the CustomJobSpec
         # they must be (names or numbers for enums, unknown fields refused).
-        spec = schema.validate("GoogleCloudAiplatformV1CustomJobSpec", inputs)
-        check_pools(spec)
+        where = "training_pipeline.training_task_inputs"
+        spec = schema.validate("GoogleCloudAiplatformV1CustomJobSpec", inputs, root=where)
+        check_pools(spec, where)
         if body.get("modelToUpload") and not (
             body["modelToUpload"].get("artifactUri") or spec.get("baseOutputDirectory")
         ):

@@ -4,6 +4,13 @@ The document ships with google-api-python-client, so the emulator accepts exactl
 fields the client library can send. It marks output-only fields ``readOnly`` (ignored on
 input, as Vertex does) but says "Required." only in descriptions, so that is where
 required fields are read from.
+
+Errors name fields as Vertex AI does: by the request message's field path in proto
+(snake_case) names, with a google.rpc.BadRequest detail naming the same path. A method
+whose HTTP body is one field of its request (``customJobs.create``: ``body: "custom_job"``)
+has paths that start with that field (``custom_job.job_spec.worker_pool_specs[0]``); one
+whose body is the whole request (``body: "*"``, a ``...Request`` schema: ``models.upload``)
+has paths that start at the request's own fields (``model.display_name``).
 """
 
 from __future__ import annotations
@@ -14,10 +21,13 @@ import re
 from pathlib import Path
 
 from ci.emulator import enums
-from ci.emulator.httpd import ApiError
+from ci.emulator.httpd import ApiError, bad_request, field_error
 
 _INT = re.compile(r"^-?\d+$")
 _CAMEL = re.compile(r"_([a-z0-9])")
+_UPPER = re.compile(r"([A-Z])")
+_INDEX = re.compile(r"(\[[^\]]*\])")
+_PREFIX = "GoogleCloudAiplatformV1"
 
 
 @functools.cache
@@ -116,8 +126,54 @@ def request_schema(method_id: str) -> str | None:
     return methods()[method_id].get("request", {}).get("$ref")
 
 
+@functools.cache
+def _request_schemas() -> frozenset[str]:
+    return frozenset(filter(None, map(request_schema, methods())))
+
+
+def body_field(schema_name: str) -> str:
+    """The request field, in proto names, that a body of ``schema_name`` fills: the
+    ``body`` of the method's HTTP rule. ``""`` when the body is the whole request
+    (``body: "*"``: the document names the request message itself, ``...Request``) or when
+    ``schema_name`` is no method's body; otherwise the resource the request carries, in
+    snake_case (``GoogleCloudAiplatformV1CustomJob`` -> ``custom_job``)."""
+    short = schema_name.removeprefix(_PREFIX)
+    if schema_name not in _request_schemas() or short == schema_name or short.endswith("Request"):
+        return ""
+    return _snake(short[:1].lower() + short[1:])
+
+
+def field_path(root: str, where: str) -> str:
+    """``where`` (a JSON path: ``jobSpec.workerPoolSpecs[0]``) in proto names under the
+    body field ``root`` (``custom_job.job_spec.worker_pool_specs[0]``)."""
+    path = "".join(p if p.startswith("[") else _snake(p) for p in _INDEX.split(where))
+    return _join(root, path) if path else root
+
+
+class _Problem(Exception):
+    """A bad field found at JSON path ``where``; :func:`validate` turns it into the ApiError
+    once the body field the path starts from is known. ``field``: Vertex's "List of found
+    errors" for a field's value; otherwise ``message`` is the frontend's own wording
+    (``Invalid JSON payload received...``), with the path in a BadRequest detail."""
+
+    def __init__(self, where: str, message: str, field: bool = False):
+        super().__init__(message)
+        self.where, self.message, self.field = where, message, field
+
+    def error(self, root: str) -> ApiError:
+        path = field_path(root, self.where)
+        if self.field:
+            return field_error(path, self.message)
+        return ApiError(400, self.message, details=[bad_request(self.message, path)])
+
+
 def validate(
-    schema_name: str, body, partial: bool = False, mask: str | None = None, deep: bool = False
+    schema_name: str,
+    body,
+    partial: bool = False,
+    mask: str | None = None,
+    deep: bool = False,
+    root: str | None = None,
 ) -> dict:
     """Check ``body`` against ``schema_name``; return it without output-only fields.
 
@@ -125,18 +181,26 @@ def validate(
     fields may be missing, unless ``mask`` (the update mask) names them: a patch cannot
     empty a required field. ``deep``: nested messages are partial too (mutateDeployedModel
     sends only the masked fields of a DeployedModel's resources). Raises ApiError 400 naming
-    the first offending field, the way Vertex does.
+    the first offending field, the way Vertex does, by its path under ``root``: the request
+    field the body fills (by default :func:`body_field` of ``schema_name``).
     """
-    if not isinstance(body, dict):
-        raise ApiError(400, f"Invalid JSON payload received. Expected an object, got {body!r}.")
-    schema = document()["schemas"][schema_name]
-    cleaned = _object(schema, body, "", partial, deep)
-    props = schema.get("properties", {})
-    for path in (mask or "").split(","):
-        key = _CAMEL.sub(lambda m: m[1].upper(), path.strip())
-        if key in props and _required(props[key]) and cleaned.get(key) in (None, "", [], {}):
-            raise ApiError(400, f"Field: {key}; Message: Required field is not set.")
+    root = body_field(schema_name) if root is None else root
+    try:
+        if not isinstance(body, dict):
+            raise _Problem("", f"Invalid JSON payload received. Expected an object, got {body!r}.")
+        schema = document()["schemas"][schema_name]
+        cleaned = _object(schema, body, "", partial, deep)
+        props = schema.get("properties", {})
+        for path in (mask or "").split(","):
+            key = _CAMEL.sub(lambda m: m[1].upper(), path.strip())
+            if key in props and _required(props[key]) and cleaned.get(key) in (None, "", [], {}):
+                raise _Problem(key, _REQUIRED, field=True)
+    except _Problem as problem:
+        raise problem.error(root) from None
     return cleaned
+
+
+_REQUIRED = "Required field is not set."
 
 
 def _object(
@@ -153,8 +217,9 @@ def _object(
         prop = props.get(key)
         if prop is None:
             at = f" at '{where}'" if where else ""
-            raise ApiError(
-                400, f'Invalid JSON payload received. Unknown name "{sent}"{at}: Cannot find field.'
+            raise _Problem(
+                where,
+                f'Invalid JSON payload received. Unknown name "{sent}"{at}: Cannot find field.',
             )
         if prop.get("readOnly"):
             continue
@@ -164,7 +229,7 @@ def _object(
         _check_length(prop, cleaned[key], _join(where, key))
     for key, prop in props.items():
         if not partial and _required(prop) and cleaned.get(key) in (None, "", [], {}):
-            raise ApiError(400, f"Field: {_join(where, key)}; Message: Required field is not set.")
+            raise _Problem(_join(where, key), _REQUIRED, field=True)
     return cleaned
 
 
@@ -176,7 +241,7 @@ def _check_length(prop: dict, value, where: str) -> None:
     characters long", as every resource's displayName says)."""
     found = _UP_TO.search(prop.get("description") or "")
     if found and isinstance(value, str) and len(value) > int(found[1]):
-        raise ApiError(400, f"'{where}': at most {found[1]} characters, not {len(value)}.")
+        raise _Problem(where, f"at most {found[1]} characters, not {len(value)}.", field=True)
 
 
 def _check_labels(labels: dict, where: str) -> None:
@@ -184,21 +249,23 @@ def _check_labels(labels: dict, where: str) -> None:
     ``_`` or ``-``, a letter first; a value of at most 63 of the same (international
     letters allowed in both)."""
     if len(labels) > 64:
-        raise ApiError(400, f"'{where}': at most 64 labels, not {len(labels)}.")
+        raise _Problem(where, f"at most 64 labels, not {len(labels)}.", field=True)
     for key, value in labels.items():
         if not (key and len(key) <= 63 and _label_char(key[0], first=True)) or not all(
             map(_label_char, key)
         ):
-            raise ApiError(
-                400,
-                f"'{where}': invalid label key {key!r} (a lowercase letter first, then "
-                "lowercase letters, digits, _ or -; at most 63).",
+            raise _Problem(
+                where,
+                f"invalid label key {key!r} (a lowercase letter first, then lowercase "
+                "letters, digits, _ or -; at most 63).",
+                field=True,
             )
         if not isinstance(value, str) or len(value) > 63 or not all(map(_label_char, value)):
-            raise ApiError(
-                400,
-                f"'{where}': invalid value {value!r} of label {key!r} (lowercase letters, "
-                "digits, _ or -; at most 63).",
+            raise _Problem(
+                where,
+                f"invalid value {value!r} of label {key!r} (lowercase letters, digits, _ or "
+                "-; at most 63).",
+                field=True,
             )
 
 
@@ -252,7 +319,7 @@ def _scalar(prop: dict, value, where: str, field: str = ""):
         # numbers); handlers always see the name.
         name = enums.to_name(field, enum, value)
         if name is None:
-            raise ApiError(400, f"Invalid value at '{where}', {value!r}: not one of {enum}.")
+            raise _Problem(where, f"Invalid value at '{where}', {value!r}: not one of {enum}.")
         return name
     if kind == "boolean" and not isinstance(value, bool):
         raise _bad(where, "a boolean", value)
@@ -337,9 +404,13 @@ def _is_int(value) -> bool:
     return isinstance(value, str) and bool(_INT.match(value))
 
 
-def _bad(where: str, expected: str, value) -> ApiError:
-    return ApiError(400, f"Invalid value at '{where}': expected {expected}, got {value!r}.")
+def _bad(where: str, expected: str, value) -> _Problem:
+    return _Problem(where, f"Invalid value at '{where}': expected {expected}, got {value!r}.")
 
 
 def _join(where: str, key: str) -> str:
     return f"{where}.{key}" if where else key
+
+
+def _snake(name: str) -> str:
+    return _UPPER.sub(lambda m: "_" + m[1].lower(), name)

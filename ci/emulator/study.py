@@ -35,11 +35,18 @@ _COUNTS = {
 
 
 class StudyError(ValueError):
-    """A study Vertex refuses: ``field`` is the API path, ``message`` says why."""
+    """A study Vertex refuses: ``field`` is the API path, ``message`` says why (the text is
+    Vertex's "List of found errors" message; :meth:`api_error` the emulator's answer)."""
 
     def __init__(self, field: str, message: str):
         super().__init__(f"List of found errors:\t1.Field: {field}; Message: {message}\t")
         self.field, self.message = field, message
+
+    def api_error(self):
+        """The 400 INVALID_ARGUMENT Vertex answers, with its google.rpc.BadRequest detail."""
+        from ci.emulator.httpd import field_error  # study stays free of HTTP for `ci tune`
+
+        return field_error(self.field, self.message)
 
 
 def param_type(param: dict) -> str:

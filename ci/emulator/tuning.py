@@ -15,7 +15,7 @@ from ci.emulator import study as studies
 from ci.emulator import trials
 from ci.emulator.collection import JobCollection
 from ci.emulator.faults import FaultTable, JobFaults
-from ci.emulator.httpd import ApiError, Request
+from ci.emulator.httpd import Request
 from ci.emulator.jobs import ACTIVE, JobRunner
 from ci.emulator.jobs_api import check_pools
 from ci.emulator.operations import Operations
@@ -47,7 +47,7 @@ class TuningJobs(JobCollection):
         try:
             studies.check(body)
         except studies.StudyError as exc:
-            raise ApiError(400, str(exc)) from None
+            raise exc.api_error() from None
         check_pools(body["trialJobSpec"], "hyperparameter_tuning_job.trial_job_spec")
         job_id = self.store.new_id()
         created = now()
