@@ -8,6 +8,7 @@ undeploying is a concern of its own, the longest part of the endpoint methods.
 from __future__ import annotations
 
 import copy
+import re
 
 from ci.emulator import masks
 from ci.emulator.httpd import REQUIRED, ApiError, Request, field_error, not_found, precondition
@@ -25,6 +26,9 @@ MUTABLE = (
     "disableContainerLogging",
 )
 
+# DeployedModel.id, when the caller sets it: "1-10 characters, and valid characters are /[0-9]/".
+DEPLOYED_ID = re.compile(r"^[0-9]{1,10}$")
+
 
 class Deployments:
     """deployModel and undeployModel handlers; mixed into :class:`Endpoints`."""
@@ -39,6 +43,7 @@ class Deployments:
                 raise field_error("deployed_model.model")
             _, version = self.models.find(wanted["model"])
             check_resources(wanted, version, "deployed_model")
+            check_deployed_id(wanted, endpoint)
             if split is not None:
                 check_split(split, {*deployed_ids(endpoint), "0"}, endpoint["name"])
         model_id, version_id = key(version["name"]), version["versionId"]
@@ -56,6 +61,7 @@ class Deployments:
                 if current is None or current["name"] != name:
                     raise not_found(f"Endpoint {name}")
                 _, now_version = self.models.find(f"{version['name']}@{version_id}")
+                check_deployed_id(wanted, current)  # another deploy may have taken it since
                 if split is not None:
                     check_split(split, {*deployed_ids(current), "0"}, name)
                 return {"deployedModel": self._add(current, wanted, now_version, split)}
@@ -65,7 +71,9 @@ class Deployments:
         return 200, self.operations.run(name, "DeployModel", work, background=True)
 
     def _add(self, endpoint: dict, wanted: dict, version: dict, split) -> dict:
-        deployed_id = self.store.new_id()
+        # DeployedModel.id: "If not provided upon deployment, Vertex AI will generate a
+        # value for this ID" (so one the caller gave is the id, as check_deployed_id let it).
+        deployed_id = wanted.get("id") or self._new_deployed_id(endpoint)
         deployed = {
             **wanted,
             "id": deployed_id,
@@ -94,6 +102,14 @@ class Deployments:
         version.setdefault("deployedModels", []).append(ref)
         self.store.save("models", key(record["name"]), record)
         return public(deployed)
+
+    def _new_deployed_id(self, endpoint: dict) -> str:
+        # A caller may have chosen a short number as an id on this endpoint: skip those.
+        taken = deployed_ids(endpoint)
+        while True:
+            deployed_id = self.store.new_id()
+            if deployed_id not in taken:
+                return deployed_id
 
     def undeploy(self, request: Request):
         """``endpoints.undeployModel``, refused while the model still has traffic."""
@@ -164,6 +180,22 @@ class Deployments:
             if kept != refs:
                 version["deployedModels"] = kept
         self.store.save("models", key(record["name"]), record)
+
+
+def check_deployed_id(wanted: dict, endpoint: dict) -> None:
+    """400 unless a DeployedModel.id the caller chose is "1-10 characters, and valid
+    characters are /[0-9]/" (its reference); 409 if the endpoint already has it."""
+    chosen = wanted.get("id")
+    if not chosen:
+        return
+    if not DEPLOYED_ID.match(chosen):
+        raise field_error(
+            "deployed_model.id", f"Invalid DeployedModel ID {chosen!r}: 1-10 digits [0-9]."
+        )
+    if chosen in deployed_ids(endpoint):
+        raise ApiError(
+            409, f"DeployedModel {chosen} already exists in Endpoint {endpoint['name']}."
+        )
 
 
 def check_resources(wanted: dict, version: dict, where: str, batch: bool = False) -> None:

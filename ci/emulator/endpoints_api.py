@@ -96,13 +96,21 @@ class Endpoints(Deployments):
                 f"Invalid endpointId {endpoint_id!r}: a letter, then up to 62 of [a-z0-9-] "
                 "ending in a letter or digit; or up to 9 digits, no leading zero.",
             )
+        body = request.body
+        _check_public(body)
+        name = f"{parent}/endpoints/{endpoint_id}"
+        # A new endpoint has no DeployedModel yet, so its trafficSplit can only be empty
+        # ("must add up to 100, or map must be empty"): a split naming an id would be
+        # stored, and every predict would then be routed to a model that does not exist.
+        check_split(body.get("trafficSplit") or {}, set(), name, allow_empty=True)
+        body = {k: v for k, v in body.items() if k != "trafficSplit"}
         with self.store.lock:
-            if self.store.get("endpoints", key(f"{parent}/endpoints/{endpoint_id}")) is not None:
-                raise ApiError(409, f"Endpoint {parent}/endpoints/{endpoint_id} already exists.")
+            if self.store.get("endpoints", key(name)) is not None:
+                raise ApiError(409, f"Endpoint {name} already exists.")
             stamp = now()
             record = {
-                **request.body,
-                "name": f"{parent}/endpoints/{endpoint_id}",
+                **body,
+                "name": name,
                 "createTime": stamp,
                 "updateTime": stamp,
                 "etag": masks.new_etag(),
@@ -242,6 +250,27 @@ class Endpoints(Deployments):
             "X-Vertex-AI-Deployed-Model-Id": deployed_id,
         }
         return status, RawResponse(json.dumps(answer).encode(), headers=headers)
+
+
+def _check_public(endpoint: dict) -> None:
+    """400 for an endpoint Vertex would serve somewhere other than the public ``:predict``
+    the emulator answers: private (VPC ``network``), Private Service Connect, or dedicated
+    (its own DNS name; Vertex refuses the shared predict of such an endpoint). Accepting
+    one would let code pass here that cannot reach the endpoint it made on Vertex."""
+    kinds = []
+    if endpoint.get("network"):
+        kinds.append("network (a private endpoint)")
+    if (endpoint.get("privateServiceConnectConfig") or {}).get("enablePrivateServiceConnect"):
+        kinds.append("private_service_connect_config (a Private Service Connect endpoint)")
+    if endpoint.get("dedicatedEndpointEnabled"):
+        kinds.append("dedicated_endpoint_enabled (a dedicated endpoint)")
+    if kinds:
+        raise ApiError(
+            400,
+            f"endpoint.{kinds[0]} is not emulated: the emulator serves public shared "
+            "endpoints only (docs/emulator.md).",
+            "INVALID_ARGUMENT",
+        )
 
 
 def _http_body(raw: bytes) -> bytes:

@@ -132,6 +132,9 @@ class Models:
                 "supportedDeploymentResourcesTypes": ["DEDICATED_RESOURCES"],
                 "supportedInputStorageFormats": list(INPUT_FORMATS),
                 "supportedOutputStorageFormats": list(OUTPUT_FORMATS),
+                # ModelSourceType CUSTOM: "The Model is uploaded by user or custom training
+                # pipeline", which every model here is.
+                "modelSourceInfo": {"sourceType": "CUSTOM"},
             }
             record["versions"].append(version)
             _assign(record, version, aliases)

@@ -113,6 +113,9 @@ class TrainingPipelines(JobCollection):
         if not model.get("artifactUri"):
             base = pipeline["trainingTaskInputs"]["baseOutputDirectory"]["outputUriPrefix"]
             model["artifactUri"] = base.rstrip("/") + "/model"
+        # Model.training_pipeline: "The resource name of the TrainingPipeline that uploaded
+        # this Model, if any" (the SDK's Model.training_job reads it).
+        model["trainingPipeline"] = pipeline["name"]
         body = {"model": model}
         for key in ("modelId", "parentModel"):
             if pipeline.get(key):
