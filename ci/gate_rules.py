@@ -119,6 +119,12 @@ def validate(thresholds: dict, source: str) -> dict[str, dict]:
             )
         if ({"absolute_change", "relative_change"} & set(spec)) and "direction" not in spec:
             raise UsageError(f"{source}: {metric} has a change threshold but no direction")
+        low, high = spec.get("lower_bound"), spec.get("upper_bound")
+        if low is not None and high is not None and low > high:
+            raise UsageError(
+                f"{source}: {metric}.lower_bound {low} is above its upper_bound {high}; "
+                "no value could pass"
+            )
     return thresholds
 
 
@@ -167,8 +173,20 @@ def require(metrics: dict, name: str, whose: str, error: type[CiError] = CiError
         for part in name.split("."):
             found = found.get(part) if isinstance(found, dict) else None
         what = "nothing" if found is None else json.dumps(found)[:40]
-        raise error(f"{whose} metrics have no finite number {name!r} (found {what})")
+        hint = did_you_mean(name, _paths(metrics)) if found is None else ""
+        raise error(f"{whose} metrics have no finite number {name!r} (found {what}){hint}")
     return value
+
+
+def _paths(metrics: dict, prefix: str = "") -> list[str]:
+    """The dotted names of the numbers in ``metrics`` (what a threshold can name)."""
+    names = []
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            names += _paths(value, f"{prefix}{key}.")
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            names.append(f"{prefix}{key}")
+    return names
 
 
 def decide(

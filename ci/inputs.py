@@ -96,6 +96,14 @@ def parse_json(text: str, source: str, strict: bool = False) -> Any:
         raise BadData(f"{source}: JSON nested too deeply") from None
 
 
+def json_lines_hint(number: int, line: str) -> str:
+    """A hint for a first line that does not parse but opens an array or object: the file
+    is likely one JSON document over several lines, not JSON lines."""
+    if number == 1 and line.lstrip().startswith(("[", "{")):
+        return " (one JSON document over several lines? instances are JSON lines: one a line)"
+    return ""
+
+
 def check_json_lines(path: str | Path, what: str) -> int:
     """The number of instances in a JSON-lines file, read a line at a time (never the whole
     file at once); a file that is not UTF-8, a line that is not JSON, or no instances at all
@@ -114,7 +122,8 @@ def check_json_lines(path: str | Path, what: str) -> int:
                 try:
                     parse_json(line, where, strict=True)
                 except BadData as exc:
-                    raise BadData(f"{exc}: {line.strip()[:80]!r}") from None
+                    hint = json_lines_hint(number, line)
+                    raise BadData(f"{exc}: {line.strip()[:80]!r}{hint}") from None
                 count += 1
     except OSError as exc:
         raise BadData(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
@@ -193,10 +202,27 @@ def output_file(text: str) -> str:
         return text
     if not text.strip():
         raise argparse.ArgumentTypeError(f"blank file name {text!r}")
+    _no_control(text)
     try:
         return _output_file(text)
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte
         raise argparse.ArgumentTypeError(f"cannot write {shown(text)}: {_why(exc)}") from None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _no_control(text: str) -> None:
+    """An output path is echoed in ``key=value`` lines and messages: a newline, a carriage
+    return or another control character in it would split or garble them."""
+    if _CONTROL.search(text):
+        raise argparse.ArgumentTypeError(f"control character in the path {shown(text)}")
+
+
+def _writable(directory: Path, text: str) -> None:
+    """A directory the output goes in must let us create files (checked before the work)."""
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise argparse.ArgumentTypeError(f"directory {str(directory)!r} of {text!r} is read-only")
 
 
 def _why(exc: Exception) -> str:
@@ -218,6 +244,7 @@ def _output_file(text: str) -> str:
         raise argparse.ArgumentTypeError(f"directory {str(parent)!r} of {text!r} does not exist")
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"{str(parent)!r} in {text!r} is not a directory")
+    _writable(parent, text)
     return text
 
 
@@ -225,6 +252,7 @@ def output_dir(text: str) -> str:
     """An argparse type: a directory to create or reuse; none of its parts may be a file."""
     if not text.strip():
         raise argparse.ArgumentTypeError(f"blank directory name {text!r}")
+    _no_control(text)
     try:
         return _output_dir(text)
     except (OSError, ValueError) as exc:  # a name too long, a NUL byte
@@ -241,5 +269,6 @@ def _output_dir(text: str) -> str:
             if not part.is_dir():
                 where = "" if part == path else f" in {text!r}"
                 raise argparse.ArgumentTypeError(f"{str(part)!r}{where} is a file, not a directory")
+            _writable(part, text)
             break
     return text

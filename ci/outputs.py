@@ -35,7 +35,7 @@ def one_line(value) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
     text = str(value)
-    if "\n" in text:
+    if "\n" in text or "\r" in text:  # GitHub's runner ends a line at either
         raise UsageError(f"output value spans several lines: {text[:40]!r}")
     return text
 

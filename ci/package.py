@@ -148,12 +148,26 @@ def build_env(requires: tuple[str, ...]) -> Path:
 
 def build_sdist(package_dir: Path, dist_dir: Path) -> Path:
     """Build the sdist of ``package_dir`` into ``dist_dir``; return its path."""
-    package_dir = package_dir.resolve()
+    given, package_dir = str(package_dir), package_dir.resolve()
+    if not package_dir.is_dir():
+        why = "does not exist" if not os.path.lexists(package_dir) else "is not a directory"
+        raise UsageError(f"no setup.py or pyproject.toml in package dir {given!r}: it {why}")
     if not (package_dir / "setup.py").is_file() and not (package_dir / "pyproject.toml").is_file():
         raise UsageError(f"no setup.py or pyproject.toml in package dir {str(package_dir)!r}")
     system = build_system(package_dir)
     python = build_env(system.requires)
+    # A dist dir this build creates is removed again if the build fails: nothing half-made.
+    created = next((p for p in (*reversed(dist_dir.parents), dist_dir) if not p.exists()), None)
     dist_dir = local_dirs.ensure(dist_dir, "built packages", announce=False).resolve()
+    try:
+        return _build(system, package_dir, dist_dir, python)
+    except BaseException:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+        raise
+
+
+def _build(system: BuildSystem, package_dir: Path, dist_dir: Path, python: Path) -> Path:
     request = {
         "backend": system.backend,
         "backend_path": [str((package_dir / p).resolve()) for p in system.backend_path],

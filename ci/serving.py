@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from ci.errors import BadData, BadInstance
-from ci.inputs import parse_json, read_text
+from ci.inputs import json_lines_hint, parse_json, read_text
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow loads: quiet start-up
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
@@ -31,17 +31,20 @@ def read_instances(path: Path) -> list:
     if stripped.startswith("{") and '"instances"' in stripped.split("\n", 1)[0][:200]:
         try:
             body = parse_json(stripped, str(path), strict=True)
-            if isinstance(body, dict) and isinstance(body.get("instances"), list):
-                return body["instances"]
         except BadData:
-            pass  # not one request body: read it as JSON lines, which names the bad line
+            body = None  # not one request body: read it as JSON lines, which names the bad line
+        if isinstance(body, dict) and isinstance(body.get("instances"), list):
+            if not body["instances"]:
+                raise BadData(f"{path}: no instances (its 'instances' list is empty)")
+            return body["instances"]
     instances = []
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 instances.append(parse_json(line, f"{path}:{number}", strict=True))
             except BadData as exc:
-                raise BadData(f"{exc}: {line[:80]!r}") from None
+                hint = json_lines_hint(number, line)
+                raise BadData(f"{exc}: {line[:80]!r}{hint}") from None
     if not instances:
         raise BadData(f"{path}: no instances")
     return instances

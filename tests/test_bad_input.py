@@ -510,6 +510,63 @@ CASES = {
         "build-system.requires must be requirements (PEP 508), not '-e.'",
         files={"p/pyproject.toml": "[build-system]\nrequires = ['-e.']\n"},
     ),
+    # third pass: gate thresholds no value could pass, and metric names that are not there
+    "gate lower_bound above upper_bound": case(
+        ["gate", "--config", "g.toml", "--candidate-metrics", "metrics.json"],
+        "g.toml: accuracy.lower_bound 0.9 is above its upper_bound 0.1",
+        files={"g.toml": "[metrics.accuracy]\nlower_bound = 0.9\nupper_bound = 0.1\n"},
+    ),
+    "--threshold upper_bound below the file's lower_bound": (
+        ["gate", *GATE_ARGS, "--threshold", "accuracy.upper_bound=0.1"],
+        "--threshold: accuracy.lower_bound 0.5 is above its upper_bound 0.1",
+    ),
+    "gate metric not in metrics.json": case(
+        ["gate", "--config", "g.toml", "--candidate-metrics", "metrics.json"],
+        "no finite number 'acuracy' (found nothing) (did you mean 'accuracy'?)",
+        files={"g.toml": "[metrics.acuracy]\nlower_bound = 0.5\n"},
+    ),
+    # instances: one JSON document over several lines, an empty request body
+    "predict: a pretty-printed JSON array": case(
+        ["predict", "--instances", "a.json"],
+        "a.json:1: not JSON (Expecting value): '[' (one JSON document over several lines?",
+        files={"a.json": '[\n  {"a": 1},\n  {"a": 2}\n]\n'},
+    ),
+    "batch-predict: a pretty-printed JSON object": case(
+        [*BATCH, "a.json"],
+        "'a.json' line 1: not JSON (Expecting property name enclosed in double quotes): '{' (one",
+        files={"a.json": '{\n  "a": 1\n}\n'},
+    ),
+    "predict: a request body with no instances": case(
+        ["predict", "--instances", "b.json"],
+        "b.json: no instances (its 'instances' list is empty)",
+        files={"b.json": '{"instances": []}\n'},
+    ),
+    # output paths with control characters: they would split a $GITHUB_OUTPUT line
+    "--dist-dir with a newline": (
+        ["package", "--dist-dir", "a\nb", "--outputs", "o.txt"],
+        "--dist-dir: control character in the path 'a\\nb'",
+    ),
+    "--outputs with a carriage return": (
+        ["gate", *GATE_ARGS, "--outputs", "o\r.txt"],
+        "--outputs: control character in the path 'o\\r.txt'",
+    ),
+    "local-train --job-dir with a newline": (
+        ["local-train", "--job-dir", "j\nk", "--outputs", "o.txt"],
+        "--job-dir: control character in the path 'j\\nk'",
+    ),
+    "report --out with a tab": (
+        ["report", "--job", "1", "--out", "r\tx"],
+        "--out: control character in the path 'r\\tx'",
+    ),
+    # a --package-dir that is not there, or is a file
+    "package --package-dir missing": (
+        ["package", "--package-dir", "no such dir"],
+        "package dir 'no such dir': it does not exist",
+    ),
+    "package --package-dir a file": (
+        ["package", "--package-dir", "a-file"],
+        "package dir 'a-file': it is not a directory",
+    ),
 }
 
 
@@ -597,3 +654,37 @@ def test_a_storage_client_that_gives_up_is_a_failure_not_a_bug():
 
     with pytest.raises(CiError, match=r"^check gs://b/o failed: gave up retrying \(refused\)$"):
         guard(gives_up, "check gs://b/o")
+
+
+def test_an_output_in_a_read_only_directory_is_named_before_the_work(workdir, monkeypatch, capsys):
+    # As root every directory is writable, so the refusal is simulated: os.access says no.
+    (workdir / "ro").mkdir()
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: not str(p).endswith("ro") and real(p, mode))
+    before = tree(workdir)
+    for argv, named in [
+        (["gate", *GATE_ARGS, "--summary", "ro/s.md"], "directory 'ro' of 'ro/s.md' is read-only"),
+        (["package", "--dist-dir", "ro/dist"], "directory 'ro' of 'ro/dist' is read-only"),
+    ]:
+        assert cli.main(argv) == 2
+        [line] = capsys.readouterr().err.splitlines()
+        assert line.startswith("Error: ") and named in line
+    assert tree(workdir) == before
+
+
+def test_a_failing_build_leaves_no_dist_dir(workdir, capsys):
+    # The package's own error, on one line, and the dist dir this build made is gone again.
+    _write(workdir, {"p/setup.py": "raise SystemExit('boom: setup.py refuses')\n"})
+    before = tree(workdir)
+    assert cli.main(["package", "--package-dir", "p", "--dist-dir", "out/dist"]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("Error: building the sdist in ") and "boom: setup.py refuses" in line
+    assert tree(workdir) == before
+
+
+def test_an_output_value_with_a_carriage_return_is_refused():
+    # GitHub's runner ends a $GITHUB_OUTPUT line at "\r" as well as at "\n".
+    from ci import outputs
+
+    with pytest.raises(UsageError, match="spans several lines"):
+        outputs.one_line("a\rb")
