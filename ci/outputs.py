@@ -30,10 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def compact_json(value) -> str:
+    """``value`` as JSON on one line: a string's newlines are escaped, not printed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
 def one_line(value) -> str:
     """Render an output value on one line: dicts and lists as compact JSON."""
     if isinstance(value, dict | list):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+        return compact_json(value)
     text = str(value)
     if "\n" in text or "\r" in text:  # GitHub's runner ends a line at either
         raise UsageError(f"output value spans several lines: {text[:40]!r}")

@@ -34,8 +34,9 @@ def predict(cloud: Cloud, endpoint_name: str, instances: list) -> dict:
 
 
 def format_predictions(response: dict) -> str:
-    """One line per prediction, then which version answered."""
-    lines = [outputs.one_line(p) for p in response["predictions"]]
+    """One line per prediction (JSON: a text model's answer may span lines), then which
+    version answered."""
+    lines = [outputs.compact_json(p) for p in response["predictions"]]
     version = response.get("modelVersionId")
     if version:
         lines.append(f"(model version {version}, deployed model {response.get('deployedModelId')})")
@@ -59,7 +60,7 @@ def main(argv: list[str]) -> int:
     print(json.dumps(response, indent=2) if args.json else format_predictions(response))
     outputs.write_outputs(args.outputs, {"predictions": response["predictions"]})
     rows = "".join(
-        f"| {i} | `{outputs.one_line(p)}` |\n" for i, p in enumerate(response["predictions"])
+        f"| {i} | `{outputs.compact_json(p)}` |\n" for i, p in enumerate(response["predictions"])
     )
     outputs.write_summary(
         args.summary,

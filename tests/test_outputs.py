@@ -6,6 +6,7 @@ import pytest
 
 from ci import outputs
 from ci.errors import UsageError
+from ci.predict import format_predictions
 
 
 def test_outputs_append_key_value_lines_with_one_line_json(tmp_path):
@@ -23,3 +24,20 @@ def test_summary_appends_markdown_blocks(tmp_path):
     outputs.write_summary(str(path), "### One\n")
     outputs.write_summary(str(path), "### Two")
     assert path.read_text() == "### One\n\n### Two\n\n"
+
+
+def test_predictions_print_one_line_each_even_when_a_text_answer_spans_lines():
+    # A text model's prediction may hold newlines: printed as JSON, one line per
+    # prediction (before, printing it raised "output value spans several lines" after the
+    # endpoint had answered).
+    response = {
+        "predictions": ["first\nsecond", {"class_ids": 2}, 0.5],
+        "modelVersionId": "3",
+        "deployedModelId": "7",
+    }
+    assert format_predictions(response).splitlines() == [
+        '"first\\nsecond"',
+        '{"class_ids":2}',
+        "0.5",
+        "(model version 3, deployed model 7)",
+    ]
