@@ -188,6 +188,12 @@ def staged(gcs, trainer_sdist) -> dict:
     return uris
 
 
+def stage_bytes(gcs, name: str, data: bytes) -> str:
+    """Put ``data`` at ``staging/<name>`` in the session bucket; its gs:// URI."""
+    gcs.bucket(BUCKET).blob(f"staging/{name}").upload_from_string(data)
+    return f"gs://{BUCKET}/staging/{name}"
+
+
 def trainer_job(staged: dict, output: str, steps: int = 200, workers: int = 0) -> dict:
     """A CustomJob body running ``trainer.task`` the way ``ci train`` submits it."""
 

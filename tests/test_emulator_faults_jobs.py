@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from ci.emulator import faults
-from tests.conftest import BUCKET, PARENT, upload
+from tests.conftest import BUCKET, PARENT, stage_bytes, upload
 from tests.test_emulator_batch import body as batch_body
 from tests.test_emulator_jobs import _sdist, create, fake_job
 from tests.test_tuning import UNITS, X, jobs, trial_sdist, tuning_job
@@ -19,15 +19,13 @@ HELD = 600  # seconds a delay holds a job: longer than any test, which cancels i
 @pytest.fixture(scope="session")
 def fake_package(gcs) -> str:
     """test_emulator_jobs' fake package (``report``, ``fail``, ``hang``), under our name."""
-    gcs.bucket(BUCKET).blob("staging/faults-fakejob-0.1.tar.gz").upload_from_string(_sdist())
-    return f"gs://{BUCKET}/staging/faults-fakejob-0.1.tar.gz"
+    return stage_bytes(gcs, "faults-fakejob-0.1.tar.gz", _sdist())
 
 
 @pytest.fixture(scope="session")
 def hp_package(gcs) -> str:
     """test_tuning's trial package (``hptrial.task``, reports ``score``)."""
-    gcs.bucket(BUCKET).blob("staging/faults-hptrial-0.1.tar.gz").upload_from_string(trial_sdist())
-    return f"gs://{BUCKET}/staging/faults-hptrial-0.1.tar.gz"
+    return stage_bytes(gcs, "faults-hptrial-0.1.tar.gz", trial_sdist())
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from googleapiclient.errors import HttpError
 
 from ci import clients
 from ci.emulator import faults, process
-from tests.conftest import BUCKET, PARENT, Poll, storage_client
+from tests.conftest import BUCKET, PARENT, Poll, stage_bytes, storage_client
 from tests.sdists import sdist_bytes
 
 # The fake package's modules. ``report`` writes what it saw to <dir>/<task type>-<index>.json
@@ -74,8 +74,7 @@ def _sdist() -> bytes:
 
 @pytest.fixture(scope="session")
 def fake_package(gcs) -> str:
-    gcs.bucket(BUCKET).blob("staging/fakejob-0.1.tar.gz").upload_from_string(_sdist())
-    return f"gs://{BUCKET}/staging/fakejob-0.1.tar.gz"
+    return stage_bytes(gcs, "fakejob-0.1.tar.gz", _sdist())
 
 
 def fake_job(package: str, module: str, args: list[str], counts=(1,), env=None) -> dict:

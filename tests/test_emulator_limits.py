@@ -15,7 +15,7 @@ from googleapiclient.errors import HttpError
 
 from ci import clients
 from ci.emulator import faults, process, replicas, study
-from tests.conftest import BUCKET, PARENT, Poll, storage_client
+from tests.conftest import BUCKET, PARENT, Poll, stage_bytes, storage_client
 from tests.test_emulator_jobs import _sdist, alive, create, fake_job, written_pid_files
 from tests.test_tuning import jobs, max_overlap, trial_sdist, tuning_job, wait
 
@@ -25,16 +25,13 @@ LOCATION = PARENT.rsplit("/", 1)[-1]
 @pytest.fixture(scope="session")
 def package(gcs) -> str:
     """The fake job package of test_emulator_jobs (``report``, ``fail``, ``hang``)."""
-    gcs.bucket(BUCKET).blob("staging/limits-fakejob-0.1.tar.gz").upload_from_string(_sdist())
-    return f"gs://{BUCKET}/staging/limits-fakejob-0.1.tar.gz"
+    return stage_bytes(gcs, "limits-fakejob-0.1.tar.gz", _sdist())
 
 
 @pytest.fixture(scope="session")
 def hp_package(gcs) -> str:
     """The trial package of test_tuning (``hptrial.task``, reports ``score``)."""
-    blob = "staging/limits-hptrial-0.1.tar.gz"
-    gcs.bucket(BUCKET).blob(blob).upload_from_string(trial_sdist())
-    return f"gs://{BUCKET}/{blob}"
+    return stage_bytes(gcs, "limits-hptrial-0.1.tar.gz", trial_sdist())
 
 
 def error_of(call) -> tuple[int, dict]:
